@@ -1,0 +1,160 @@
+//! The native backend: no hypervisor to talk to.
+//!
+//! With `std`, the critical-section depths live in a thread-local so tools and tests can see
+//! them; without `std` they are not tracked. Hints are constant: nothing is ever preempted or
+//! overloaded as far as this backend knows, so waiters behave like ordinary spinlocks and
+//! adaptive mutexes (bounded spinning, then the OS).
+
+use super::Backend;
+
+/// The native backend. See the module docs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Native;
+
+#[cfg(feature = "std")]
+mod depth {
+    use core::cell::Cell;
+
+    std::thread_local! {
+        static CS: Cell<u32> = const { Cell::new(0) };
+        static BLOCKING: Cell<u32> = const { Cell::new(0) };
+    }
+
+    #[inline]
+    pub(super) fn add(which: Which, delta: i32) -> u32 {
+        let key = match which {
+            Which::Cs => &CS,
+            Which::Blocking => &BLOCKING,
+        };
+        // `try_with`: during thread teardown (a lock taken in a TLS destructor) the counter may
+        // already be gone; the depth is a hint, so losing it there is harmless.
+        key.try_with(|d| {
+            let v = d.get().wrapping_add_signed(delta);
+            d.set(v);
+            v
+        })
+        .unwrap_or(0)
+    }
+
+    #[derive(Clone, Copy)]
+    pub(super) enum Which {
+        Cs,
+        Blocking,
+    }
+}
+
+impl Backend for Native {
+    const NAME: &'static str = "native";
+    const LIVE_HINTS: bool = false;
+
+    #[inline]
+    fn cs_enter() {
+        #[cfg(feature = "std")]
+        depth::add(depth::Which::Cs, 1);
+    }
+
+    #[inline]
+    fn cs_exit() -> bool {
+        #[cfg(feature = "std")]
+        depth::add(depth::Which::Cs, -1);
+        false
+    }
+
+    #[inline]
+    fn cs_depth() -> u32 {
+        #[cfg(feature = "std")]
+        return depth::add(depth::Which::Cs, 0);
+        #[cfg(not(feature = "std"))]
+        0
+    }
+
+    #[inline]
+    fn blocking_enter() {
+        #[cfg(feature = "std")]
+        depth::add(depth::Which::Blocking, 1);
+    }
+
+    #[inline]
+    fn blocking_exit() {
+        #[cfg(feature = "std")]
+        depth::add(depth::Which::Blocking, -1);
+    }
+
+    #[inline]
+    fn vcpu_id() -> u32 {
+        0
+    }
+
+    #[inline]
+    fn vcpu_preempted(_vcpu: u32) -> bool {
+        false
+    }
+
+    #[inline]
+    fn pcpu_overloaded() -> bool {
+        false
+    }
+
+    #[inline]
+    fn yield_now() {
+        #[cfg(feature = "std")]
+        std::thread::yield_now();
+        #[cfg(not(feature = "std"))]
+        core::hint::spin_loop();
+    }
+
+    #[inline]
+    fn yield_to(_vcpu: u32) {
+        Self::yield_now();
+    }
+
+    #[inline]
+    fn wait() {
+        Self::yield_now();
+    }
+
+    #[inline]
+    fn kick(_vcpu: u32) {}
+
+    #[inline]
+    fn ple_window() -> u32 {
+        0
+    }
+
+    #[inline]
+    fn pause_exit() {}
+}
+
+#[cfg(all(test, feature = "std"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn depth_nests_per_thread() {
+        assert_eq!(Native::cs_depth(), 0);
+        Native::cs_enter();
+        Native::cs_enter();
+        assert_eq!(Native::cs_depth(), 2);
+        std::thread::spawn(|| assert_eq!(Native::cs_depth(), 0, "depth is per thread"))
+            .join()
+            .unwrap();
+        assert!(!Native::cs_exit(), "natively no extension is ever granted");
+        assert!(!Native::cs_exit());
+        assert_eq!(Native::cs_depth(), 0);
+    }
+
+    #[test]
+    fn hints_are_constant() {
+        for v in [0, 1, 255, u32::MAX] {
+            assert!(!Native::vcpu_preempted(v));
+        }
+        assert!(!Native::pcpu_overloaded());
+        assert_eq!(Native::vcpu_id(), 0);
+        assert_eq!(Native::ple_window(), 0);
+        Native::yield_to(3);
+        Native::wait();
+        Native::kick(1);
+        Native::blocking_enter();
+        Native::blocking_exit();
+    }
+}

@@ -1,0 +1,3 @@
+//! The host side of eCS (skeleton; see issue 3).
+#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
+#![warn(missing_docs)]

@@ -1,0 +1,65 @@
+//! The one enlightenment hook. Only acquire and release paths call it.
+//!
+//! Every holder of a spinning lock (and every RCU reader) is an enlightened critical section:
+//! [`enter`] right after acquisition, [`exit`] right after release. When the host extended the
+//! vCPU's slice because it was inside a section, leaving the outermost one gives the pCPU back
+//! at once (the eCS paper's yield-at-exit; Linux's `rseq_slice_yield` does the same).
+//!
+//! With the native backend [`enter`]/[`exit`] compile to a thread-local increment/decrement and
+//! every hint is a constant `false`, so the hint checks in waiters fold away.
+
+/// Marks the start of an enlightened critical section. Call right after acquiring.
+#[inline(always)]
+pub(crate) fn enter() {
+    ecs_sys::cs_enter();
+}
+
+/// Marks the end of an enlightened critical section. Call right after releasing.
+#[inline(always)]
+pub(crate) fn exit() {
+    if ecs_sys::cs_exit() {
+        yield_at_exit();
+    }
+}
+
+/// The host extended our slice for the section we just left: give the pCPU back.
+#[cold]
+#[inline(never)]
+fn yield_at_exit() {
+    ecs_sys::yield_now();
+}
+
+/// Marks the start of a blocking-mutex section (the weaker hint).
+#[inline(always)]
+#[allow(dead_code)]
+pub(crate) fn blocking_enter() {
+    ecs_sys::blocking_enter();
+}
+
+/// Marks the end of a blocking-mutex section.
+#[inline(always)]
+#[allow(dead_code)]
+pub(crate) fn blocking_exit() {
+    ecs_sys::blocking_exit();
+}
+
+/// This vCPU's index, as stored in lock words to name the holder (0 natively).
+#[inline(always)]
+pub(crate) fn vcpu_id() -> u32 {
+    ecs_sys::vcpu_id()
+}
+
+/// Whether the vCPU `vcpu` (a lock holder or queue predecessor) is descheduled by the host.
+/// Constant `false` natively.
+#[inline(always)]
+pub(crate) fn preempted(vcpu: u32) -> bool {
+    ecs_sys::LIVE_HINTS && ecs_sys::vcpu_preempted(vcpu)
+}
+
+/// Whether runnable vCPUs wait for a pCPU (spinning then costs someone else's time).
+/// Constant `false` natively.
+#[inline(always)]
+#[allow(dead_code)]
+pub(crate) fn overloaded() -> bool {
+    ecs_sys::LIVE_HINTS && ecs_sys::pcpu_overloaded()
+}

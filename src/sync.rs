@@ -1,0 +1,82 @@
+//! The loom facade: every atomic, `spin_loop`, `UnsafeCell` and `thread_local!` the locks use
+//! comes from here, so `--cfg loom` swaps all of them at once (crossbeam-utils' `primitive`
+//! module does the same). Outside this file clippy's `disallowed-types` (clippy.toml) rejects
+//! `core::sync::atomic` and `core::cell::UnsafeCell`.
+//!
+//! Conventions under loom, for every raw lock:
+//! - loom's atomics are not `const`, so a raw lock has `pub const fn new()` normally and a plain
+//!   `pub fn new()` under loom; its lock_api `INIT` is `Self::new()` normally and a
+//!   compile-time-unreachable panic under loom (models build locks with `new()` and wrap them with
+//!   `lock_api::Mutex::from_raw`).
+//! - a spin is a `loom::thread::yield_now()`, so a waiting thread lets the model schedule the
+//!   holder and every model terminates.
+//! - blocking goes through loom's `Mutex`/`Condvar`, since loom cannot see futex parking.
+#![allow(clippy::disallowed_types)]
+
+#[cfg(not(loom))]
+#[allow(unused_imports)]
+pub(crate) use core::sync::atomic::{
+    AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering, fence,
+};
+#[cfg(loom)]
+#[allow(unused_imports)]
+pub(crate) use loom::sync::atomic::{
+    AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering, fence,
+};
+
+#[cfg(loom)]
+pub(crate) use loom::thread_local;
+#[cfg(all(not(loom), feature = "std"))]
+#[allow(unused_imports)]
+pub(crate) use std::thread_local;
+
+/// One iteration of a busy-wait. Under loom, a yield to the model's scheduler.
+#[inline(always)]
+pub(crate) fn spin_loop() {
+    #[cfg(loom)]
+    loom::thread::yield_now();
+    #[cfg(not(loom))]
+    core::hint::spin_loop();
+}
+
+/// `UnsafeCell` with loom's closure API (`with`, `with_mut`), so loom can track every access.
+#[cfg(loom)]
+pub(crate) use loom::cell::UnsafeCell;
+
+/// `UnsafeCell` with loom's closure API (`with`, `with_mut`), so loom can track every access.
+#[cfg(not(loom))]
+#[derive(Debug, Default)]
+#[repr(transparent)]
+pub(crate) struct UnsafeCell<T: ?Sized>(core::cell::UnsafeCell<T>);
+
+#[cfg(not(loom))]
+#[allow(dead_code)]
+impl<T> UnsafeCell<T> {
+    /// Wraps `value`.
+    #[inline(always)]
+    pub(crate) const fn new(value: T) -> Self {
+        Self(core::cell::UnsafeCell::new(value))
+    }
+
+    /// Unwraps the value.
+    #[inline(always)]
+    pub(crate) fn into_inner(self) -> T {
+        self.0.into_inner()
+    }
+}
+
+#[cfg(not(loom))]
+#[allow(dead_code)]
+impl<T: ?Sized> UnsafeCell<T> {
+    /// Runs `f` with a shared raw pointer to the value.
+    #[inline(always)]
+    pub(crate) fn with<R>(&self, f: impl FnOnce(*const T) -> R) -> R {
+        f(self.0.get())
+    }
+
+    /// Runs `f` with a mutable raw pointer to the value.
+    #[inline(always)]
+    pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+        f(self.0.get())
+    }
+}
