@@ -528,15 +528,19 @@ mod slots {
 
     impl Local {
         fn new() -> Self {
-            #[cfg(not(loom))]
-            let recycled = FREE.lock().ok().and_then(|mut f| f.pop());
-            #[cfg(loom)]
-            let recycled = None;
-            let block = recycled.unwrap_or_else(|| {
+            let fresh = || -> &'static Block {
                 Box::leak(Box::new(Block {
                     nodes: core::array::from_fn(|_| Node::new()),
                 }))
-            });
+            };
+            #[cfg(not(loom))]
+            let block = FREE
+                .lock()
+                .ok()
+                .and_then(|mut f| f.pop())
+                .unwrap_or_else(fresh);
+            #[cfg(loom)]
+            let block = fresh();
             Self {
                 block,
                 busy: Cell::new(0),
