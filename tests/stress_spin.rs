@@ -1,0 +1,210 @@
+//! Stress tests of the spin family on an oversubscribed machine: 16-32 threads per lock on
+//! (typically) 2 cores. Every critical section does a non-atomic read-modify-write of data
+//! protected by the lock, sometimes yielding the CPU in the middle (a preempted holder), so a
+//! broken mutual exclusion loses updates and the final counts are off. Iterations are bounded;
+//! nothing here measures time.
+
+use ecs_locks::{
+    McsMutex, McsMutexGuard, SpinMutex, SpinRwLock, SpinRwLockUpgradableReadGuard,
+    SpinRwLockWriteGuard, TicketMutex, TicketMutexGuard,
+};
+use std::hint::black_box;
+use std::thread;
+
+const THREADS: usize = 24;
+const ITERS: usize = 600;
+
+/// The protected non-atomic read-modify-write: read, maybe give up the CPU, write back.
+fn bump(counter: &mut u64, i: usize) {
+    let v = black_box(*counter);
+    if i.is_multiple_of(50) {
+        thread::yield_now();
+    }
+    *counter = v + 1;
+}
+
+/// Runs `f(thread_index)` on `n` scoped threads.
+fn on_threads(n: usize, f: impl Fn(usize) + Sync) {
+    thread::scope(|s| {
+        for t in 0..n {
+            let f = &f;
+            s.spawn(move || f(t));
+        }
+    });
+}
+
+#[test]
+fn spin_mutex_counter_with_try_lock() {
+    let m = SpinMutex::new(0u64);
+    on_threads(THREADS, |t| {
+        for i in 0..ITERS {
+            if t % 4 == 0 {
+                // try_lock path: retry until it succeeds.
+                let mut g = loop {
+                    if let Some(g) = m.try_lock() {
+                        break g;
+                    }
+                    thread::yield_now();
+                };
+                bump(&mut g, i);
+            } else {
+                bump(&mut m.lock(), i);
+            }
+        }
+    });
+    assert_eq!(m.into_inner(), (THREADS * ITERS) as u64);
+}
+
+#[test]
+fn ticket_mutex_counter_with_try_lock_and_bump() {
+    let m = TicketMutex::new(0u64);
+    on_threads(THREADS, |t| {
+        for i in 0..ITERS {
+            match t % 3 {
+                0 => {
+                    let mut g = loop {
+                        if let Some(g) = m.try_lock() {
+                            break g;
+                        }
+                        thread::yield_now();
+                    };
+                    bump(&mut g, i);
+                }
+                1 => {
+                    let mut g = m.lock();
+                    bump(&mut g, i);
+                    TicketMutexGuard::bump(&mut g); // let waiters go first, keep the lock
+                    bump(&mut g, i + 1);
+                }
+                _ => bump(&mut m.lock(), i),
+            }
+        }
+    });
+    let bumpers = (0..THREADS).filter(|t| t % 3 == 1).count();
+    assert_eq!(m.into_inner(), ((THREADS + bumpers) * ITERS) as u64);
+}
+
+#[test]
+fn mcs_mutex_counter_nested_and_fallback() {
+    // Every thread takes `outer` and, inside it, `inner`; some take a chain of locks deeper
+    // than their queue nodes, so the last acquisitions are node-less (the fallback path) while
+    // other threads queue with nodes.
+    let chain: Vec<McsMutex<u64>> = (0..ecs_locks::RawMcsMutex::NODES_PER_FLOW + 2)
+        .map(|_| McsMutex::new(0))
+        .collect();
+    let single = McsMutex::new(0u64);
+    on_threads(THREADS, |t| {
+        for i in 0..ITERS {
+            if t % 4 == 0 {
+                // Fixed order: no deadlock. The last two acquisitions are node-less.
+                let mut guards: Vec<McsMutexGuard<'_, u64>> =
+                    chain.iter().map(McsMutex::lock).collect();
+                for g in &mut guards {
+                    bump(g, i);
+                }
+                if i % 7 == 0 {
+                    let g = guards.pop().unwrap();
+                    McsMutexGuard::unlock_fair(g);
+                }
+                // Released in acquisition order (not LIFO): nodes are independent.
+                guards.reverse();
+                while let Some(g) = guards.pop() {
+                    drop(g);
+                }
+            } else if t % 4 == 1 {
+                let mut g = loop {
+                    if let Some(g) = single.try_lock() {
+                        break g;
+                    }
+                    thread::yield_now();
+                };
+                bump(&mut g, i);
+            } else {
+                let mut g = chain[chain.len() - 1].lock();
+                bump(&mut g, i);
+                drop(g);
+                bump(&mut single.lock(), i);
+            }
+        }
+    });
+    let deep = (0..THREADS).filter(|t| t % 4 == 0).count();
+    let tryers = (0..THREADS).filter(|t| t % 4 == 1).count();
+    let plain = THREADS - deep - tryers;
+    for (k, m) in chain.iter().enumerate() {
+        let extra = if k == chain.len() - 1 { plain } else { 0 };
+        assert_eq!(*m.lock(), ((deep + extra) * ITERS) as u64, "chain lock {k}");
+    }
+    assert_eq!(single.into_inner(), ((tryers + plain) * ITERS) as u64);
+}
+
+#[test]
+fn spin_rwlock_writers_readers_upgraders() {
+    // Invariant kept by every writer: data.0 == data.1. Readers check it; upgraders read,
+    // upgrade, bump, then downgrade and check their own write is still there.
+    let l = SpinRwLock::new((0u64, 0u64));
+    on_threads(32, |t| {
+        for i in 0..ITERS / 2 {
+            match t % 4 {
+                0 => {
+                    let mut w = if i % 3 == 0 {
+                        loop {
+                            if let Some(w) = l.try_write() {
+                                break w;
+                            }
+                            thread::yield_now();
+                        }
+                    } else {
+                        l.write()
+                    };
+                    let (a, b) = *w;
+                    assert_eq!(a, b);
+                    if i.is_multiple_of(50) {
+                        thread::yield_now();
+                    }
+                    *w = (a + 1, b + 1);
+                }
+                1 => {
+                    let u = l.upgradable_read();
+                    let (a, b) = *u;
+                    assert_eq!(a, b);
+                    let mut w = if i % 2 == 0 {
+                        SpinRwLockUpgradableReadGuard::upgrade(u)
+                    } else {
+                        match SpinRwLockUpgradableReadGuard::try_upgrade(u) {
+                            Ok(w) => w,
+                            Err(u) => SpinRwLockUpgradableReadGuard::upgrade(u),
+                        }
+                    };
+                    assert_eq!(*w, (a, b), "nobody wrote while we held the upgradable lock");
+                    *w = (a + 1, b + 1);
+                    let r = if i % 2 == 0 {
+                        SpinRwLockWriteGuard::downgrade(w)
+                    } else {
+                        let u = SpinRwLockWriteGuard::downgrade_to_upgradable(w);
+                        SpinRwLockUpgradableReadGuard::downgrade(u)
+                    };
+                    assert_eq!(*r, (a + 1, b + 1), "no writer between write and downgrade");
+                }
+                _ => {
+                    let r = if i % 4 == 0 {
+                        match l.try_read() {
+                            Some(r) => r,
+                            None => l.read(),
+                        }
+                    } else {
+                        l.read()
+                    };
+                    let (a, b) = *r;
+                    if i.is_multiple_of(50) {
+                        thread::yield_now();
+                    }
+                    assert_eq!(a, b, "a reader saw a half-done write");
+                    assert_eq!(*r, (a, b), "data changed under a read lock");
+                }
+            }
+        }
+    });
+    let writers = (0..32).filter(|t| t % 4 == 0 || t % 4 == 1).count();
+    let n = (writers * (ITERS / 2)) as u64;
+    assert_eq!(l.into_inner(), (n, n));
+}
