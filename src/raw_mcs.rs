@@ -62,11 +62,14 @@
 //!
 //! # Misuse caught in debug builds
 //!
-//! - A flow that `lock`s an MCS lock it already holds or awaits through one of its nodes panics
-//!   (instead of deadlocking behind itself); `try_lock` just fails. Not caught when the first
-//!   acquisition was node-less.
-//! - Unlocking with a handle from another lock (raw API) panics, as does unlocking a lock that
-//!   is not held through a node-less handle.
+//! - A flow that `lock`s a *held* MCS lock at an address for which one of its own nodes is in
+//!   use panics (instead of deadlocking behind itself); `try_lock` just fails. Not caught when
+//!   the first acquisition was node-less. (A false positive needs a forgotten or moved-while-held
+//!   guard whose lock was dropped, and a new lock at the same address held by someone else.)
+//! - Unlocking a lock that is not held (e.g. with a handle from another lock, raw API) panics,
+//!   as does unlocking with a handle whose node is no longer in use. A handle of another lock
+//!   that is *also* held is not detected (lock_api allows moving a held lock, so the address
+//!   in a node cannot be trusted to name its lock).
 
 use crate::backoff::Backoff;
 use crate::cs;
@@ -139,7 +142,10 @@ pub struct McsHandle {
 // touch the node.
 unsafe impl Sync for McsHandle {}
 
-/// A raw MCS queue lock; see the [module docs](self) for the protocol and where nodes live.
+/// A raw MCS queue lock (Mellor-Crummey & Scott 1991): waiters queue FIFO, each spinning on
+/// its own node; nodes live in a few stable per-thread (per-vCPU in the guest) slots and the
+/// guard state is a handle to one. The full protocol, the node-less fallback and the words are
+/// documented at the top of `src/raw_mcs.rs`.
 ///
 /// Use it through [`McsMutex`](crate::McsMutex). The inherent methods expose the same protocol
 /// as the `lock_api` impls, for models and low-level code.
@@ -198,7 +204,9 @@ impl RawMcsMutex {
     /// In debug builds, if this flow already holds or awaits this lock through a node.
     #[inline]
     pub fn lock(&self) -> McsHandle {
-        let Some((node, index)) = slots::claim(self.id(), true) else {
+        let Some((node, index)) =
+            slots::claim(self.id(), cfg!(debug_assertions) && self.is_locked())
+        else {
             return self.lock_anon();
         };
         // SAFETY: `claim` hands out a node of this flow's block that no acquisition uses;
@@ -332,7 +340,11 @@ impl RawMcsMutex {
             self.unlock_anon();
         } else {
             if cfg!(debug_assertions) {
-                slots::check_owner(handle.index, self.id());
+                assert!(
+                    self.is_locked(),
+                    "RawMcsMutex::unlock called on an unlocked mutex (a handle of another lock?)"
+                );
+                slots::check_owner(handle.index);
             }
             // SAFETY: the caller's contract: `handle` names the node that holds this lock.
             unsafe { self.unlock_node(handle.node) };
@@ -501,9 +513,10 @@ unsafe impl lock_api::RawMutexFair for RawMcsMutex {
 
 /// Per-flow node storage: a thread-local block (`std`) or a per-vCPU block (`guest`).
 ///
-/// `claim(lock, check)` returns a free node of the current flow and marks it busy (and, in
-/// debug builds with `check`, panics if the flow already uses a node for `lock`);
-/// `release(index)` frees it. Only the owning flow touches the busy marks.
+/// `claim(lock, check)` returns a free node of the current flow and marks it busy (and, with
+/// `check`, panics if the flow already uses a node for the lock at address `lock`);
+/// `release(index)` frees it; `check_owner(index)` panics unless the node is in use. Only the
+/// owning flow touches the busy marks.
 #[cfg(not(feature = "guest"))]
 mod slots {
     use super::{NODES_PER_FLOW, Node};
@@ -566,6 +579,7 @@ mod slots {
         static LOCAL: Local = Local::new();
     }
 
+    #[inline]
     pub(super) fn claim(lock: usize, check: bool) -> Option<(*mut Node, u8)> {
         LOCAL
             .try_with(|l| {
@@ -590,16 +604,17 @@ mod slots {
             .flatten()
     }
 
+    #[inline]
     pub(super) fn release(index: u8) {
         // If the thread-local is gone, its destructor saw this node busy and leaked the block.
         let _ = LOCAL.try_with(|l| l.busy.set(l.busy.get() & !(1 << index)));
     }
 
-    pub(super) fn check_owner(index: u8, lock: usize) {
+    pub(super) fn check_owner(index: u8) {
         let _ = LOCAL.try_with(|l| {
             assert!(
-                l.busy.get() & (1 << index) != 0 && l.held[index as usize].get() == lock,
-                "RawMcsMutex::unlock called with a handle that does not hold this lock"
+                l.busy.get() & (1 << index) != 0,
+                "RawMcsMutex::unlock called with a handle whose node is not in use"
             );
         });
     }
@@ -636,6 +651,7 @@ mod slots {
         BLOCKS.get(crate::cs::vcpu_id() as usize)
     }
 
+    #[inline]
     pub(super) fn claim(lock: usize, check: bool) -> Option<(*mut Node, u8)> {
         let b = mine()?;
         let busy = b.busy.load(Ordering::Relaxed);
@@ -656,18 +672,18 @@ mod slots {
         Some((core::ptr::from_ref(&b.nodes[i]).cast_mut(), i as u8))
     }
 
+    #[inline]
     pub(super) fn release(index: u8) {
         if let Some(b) = mine() {
             b.busy.fetch_and(!(1 << index), Ordering::Relaxed);
         }
     }
 
-    pub(super) fn check_owner(index: u8, lock: usize) {
+    pub(super) fn check_owner(index: u8) {
         if let Some(b) = mine() {
             assert!(
-                b.busy.load(Ordering::Relaxed) & (1 << index) != 0
-                    && b.held[index as usize].load(Ordering::Relaxed) == lock,
-                "RawMcsMutex::unlock called with a handle that does not hold this lock"
+                b.busy.load(Ordering::Relaxed) & (1 << index) != 0,
+                "RawMcsMutex::unlock called with a handle whose node is not in use"
             );
         }
     }
@@ -759,15 +775,29 @@ mod tests {
 
     #[test]
     #[cfg(debug_assertions)]
-    #[should_panic(expected = "does not hold this lock")]
+    #[should_panic(expected = "unlocked mutex")]
     fn debug_unlock_with_foreign_handle_panics() {
         let a = RawMcsMutex::new();
         let b = RawMcsMutex::new();
         let ha = a.lock();
-        let _hb = b.lock();
         // SAFETY: deliberately violated to check the debug diagnostic, which fires before any
         // state changes.
         unsafe { b.unlock(ha) };
+    }
+
+    #[test]
+    fn moved_locked_mutex_unlocks_and_relocks() {
+        // lock_api allows moving a held mutex one owns exclusively; the handle stays valid and
+        // the same thread can then lock a new mutex at the old address.
+        let mut slot = [RawMcsMutex::new()];
+        let h = slot[0].lock();
+        let moved = core::mem::take(&mut slot[0]);
+        let h2 = slot[0].lock(); // same address as the held one: not reentrant
+        // SAFETY: `h` is the state of `moved`'s acquisition (it moved with its tail word).
+        unsafe { moved.unlock(h) };
+        // SAFETY: `h2` is the state of the acquisition above.
+        unsafe { slot[0].unlock(h2) };
+        assert!(!moved.is_locked() && !slot[0].is_locked());
     }
 
     #[test]

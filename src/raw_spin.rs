@@ -40,7 +40,9 @@ use lock_api::GuardNoSend;
 /// Lock word value of a free mutex.
 const UNLOCKED: u32 = 0;
 
-/// A raw test-and-test-and-set spinlock; see the [module docs](self) for the protocol.
+/// A raw test-and-test-and-set spinlock with exponential backoff; the 4-byte lock word is 0
+/// when free and the holder's vCPU + 1 when held, so waiters can directed-yield to a preempted
+/// holder. The protocol is documented at the top of `src/raw_spin.rs`.
 ///
 /// Use it through [`SpinMutex`](crate::SpinMutex). The inherent methods expose the same
 /// protocol as the [`lock_api::RawMutex`] impl, for models and low-level code.

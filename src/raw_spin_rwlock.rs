@@ -89,8 +89,9 @@ fn holder(s: usize) -> Option<u32> {
     (s & (WRITER | UPGRADABLE) != 0).then_some(((s & VCPU_MASK) >> VCPU_SHIFT) as u32)
 }
 
-/// A raw writer-preferring reader-writer spinlock with upgradable reads; see the
-/// [module docs](self) for the protocol and the lock word.
+/// A raw writer-preferring reader-writer spinlock with upgradable reads and downgrades, in one
+/// word: writer, upgradable and writer-waiting bits, the exclusive/upgradable holder's vCPU, and
+/// the reader count. The protocol is documented at the top of `src/raw_spin_rwlock.rs`.
 ///
 /// Use it through [`SpinRwLock`](crate::SpinRwLock). The inherent methods expose the same
 /// protocol as the `lock_api` impls, for models and low-level code.

@@ -59,7 +59,9 @@ use lock_api::GuardNoSend;
 /// Hint slots: how many tickets (holder + waiters) have their vCPU recorded.
 const RING: usize = 4;
 
-/// A raw FIFO ticket spinlock; see the [module docs](self) for the protocol.
+/// A raw FIFO ticket spinlock: `next`/`owner` ticket counters plus a small ring naming the
+/// vCPU of each recent ticket, so waiters can directed-yield to a preempted holder or to a
+/// preempted waiter ahead of them. The protocol is documented at the top of `src/raw_ticket.rs`.
 ///
 /// Use it through [`TicketMutex`](crate::TicketMutex). The inherent methods expose the same
 /// protocol as the `lock_api` impls, for models and low-level code.
