@@ -30,7 +30,8 @@
 //!
 //! Writer preference: readers can starve under a steady stream of writers. Recursive read
 //! locking (a thread taking a second read lock while holding one) can deadlock when a writer
-//! starts waiting in between; `try_lock_shared` ignores `WRITER_WAITING`, so a recursive
+//! starts waiting in between; `try_lock_shared` and `try_lock_upgradable` ignore
+//! `WRITER_WAITING` (they never wait, so they cannot starve a writer for long), so a recursive
 //! `try_read` succeeds whenever no writer *holds* the lock.
 //!
 //! # Lock word (`AtomicUsize`)

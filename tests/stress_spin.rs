@@ -12,7 +12,7 @@ use std::hint::black_box;
 use std::thread;
 
 const THREADS: usize = 24;
-const ITERS: usize = 600;
+const ITERS: usize = 1000;
 
 /// The protected non-atomic read-modify-write: read, maybe give up the CPU, write back.
 fn bump(counter: &mut u64, i: usize) {
