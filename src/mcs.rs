@@ -8,6 +8,10 @@ use crate::raw_mcs::RawMcsMutex;
 /// A queued (MCS) spinlock: FIFO, each waiter spinning on its own cache line, the holder an
 /// enlightened critical section, waiters robust to lock-holder and lock-waiter preemption.
 ///
+/// Available with the `std` feature (queue nodes in thread-local slots) or the `guest` feature
+/// (per-vCPU slots); a `no_std` build without `guest` has nowhere stable to keep queue nodes
+/// and does not provide it.
+///
 /// Protocol, node storage and words: [`RawMcsMutex`]. The first choice among the spin
 /// family when many flows contend: a release touches only the successor's cache line, where
 /// a [`SpinMutex`](crate::SpinMutex) release invalidates every waiter's copy.
