@@ -154,3 +154,27 @@ fn chain_of_two_waiters() {
         assert!(!g.raw.is_locked());
     });
 }
+
+/// `bump` (fair yield to a waiter, `RawMutexFair`): unlock-and-requeue when someone waits,
+/// keep the lock otherwise; exclusion holds across it.
+#[test]
+fn bump_keeps_exclusion() {
+    use lock_api::RawMutexFair;
+    loom::model(|| {
+        let g = Guarded::new();
+        let g2 = Arc::clone(&g);
+        let t = thread::spawn(move || g2.add(10));
+        let mut h = g.raw.lock();
+        // SAFETY: the lock is held.
+        g.data.with_mut(|p| unsafe { *p += 1 });
+        // SAFETY: `h` is the state of the acquisition above; `bump` restores it.
+        unsafe { g.raw.bump(&mut h) };
+        // SAFETY: the lock is held again.
+        g.data.with_mut(|p| unsafe { *p += 1 });
+        // SAFETY: `h` is the state of the (re-)acquisition.
+        unsafe { g.raw.unlock(h) };
+        t.join().unwrap();
+        assert_eq!(g.value(), 12);
+        assert!(!g.raw.is_locked());
+    });
+}

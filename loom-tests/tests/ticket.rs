@@ -112,3 +112,37 @@ impl Guarded {
         v
     }
 }
+
+/// `bump` (fair yield, `RawMutexFair`): when the helper holds a ticket, it must run between
+/// the two halves of our critical section; exclusion holds either way.
+#[test]
+fn bump_yields_to_a_queued_waiter() {
+    use lock_api::RawMutexFair;
+    loom::model(|| {
+        let g = Guarded::new();
+        let g2 = Arc::clone(&g);
+        let t = thread::spawn(move || {
+            let s = g2.raw.lock();
+            // SAFETY: the lock is held.
+            g2.data.with_mut(|p| unsafe { *p = *p * 10 + 2 });
+            // SAFETY: `s` is the state of the acquisition above.
+            unsafe { g2.raw.unlock(s) };
+        });
+        let mut s = g.raw.lock();
+        // SAFETY: the lock is held.
+        g.data.with_mut(|p| unsafe { *p = 1 });
+        let queued = g.raw.has_waiters();
+        // SAFETY: `s` is the state of the acquisition above; `bump` restores it.
+        unsafe { g.raw.bump(&mut s) };
+        // SAFETY: the lock is held again.
+        let mid = g.data.with(|p| unsafe { *p });
+        if queued {
+            assert_eq!(mid, 12, "the queued helper ran inside the bump");
+        }
+        // SAFETY: `s` is the state of the (re-)acquisition.
+        unsafe { g.raw.unlock(s) };
+        t.join().unwrap();
+        // Helper first: 0 -> 2, then we overwrite with 1. Otherwise 1 -> 12.
+        assert!(g.value() == 1 || g.value() == 12, "{}", g.value());
+    });
+}
