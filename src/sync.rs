@@ -62,6 +62,7 @@ pub(crate) fn spin_loop() {
 
 /// `UnsafeCell` with loom's closure API (`with`, `with_mut`), so loom can track every access.
 #[cfg(loom)]
+#[allow(unused_imports)]
 pub(crate) use loom::cell::UnsafeCell;
 
 /// `UnsafeCell` with loom's closure API (`with`, `with_mut`), so loom can track every access.
