@@ -203,7 +203,10 @@ impl RawMutex {
     /// Contended acquisition. Returns `false` only when `timeout` passed.
     #[cold]
     fn lock_slow(&self, timeout: Option<park::Instant>) -> bool {
-        self.check_not_reentrant();
+        // Only an untimed lock by the holder is a certain deadlock; a timed one times out.
+        if timeout.is_none() {
+            self.check_not_reentrant();
+        }
         let mut spin = AdaptiveSpin::new();
         let mut state = self.state.load(Ordering::Relaxed);
         loop {
@@ -530,6 +533,15 @@ mod tests {
         let m = RawMutex::new();
         let _g = m.lock();
         let _g2 = m.lock();
+    }
+
+    #[test]
+    fn timed_lock_by_holder_times_out_instead_of_panicking() {
+        let m = RawMutex::new();
+        let g = m.lock();
+        assert!(m.try_lock_for(Duration::from_millis(1)).is_none());
+        // SAFETY: we hold it.
+        unsafe { m.unlock(g) };
     }
 
     #[cfg(debug_assertions)]
