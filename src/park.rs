@@ -424,13 +424,19 @@ mod queue {
         static ref TABLE: [Bucket; BUCKETS] = [Bucket::new()];
     }
 
-    /// Bucket index of `key` (Fibonacci hashing, as parking_lot_core).
+    /// Bucket index of `key` (Fibonacci hashing, as parking_lot_core): the top 6 bits.
+    #[cfg(not(loom))]
     #[inline]
     fn index(key: usize) -> usize {
-        if BUCKETS == 1 {
-            return 0;
-        }
-        (key.wrapping_mul(0x9E37_79B9_7F4A_7C15_u64 as usize) >> (usize::BITS - 6)) % BUCKETS
+        const _: () = assert!(BUCKETS == 1 << 6);
+        key.wrapping_mul(0x9E37_79B9_7F4A_7C15_u64 as usize) >> (usize::BITS - 6)
+    }
+
+    /// Bucket index of `key`: the only bucket under loom.
+    #[cfg(loom)]
+    #[inline]
+    fn index(_key: usize) -> usize {
+        0
     }
 
     #[inline]

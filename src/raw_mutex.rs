@@ -461,11 +461,15 @@ impl RawMutex {
 /// A cheap id of the calling thread for debug checks: non-zero when known, 0 when there is no
 /// notion of thread (no_std without `guest`). Natively the address of a thread-local byte (as
 /// parking_lot's `RawThreadId`); in a guest the vCPU id + 1 (one thread per vCPU).
+#[cfg(debug_assertions)]
 #[inline]
 pub(crate) fn debug_thread_id() -> usize {
     #[cfg(feature = "std")]
     {
+        #[cfg(not(loom))]
         crate::sync::thread_local!(static KEY: u8 = const { 0 });
+        #[cfg(loom)]
+        crate::sync::thread_local!(static KEY: u8 = 0);
         KEY.try_with(|k| core::ptr::from_ref(k).addr()).unwrap_or(0)
     }
     #[cfg(all(not(feature = "std"), feature = "guest"))]

@@ -20,7 +20,10 @@ unsafe impl GetThreadId for RawThreadId {
     fn nonzero_thread_id(&self) -> NonZeroUsize {
         #[cfg(feature = "std")]
         {
+            #[cfg(not(loom))]
             crate::sync::thread_local!(static KEY: u8 = const { 0 });
+            #[cfg(loom)]
+            crate::sync::thread_local!(static KEY: u8 = 0);
             KEY.with(|x| {
                 NonZeroUsize::new(core::ptr::from_ref(x).addr())
                     .expect("thread-local variable address is null")
