@@ -23,6 +23,10 @@
 //!
 //! Timeouts exist only with `std`. Loom has no clock: under loom a timed park that was not
 //! already woken times out at once, which lets the models explore the time-out paths.
+//!
+//! The queue backend is also compiled in `std` test builds, where its unit tests below drive
+//! it with real threads (waiters then spin through `Backoff`, as in a no_std build without
+//! `guest`).
 
 #[cfg(all(feature = "std", not(loom)))]
 mod imp {
@@ -133,10 +137,10 @@ impl AdaptiveSpin {
                 if !host_publishes_hints() || self.extended >= EXTENDED_SPIN_ROUNDS {
                     return false;
                 }
+                // Past the bounded phase `snooze` spins 64 pauses per step (with the PLE
+                // accounting), and `is_completed` stays true.
                 self.extended += 1;
-                for _ in 0..64 {
-                    crate::sync::spin_loop();
-                }
+                self.backoff.snooze(holder);
                 return true;
             }
         } else if self.backoff.is_completed() {
@@ -159,11 +163,11 @@ fn host_publishes_hints() -> bool {
 /// The portable parking lot: hashed buckets of intrusive waiter lists. Used under loom and
 /// without `std` (see the module docs); a port of parking_lot_core's queue operations without
 /// its rehashing and thread-local data (records live on the waiter's stack).
-#[cfg(any(loom, not(feature = "std")))]
+#[cfg(any(loom, not(feature = "std"), test))]
 #[allow(dead_code)]
 mod queue {
     use super::Instant;
-    use crate::sync::{AtomicBool, Ordering};
+    use crate::sync::{AtomicBool, AtomicUsize, Ordering};
     use core::cell::Cell;
     use core::ptr;
 
@@ -239,7 +243,8 @@ mod queue {
     /// One parked waiter, on its own stack. Every `Cell` is touched only under its bucket's
     /// lock; `woken` is the hand-off to the waiter, published last.
     struct Waiter {
-        key: Cell<usize>,
+        /// The key, changed only under the lock of the bucket the record is in (requeue).
+        key: AtomicUsize,
         next: Cell<*const Waiter>,
         park_token: Cell<ParkToken>,
         unpark_token: Cell<UnparkToken>,
@@ -361,7 +366,7 @@ mod queue {
             while !from.is_null() {
                 // SAFETY: listed records are live while the lock is held.
                 let w = unsafe { &*from };
-                if w.key.get() == key {
+                if w.key.load(Ordering::Relaxed) == key {
                     return true;
                 }
                 from = w.next.get();
@@ -439,6 +444,12 @@ mod queue {
         0
     }
 
+    /// Bucket index, for tests that need keys in distinct buckets.
+    #[cfg(test)]
+    pub(crate) fn index_for_tests(key: usize) -> usize {
+        index(key)
+    }
+
     #[inline]
     fn bucket(key: usize) -> &'static Bucket {
         &TABLE[index(key)]
@@ -459,7 +470,7 @@ mod queue {
         timeout: Option<Instant>,
     ) -> ParkResult {
         let waiter = Waiter {
-            key: Cell::new(key),
+            key: AtomicUsize::new(key),
             next: Cell::new(ptr::null()),
             park_token: Cell::new(park_token),
             unpark_token: Cell::new(DEFAULT_UNPARK_TOKEN),
@@ -467,8 +478,8 @@ mod queue {
             #[cfg(not(loom))]
             vcpu: crate::cs::vcpu_id(),
         };
-        let b = bucket(key);
         {
+            let b = bucket(key);
             let _g = b.lock();
             if !validate() {
                 return ParkResult::Invalid;
@@ -477,46 +488,38 @@ mod queue {
         }
         before_sleep();
 
-        #[cfg(loom)]
-        {
-            // One bucket under loom, so a requeue never moves the waiter to another lock.
-            let mut g = b.lock();
-            if timeout.is_none() {
-                while !waiter.woken.load(Ordering::Acquire) {
-                    g.wait();
+        if let Some(deadline) = timeout {
+            #[cfg(not(feature = "std"))]
+            match deadline {}
+            // Natively (test builds) wait for a wake-up or the deadline; loom has no clock,
+            // so there the deadline counts as passed at once (see the module docs).
+            #[cfg(all(feature = "std", not(loom)))]
+            {
+                let mut backoff = crate::backoff::Backoff::new();
+                while !waiter.woken.load(Ordering::Acquire) && Instant::now() < deadline {
+                    backoff.snooze(None);
                 }
-                return ParkResult::Unparked(waiter.unpark_token.get());
             }
-            if waiter.woken.load(Ordering::Acquire) {
-                return ParkResult::Unparked(waiter.unpark_token.get());
+            #[cfg(loom)]
+            let _ = deadline;
+            #[cfg(feature = "std")]
+            {
+                // SAFETY: `waiter` was pushed above and lives until we return.
+                return unsafe { finish_timed_park(&waiter, timed_out) };
             }
-            // No clock under loom: time out now (see the module docs).
-            let me: *const Waiter = &waiter;
-            let mut prev = ptr::null();
-            let mut cur = b.head.get();
-            while cur != me {
-                debug_assert!(!cur.is_null(), "a parked waiter is in its bucket");
-                prev = cur;
-                // SAFETY: listed records are live under the lock.
-                cur = unsafe { (*cur).next.get() };
-            }
-            let key = waiter.key.get();
-            // SAFETY: we hold the lock.
-            let more = unsafe { others_with_key(b, me, key) };
-            // SAFETY: as above.
-            unsafe { b.unlink(prev, me) };
-            timed_out(key, !more);
-            drop(g);
-            ParkResult::TimedOut
         }
 
+        #[cfg(loom)]
+        {
+            // One bucket under loom, so a requeue never moves the waiter to another bucket.
+            let mut g = bucket(key).lock();
+            while !waiter.woken.load(Ordering::Acquire) {
+                g.wait();
+            }
+        }
         #[cfg(not(loom))]
         {
-            // Without std (the only non-loom user of this queue) there is no clock.
             let _ = timed_out;
-            if let Some(never) = timeout {
-                match never {}
-            }
             #[cfg(not(feature = "guest"))]
             let mut backoff = crate::backoff::Backoff::new();
             while !waiter.woken.load(Ordering::Acquire) {
@@ -526,21 +529,63 @@ mod queue {
                 #[cfg(not(feature = "guest"))]
                 backoff.snooze(None);
             }
-            ParkResult::Unparked(waiter.unpark_token.get())
         }
+        ParkResult::Unparked(waiter.unpark_token.get())
+    }
+
+    /// The end of a timed park whose deadline passed: under the lock of the bucket the waiter
+    /// is in now (a requeue may have moved it), either it was woken after all, or it leaves
+    /// the queue and reports through `timed_out`.
+    ///
+    /// # Safety
+    /// `waiter` was queued by `park` on this thread and is still live.
+    #[cfg(feature = "std")]
+    unsafe fn finish_timed_park(
+        waiter: &Waiter,
+        timed_out: impl FnOnce(usize, bool),
+    ) -> ParkResult {
+        let (b, g) = loop {
+            let key = waiter.key.load(Ordering::Relaxed);
+            let b = bucket(key);
+            let g = b.lock();
+            // The key only changes under the lock of the bucket the waiter is in.
+            if waiter.key.load(Ordering::Relaxed) == key {
+                break (b, g);
+            }
+        };
+        if waiter.woken.load(Ordering::Acquire) {
+            return ParkResult::Unparked(waiter.unpark_token.get());
+        }
+        let me: *const Waiter = waiter;
+        let mut prev = ptr::null();
+        let mut cur = b.head.get();
+        while cur != me {
+            assert!(!cur.is_null(), "a parked, un-woken waiter is in its bucket");
+            prev = cur;
+            // SAFETY: listed records are live under the lock.
+            cur = unsafe { (*cur).next.get() };
+        }
+        let key = waiter.key.load(Ordering::Relaxed);
+        // SAFETY: we hold the bucket lock.
+        let more = unsafe { others_with_key(b, me, key) };
+        // SAFETY: `me` is listed after `prev`; we hold the lock.
+        unsafe { b.unlink(prev, me) };
+        timed_out(key, !more);
+        drop(g);
+        ParkResult::TimedOut
     }
 
     /// Whether a record other than `me` has `key`.
     ///
     /// # Safety
     /// The caller holds `b`'s lock.
-    #[cfg(loom)]
+    #[cfg(feature = "std")]
     unsafe fn others_with_key(b: &Bucket, me: *const Waiter, key: usize) -> bool {
         let mut cur = b.head.get();
         while !cur.is_null() {
             // SAFETY: listed records are live under the lock.
             let w = unsafe { &*cur };
-            if cur != me && w.key.get() == key {
+            if cur != me && w.key.load(Ordering::Relaxed) == key {
                 return true;
             }
             cur = w.next.get();
@@ -566,7 +611,7 @@ mod queue {
             // SAFETY: listed records are live under the lock.
             let w = unsafe { &*cur };
             let next = w.next.get();
-            if w.key.get() == key {
+            if w.key.load(Ordering::Relaxed) == key {
                 // SAFETY: `cur` is listed after `prev`; we hold the lock.
                 unsafe { b.unlink(prev, cur) };
                 // SAFETY: as above, `next` is null or listed.
@@ -598,7 +643,7 @@ mod queue {
             // SAFETY: listed records are live under the lock.
             let next = unsafe { (*cur).next.get() };
             // SAFETY: as above.
-            if unsafe { (*cur).key.get() } == key {
+            if unsafe { (*cur).key.load(Ordering::Relaxed) } == key {
                 // SAFETY: `cur` is listed after `prev`; we hold the lock.
                 unsafe { b.unlink(prev, cur) };
                 // SAFETY: just unlinked under `g`.
@@ -634,7 +679,7 @@ mod queue {
             // SAFETY: listed records are live under the lock.
             let w = unsafe { &*cur };
             let next = w.next.get();
-            if w.key.get() == key {
+            if w.key.load(Ordering::Relaxed) == key {
                 match filter(w.park_token.get()) {
                     FilterOp::Unpark => {
                         // SAFETY: `cur` is listed after `prev`; we hold the lock.
@@ -715,7 +760,7 @@ mod queue {
             // SAFETY: listed records are live under the lock.
             let w = unsafe { &*cur };
             let next = w.next.get();
-            if w.key.get() == key_from {
+            if w.key.load(Ordering::Relaxed) == key_from {
                 // SAFETY: `cur` is listed after `prev`; we hold the lock.
                 unsafe { from.unlink(prev, cur) };
                 if matches!(op, RequeueOp::UnparkOneRequeueRest | RequeueOp::UnparkOne)
@@ -724,7 +769,7 @@ mod queue {
                     wakeup = cur;
                     result.unparked_threads = 1;
                 } else {
-                    w.key.set(key_to);
+                    w.key.store(key_to, Ordering::Relaxed);
                     to.push(w);
                     result.requeued_threads += 1;
                 }
@@ -745,5 +790,200 @@ mod queue {
             unsafe { g_from.wake(wakeup, token) };
         }
         result
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::queue::{self, FilterOp, ParkResult, ParkToken, RequeueOp, UnparkToken};
+    use super::*;
+    use crate::sync::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::thread;
+    use std::time::Duration;
+
+    #[test]
+    fn adaptive_spin_is_bounded_natively() {
+        let mut s = AdaptiveSpin::new();
+        let mut spins = 0;
+        while s.spin(Some(0)) {
+            spins += 1;
+            assert!(spins < 100, "native spinning must be bounded");
+        }
+        assert!(spins > 0, "natively a waiter spins a little before parking");
+        s.reset();
+        assert!(s.spin(None));
+    }
+
+    /// Parks `n` threads on `key` with park tokens 0..n and waits until all are queued.
+    fn park_threads(
+        key: usize,
+        n: usize,
+    ) -> (Arc<AtomicUsize>, Vec<thread::JoinHandle<ParkResult>>) {
+        let queued = Arc::new(AtomicUsize::new(0));
+        let hs = (0..n)
+            .map(|i| {
+                let q = queued.clone();
+                thread::spawn(move || {
+                    // SAFETY: test keys are private to this test; the callbacks only touch an
+                    // atomic counter.
+                    unsafe {
+                        queue::park(
+                            key,
+                            || true,
+                            || {
+                                q.fetch_add(1, Ordering::SeqCst);
+                            },
+                            |_, _| {},
+                            ParkToken(i),
+                            None,
+                        )
+                    }
+                })
+            })
+            .collect();
+        while queued.load(Ordering::SeqCst) < n {
+            thread::yield_now();
+        }
+        (queued, hs)
+    }
+
+    #[test]
+    fn queue_unpark_one_in_fifo_order_with_tokens() {
+        let key = 0x1000;
+        let (_q, hs) = park_threads(key, 1);
+        let (_q2, hs2) = park_threads(key, 1);
+        let mut seen = Vec::new();
+        for expect_more in [true, false] {
+            // SAFETY: private key; the callback only records.
+            let r = unsafe {
+                queue::unpark_one(key, |r| {
+                    seen.push(r.have_more_threads);
+                    UnparkToken(7)
+                })
+            };
+            assert_eq!(r.unparked_threads, 1);
+            assert_eq!(r.have_more_threads, expect_more);
+        }
+        assert_eq!(seen, [true, false]);
+        for h in hs.into_iter().chain(hs2) {
+            assert_eq!(h.join().unwrap(), ParkResult::Unparked(UnparkToken(7)));
+        }
+        // SAFETY: private key.
+        let r = unsafe { queue::unpark_one(key, |_| UnparkToken(0)) };
+        assert_eq!(r.unparked_threads, 0);
+    }
+
+    #[test]
+    fn queue_validate_false_is_invalid() {
+        // SAFETY: private key; callbacks do nothing.
+        let r = unsafe { queue::park(0x2000, || false, || {}, |_, _| {}, ParkToken(0), None) };
+        assert_eq!(r, ParkResult::Invalid);
+    }
+
+    #[test]
+    fn queue_unpark_all_and_filter() {
+        let key = 0x3000;
+        let (_q, hs) = park_threads(key, 4);
+        // Unpark the even tokens only.
+        // SAFETY: private key; the filter only reads tokens.
+        let r = unsafe {
+            queue::unpark_filter(
+                key,
+                |ParkToken(t)| {
+                    if t % 2 == 0 {
+                        FilterOp::Unpark
+                    } else {
+                        FilterOp::Skip
+                    }
+                },
+                |r| {
+                    assert_eq!(r.unparked_threads, 2);
+                    UnparkToken(1)
+                },
+            )
+        };
+        assert_eq!(r.unparked_threads, 2);
+        assert!(r.have_more_threads);
+        // SAFETY: private key.
+        assert_eq!(unsafe { queue::unpark_all(key, UnparkToken(2)) }, 2);
+        let mut tokens: Vec<_> = hs.into_iter().map(|h| h.join().unwrap()).collect();
+        tokens.sort_by_key(|r| format!("{r:?}"));
+        assert_eq!(
+            tokens,
+            [
+                ParkResult::Unparked(UnparkToken(1)),
+                ParkResult::Unparked(UnparkToken(1)),
+                ParkResult::Unparked(UnparkToken(2)),
+                ParkResult::Unparked(UnparkToken(2)),
+            ]
+        );
+    }
+
+    #[test]
+    fn queue_requeue_across_buckets() {
+        // Find two keys in different buckets.
+        let from = 0x4000;
+        let to = (1..)
+            .map(|i| from + 8 * i)
+            .find(|k| queue::index_for_tests(*k) != queue::index_for_tests(from))
+            .unwrap();
+        let (_q, hs) = park_threads(from, 3);
+        // SAFETY: private keys; callbacks only check counts.
+        let r = unsafe {
+            queue::unpark_requeue(
+                from,
+                to,
+                || RequeueOp::UnparkOneRequeueRest,
+                |op, r| {
+                    assert_eq!(op, RequeueOp::UnparkOneRequeueRest);
+                    assert_eq!((r.unparked_threads, r.requeued_threads), (1, 2));
+                    UnparkToken(3)
+                },
+            )
+        };
+        assert_eq!((r.unparked_threads, r.requeued_threads), (1, 2));
+        // Nobody is left on `from`; both requeued threads are on `to`.
+        // SAFETY: private keys.
+        assert_eq!(unsafe { queue::unpark_all(from, UnparkToken(0)) }, 0);
+        // SAFETY: private keys.
+        assert_eq!(unsafe { queue::unpark_all(to, UnparkToken(4)) }, 2);
+        let mut results: Vec<_> = hs.into_iter().map(|h| h.join().unwrap()).collect();
+        results.sort_by_key(|r| format!("{r:?}"));
+        assert_eq!(
+            results,
+            [
+                ParkResult::Unparked(UnparkToken(3)),
+                ParkResult::Unparked(UnparkToken(4)),
+                ParkResult::Unparked(UnparkToken(4)),
+            ]
+        );
+    }
+
+    #[test]
+    fn queue_timed_park_reports_last_and_requeued_key() {
+        let key = 0x5000;
+        let mut report = None;
+        let deadline = std::time::Instant::now() + Duration::from_millis(5);
+        // SAFETY: private key; `timed_out` only records.
+        let r = unsafe {
+            queue::park(
+                key,
+                || true,
+                || {},
+                |k, last| report = Some((k, last)),
+                ParkToken(0),
+                Some(deadline),
+            )
+        };
+        assert_eq!(r, ParkResult::TimedOut);
+        assert!(
+            std::time::Instant::now() >= deadline,
+            "never before the deadline"
+        );
+        assert_eq!(report, Some((key, true)));
+        // SAFETY: private key.
+        let left = unsafe { queue::unpark_all(key, UnparkToken(0)) };
+        assert_eq!(left, 0, "it left the queue");
     }
 }
