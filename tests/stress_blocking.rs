@@ -14,7 +14,7 @@ use std::thread;
 use std::time::Duration;
 
 const THREADS: usize = 24;
-const ITERS: usize = 4000;
+const ITERS: usize = 20_000;
 
 /// A counter that is deliberately not atomic: only the lock under test makes it exact.
 struct Racy(UnsafeCell<u64>);
