@@ -75,18 +75,20 @@ impl OnceState {
 /// # Differences from parking_lot's `Once`
 ///
 /// The word is a `u32` (4 bytes, parking_lot's is 1); waiters use the adaptive spin of the
-/// blocking locks, and without `std` park through [`crate::park`]'s portable queue.
+/// blocking locks, and without `std` park in the crate's portable wait queue (`park.rs`).
 ///
 /// # Examples
 ///
 /// ```
 /// use ecs_locks::Once;
+/// use std::sync::atomic::{AtomicU32, Ordering};
 ///
 /// static INIT: Once = Once::new();
-/// static mut VALUE: u32 = 0;
-/// INIT.call_once(|| unsafe { VALUE = 42 });
+/// static VALUE: AtomicU32 = AtomicU32::new(0);
+/// INIT.call_once(|| VALUE.store(42, Ordering::Relaxed));
 /// INIT.call_once(|| unreachable!());
 /// assert!(INIT.state().is_completed());
+/// assert_eq!(VALUE.load(Ordering::Relaxed), 42);
 /// ```
 pub struct Once(AtomicU32);
 

@@ -31,6 +31,16 @@ use lock_api::GuardNoSend;
 
 /// A raw condition variable for [`RawMutex`]: no spurious wake-ups, exact notify counts,
 /// requeueing `notify_all`. See the module docs.
+///
+/// ```
+/// use ecs_locks::RawCondvar;
+/// use lock_api::RawCondvar as _;
+///
+/// let cv = RawCondvar::new();
+/// assert!(!cv.notify_one(), "exact: nobody waits");
+/// assert_eq!(cv.notify_all(), 0);
+/// // Usually through the alias: ecs_locks::Condvar = lock_api::Condvar<RawCondvar>.
+/// ```
 pub struct RawCondvar {
     state: AtomicPtr<RawMutex>,
 }

@@ -8,6 +8,19 @@ use crate::raw_mutex::RawMutex;
 use lock_api::{GuardNoSend, RawMutexFair as _};
 
 /// Raw fair mutex: a [`RawMutex`] that always unlocks fairly (FIFO hand-off to parked waiters).
+///
+/// Differs from parking_lot's `RawFairMutex` as [`RawMutex`] differs from parking_lot's.
+///
+/// ```
+/// use ecs_locks::RawFairMutex;
+/// use lock_api::RawMutex as _;
+///
+/// let raw = RawFairMutex::new();
+/// let g = raw.lock();
+/// // SAFETY: `g` is the state of the acquisition above.
+/// unsafe { raw.unlock(g) }; // always a fair unlock
+/// assert!(!raw.is_locked());
+/// ```
 #[derive(Debug, Default)]
 pub struct RawFairMutex(RawMutex);
 

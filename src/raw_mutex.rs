@@ -67,7 +67,21 @@ fn me() -> u32 {
 /// Same contract and fairness as parking_lot 0.13's `RawMutex`; it differs in the word (a
 /// `u32` holding the holder's vCPU instead of a `u8`, plus a debug-only holder id), the spin
 /// decision (hint-driven in a VM), the blocking-section hints, and the parking backend in
-/// `no_std` builds (see [`crate::park`]).
+/// `no_std` builds (the crate's portable wait queue, `park.rs`: WAIT/KICK in a guest).
+///
+/// ```
+/// use ecs_locks::RawMutex;
+/// use lock_api::RawMutex as _;
+///
+/// let raw = RawMutex::new();
+/// let guard = raw.lock();
+/// assert!(raw.is_locked() && raw.try_lock().is_none());
+/// // SAFETY: `guard` is the state of the acquisition above.
+/// unsafe { raw.unlock(guard) };
+/// // Usually through the alias instead: ecs_locks::Mutex<T> = lock_api::Mutex<RawMutex, T>.
+/// let m = lock_api::Mutex::<RawMutex, _>::new(1);
+/// assert_eq!(*m.lock(), 1);
+/// ```
 pub struct RawMutex {
     state: AtomicU32,
     /// Debug builds: a cheap id of the holding thread (0 = none), for the self-deadlock check.

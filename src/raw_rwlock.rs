@@ -72,7 +72,24 @@ const TOKEN_UPGRADABLE: ParkToken = ParkToken(ONE_READER | UPGRADABLE_BIT);
 ///
 /// Same contract and fairness as parking_lot 0.13's non-recursive `RawRwLock`; it differs in
 /// the spin decision (hint-driven in a VM), the blocking-section hints, a writer-vCPU word in
-/// guest builds, and the parking backend without `std` ([`crate::park`]).
+/// guest builds, and the parking backend without `std` (the crate's portable wait queue,
+/// `park.rs`).
+///
+/// ```
+/// use ecs_locks::RawRwLock;
+/// use lock_api::RawRwLock as _;
+///
+/// let raw = RawRwLock::new();
+/// let r1 = raw.lock_shared();
+/// let r2 = raw.lock_shared();
+/// assert!(raw.try_lock_exclusive().is_none());
+/// // SAFETY: both are states of shared acquisitions above.
+/// unsafe {
+///     raw.unlock_shared(r1);
+///     raw.unlock_shared(r2);
+/// }
+/// assert!(!raw.is_locked());
+/// ```
 pub struct RawRwLock {
     state: AtomicUsize,
     /// vCPU of the last writer (guest builds): a hint for waiters' spin decision.
