@@ -733,20 +733,14 @@ mod queue {
         let from = &TABLE[i];
         let to = &TABLE[j];
         // Lock in index order so two requeues cannot deadlock.
-        let (g_first, _g_second) = if i == j {
+        let (g_from, _g_to) = if i == j {
             (from.lock(), None)
         } else if i < j {
-            let a = from.lock();
-            (a, Some(to.lock()))
+            let gf = from.lock();
+            (gf, Some(to.lock()))
         } else {
-            let a = to.lock();
-            let bg = from.lock();
-            (bg, Some(a))
-        };
-        let g_from = if i <= j {
-            &g_first
-        } else {
-            _g_second.as_ref().expect("two buckets")
+            let gt = to.lock();
+            (from.lock(), Some(gt))
         };
         let mut result = UnparkResult::default();
         let op = validate();

@@ -55,6 +55,9 @@ const PARKED: u32 = 0b10;
 /// Shift of the holder's vCPU id.
 const HOLDER_SHIFT: u32 = 8;
 
+// Every vCPU id fits in the holder bits.
+const _: () = assert!(ecs_sys::abi::MAX_VCPUS <= 1 << (32 - HOLDER_SHIFT));
+
 /// The lock-word bits naming the calling vCPU as holder (constant 0 natively).
 #[inline(always)]
 fn me() -> u32 {
