@@ -9,7 +9,14 @@
 mod backoff;
 #[allow(dead_code)]
 mod cs;
+#[cfg(any(feature = "std", feature = "guest"))]
+mod raw_rcu;
+pub mod rcu;
 mod sync;
 
 pub use ecs_sys;
 pub use lock_api;
+#[cfg(feature = "std")]
+pub use rcu::Rcu;
+#[cfg(any(feature = "std", feature = "guest"))]
+pub use rcu::{RcuReadGuard, RcuRing};

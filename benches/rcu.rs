@@ -1,0 +1,2 @@
+//! RCU read-side benchmarks (written in the next commit).
+fn main() {}
