@@ -90,7 +90,7 @@ mod cell;
 mod ring;
 
 #[cfg(feature = "std")]
-pub use cell::Rcu;
+pub use cell::{DEFER_BATCH, Rcu};
 #[cfg(any(feature = "std", feature = "guest"))]
 pub use ring::RcuRing;
 

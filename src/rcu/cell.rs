@@ -281,3 +281,71 @@ impl<T: fmt::Debug> fmt::Debug for Rcu<T> {
             .finish()
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::Barrier;
+
+    /// Counts live values through the `Arc`'s strong count.
+    struct Counted(#[allow(dead_code)] Arc<()>);
+
+    #[test]
+    fn deferred_backlog_is_bounded_and_drained() {
+        let live = Arc::new(());
+        let cell = Rcu::new(Counted(live.clone()));
+        for _ in 0..3 * DEFER_BATCH {
+            cell.defer_replace(Counted(live.clone()));
+            assert!(cell.deferred() <= DEFER_BATCH);
+        }
+        cell.barrier();
+        assert_eq!(cell.deferred(), 0);
+        assert_eq!(
+            Arc::strong_count(&live),
+            2,
+            "only the current value is left"
+        );
+        drop(cell);
+        assert_eq!(Arc::strong_count(&live), 1);
+    }
+
+    #[test]
+    fn open_reader_keeps_deferred_value_alive() {
+        let cell = Rcu::new(String::from("old"));
+        let step = Barrier::new(2);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let g = cell.read();
+                step.wait(); // entered
+                step.wait(); // the writer is done
+                assert_eq!(
+                    *g, "old",
+                    "the value read stays intact while the guard lives"
+                );
+            });
+            step.wait();
+            cell.defer_replace(String::from("new"));
+            assert_eq!(
+                cell.reclaim(),
+                0,
+                "a reader from before the update holds it"
+            );
+            assert_eq!(cell.deferred(), 1);
+            step.wait();
+        });
+        cell.barrier();
+        assert_eq!(cell.deferred(), 0);
+        assert_eq!(*cell.read(), "new");
+    }
+
+    #[test]
+    fn exclusive_access() {
+        let mut cell = Rcu::from(vec![1]);
+        cell.get_mut().push(2);
+        cell.defer_replace(vec![3]);
+        assert_eq!(format!("{cell:?}"), "Rcu { value: [3] }");
+        assert_eq!(cell.into_inner(), [3]);
+        assert_eq!(*Rcu::<u8>::default().read(), 0);
+    }
+}

@@ -323,3 +323,57 @@ impl<T: fmt::Debug, const N: usize> fmt::Debug for RcuRing<T, N> {
             .finish()
     }
 }
+
+#[cfg(all(test, not(loom), feature = "std", not(feature = "guest")))]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::Barrier;
+
+    #[test]
+    fn ring_recycles_slots_and_drops_each_value_once() {
+        let live = Arc::new(());
+        let ring: RcuRing<Arc<()>, 3> = RcuRing::new(live.clone());
+        for _ in 0..10 {
+            ring.defer_replace(live.clone());
+            assert!(ring.deferred() <= 2);
+        }
+        assert!(Arc::strong_count(&live) <= 4, "at most N values live");
+        ring.barrier();
+        assert_eq!(Arc::strong_count(&live), 2);
+        let old = ring.replace(live.clone());
+        drop(old);
+        assert_eq!(Arc::strong_count(&live), 2);
+        drop(ring);
+        assert_eq!(Arc::strong_count(&live), 1);
+    }
+
+    #[test]
+    fn open_reader_keeps_retired_slot() {
+        let ring: RcuRing<&str, 2> = RcuRing::new("a");
+        let step = Barrier::new(2);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let g = ring.read();
+                step.wait(); // entered
+                step.wait(); // the writer is done
+                assert_eq!(*g, "a");
+            });
+            step.wait();
+            ring.defer_replace("b");
+            assert_eq!(
+                ring.reclaim(),
+                0,
+                "a reader from before the update holds slot 0"
+            );
+            step.wait();
+            // The only spare slot is retired: this waits for the reader, then reuses it.
+            ring.defer_replace("c");
+        });
+        assert_eq!(*ring.read(), "c");
+        let mut ring = ring;
+        *ring.get_mut() = "d";
+        assert_eq!(format!("{ring:?}"), "RcuRing { value: \"d\" }");
+        assert_eq!(ring.into_inner(), "d");
+    }
+}
