@@ -9,6 +9,9 @@
 mod backoff;
 #[allow(dead_code)]
 mod cs;
+#[cfg(any(feature = "std", feature = "guest"))]
+mod raw_rcu;
+pub mod rcu;
 mod sync;
 
 // Spinning family (spin, ticket, MCS, spin rwlock).
@@ -76,3 +79,9 @@ pub use rwlock::{
     MappedRwLockReadGuard, MappedRwLockWriteGuard, RwLock, RwLockReadGuard,
     RwLockUpgradableReadGuard, RwLockWriteGuard,
 };
+
+// Read-copy-update.
+#[cfg(feature = "std")]
+pub use rcu::Rcu;
+#[cfg(any(feature = "std", feature = "guest"))]
+pub use rcu::{RcuReadGuard, RcuRing};
