@@ -137,7 +137,10 @@ fn run_contended<L: BenchLock>(threads: usize, iters: u64) -> Duration {
                 start.wait();
                 let mut x = t as u64;
                 for _ in 0..per_thread {
-                    lock.with(|v| *v = v.wrapping_add(1) ^ (work(CS_WORK, *v) & 0));
+                    lock.with(|v| {
+                        black_box(work(CS_WORK, *v));
+                        *v += 1;
+                    });
                     x = work(THINK_WORK, x);
                 }
                 black_box(x);
@@ -181,7 +184,7 @@ pub fn read_mostly<L: BenchRwLock>(
                             start.wait();
                             let mut x = t as u64;
                             for i in 0..per_thread {
-                                if (i + t as u64) % write_every == 0 {
+                                if (i + t as u64).is_multiple_of(write_every) {
                                     lock.write(|v| *v += 1);
                                 } else {
                                     x ^= lock.read(|v| work(CS_WORK, *v));
