@@ -9,10 +9,10 @@
 //!
 //! | build | backend | how a waiter sleeps |
 //! |-------|---------|---------------------|
-//! | `std`, not loom | `parking_lot_core` itself (re-exported) | futex, keyed by the lock address |
+//! | `std`, not loom, not `portable-park` | `parking_lot_core` itself (re-exported) | futex, keyed by the lock address |
 //! | `cfg(loom)` | [`queue`] with one loom `Mutex` + `Condvar` bucket | loom's `Condvar` (loom cannot see futexes) |
 //! | `guest` (no_std) | [`queue`] with hashed spin-locked buckets | the WAIT hypercall; the unparker KICKs the waiter's vCPU |
-//! | no_std, no `guest` | [`queue`] with hashed spin-locked buckets | spinning through `Backoff` (there is nothing to halt) |
+//! | no_std without `guest`, or `portable-park` | [`queue`] with hashed spin-locked buckets | spinning through `Backoff` (there is nothing to halt) |
 //!
 //! In the queue backend each parked waiter is a record on its own stack, linked into the
 //! bucket of its key; the record names the waiter's vCPU, so an unparker knows whom to kick.
@@ -26,9 +26,11 @@
 //!
 //! The queue backend is also compiled in `std` test builds, where its unit tests below drive
 //! it with real threads (waiters then spin through `Backoff`, as in a no_std build without
-//! `guest`).
+//! `guest`). The `portable-park` feature makes every lock use it with `std`, so the whole
+//! native suite runs on the guest's queue logic (minus WAIT/KICK):
+//! `cargo test -p ecs-locks --features portable-park --test stress_blocking --test proptest_blocking`.
 
-#[cfg(all(feature = "std", not(loom)))]
+#[cfg(all(feature = "std", not(loom), not(feature = "portable-park")))]
 mod imp {
     pub(crate) use parking_lot_core::{
         DEFAULT_PARK_TOKEN, DEFAULT_UNPARK_TOKEN, FilterOp, ParkResult, ParkToken, RequeueOp,
@@ -36,7 +38,7 @@ mod imp {
     };
 }
 
-#[cfg(any(loom, not(feature = "std")))]
+#[cfg(any(loom, not(feature = "std"), feature = "portable-park"))]
 mod imp {
     pub(crate) use super::queue::*;
 }
@@ -163,7 +165,7 @@ fn host_publishes_hints() -> bool {
 /// The portable parking lot: hashed buckets of intrusive waiter lists. Used under loom and
 /// without `std` (see the module docs); a port of parking_lot_core's queue operations without
 /// its rehashing and thread-local data (records live on the waiter's stack).
-#[cfg(any(loom, not(feature = "std"), test))]
+#[cfg(any(loom, not(feature = "std"), feature = "portable-park", test))]
 #[allow(dead_code)]
 mod queue {
     use super::Instant;
