@@ -169,6 +169,8 @@ fn host_publishes_hints() -> bool {
 #[allow(dead_code)]
 mod queue {
     use super::Instant;
+    #[cfg(not(loom))]
+    use crate::sync::AtomicU32;
     use crate::sync::{AtomicBool, AtomicUsize, Ordering};
     use core::cell::Cell;
     use core::ptr;
@@ -263,8 +265,9 @@ mod queue {
         mutex: loom::sync::Mutex<()>,
         #[cfg(loom)]
         cv: loom::sync::Condvar,
+        /// 0 when free, else the holder's vCPU id + 1 (for the waiters' directed yield).
         #[cfg(not(loom))]
-        locked: AtomicBool,
+        locked: AtomicU32,
         head: Cell<*const Waiter>,
         tail: Cell<*const Waiter>,
     }
@@ -286,7 +289,7 @@ mod queue {
         #[cfg(not(loom))]
         const fn new() -> Self {
             Self {
-                locked: AtomicBool::new(false),
+                locked: AtomicU32::new(0),
                 head: Cell::new(ptr::null()),
                 tail: Cell::new(ptr::null()),
             }
@@ -302,18 +305,24 @@ mod queue {
             }
         }
 
-        /// Takes the bucket lock. Natively a test-and-test-and-set spinlock whose holder is an
-        /// enlightened critical section (it is held for a few list operations only).
+        /// Takes the bucket lock: a test-and-test-and-set spinlock whose holder is an
+        /// enlightened critical section (held for a few list operations only) and names its
+        /// vCPU, so a waiter yields to that vCPU when it is preempted.
         #[cfg(not(loom))]
         fn lock(&self) -> BucketGuard<'_> {
+            let me = crate::cs::vcpu_id().wrapping_add(1);
             let mut backoff = crate::backoff::Backoff::new();
             while self
                 .locked
-                .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed)
                 .is_err()
             {
-                while self.locked.load(Ordering::Relaxed) {
-                    backoff.snooze(None);
+                loop {
+                    let holder = self.locked.load(Ordering::Relaxed);
+                    if holder == 0 {
+                        break;
+                    }
+                    backoff.snooze(Some(holder - 1));
                 }
             }
             crate::cs::enter();
@@ -410,7 +419,7 @@ mod queue {
         fn drop(&mut self) {
             #[cfg(not(loom))]
             {
-                self.bucket.locked.store(false, Ordering::Release);
+                self.bucket.locked.store(0, Ordering::Release);
                 crate::cs::exit();
             }
         }
