@@ -20,7 +20,7 @@ use crate::raw_mutex::RawMutex;
 /// # Differences from parking_lot's `Mutex`
 ///
 /// - the raw word is a `u32` (the holder's vCPU id lives in it), and debug builds add a holder
-///   id, so `Mutex<()>` is 4 bytes (12-16 in debug builds) instead of 1;
+///   id, so `Mutex<()>` is 4 bytes (16 in debug builds) instead of 1;
 /// - debug builds panic on a second `lock` by the holding thread and on unlocking an unlocked
 ///   mutex through the raw API (parking_lot deadlocks / corrupts silently);
 /// - it builds without `std` (the guest VM program uses it); timed locking

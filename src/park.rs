@@ -9,10 +9,10 @@
 //!
 //! | build | backend | how a waiter sleeps |
 //! |-------|---------|---------------------|
-//! | `std`, not loom | `parking_lot_core` itself (re-exported) | futex, keyed by the lock address |
+//! | `std`, not loom, not `portable-park` | `parking_lot_core` itself (re-exported) | futex, keyed by the lock address |
 //! | `cfg(loom)` | [`queue`] with one loom `Mutex` + `Condvar` bucket | loom's `Condvar` (loom cannot see futexes) |
 //! | `guest` (no_std) | [`queue`] with hashed spin-locked buckets | the WAIT hypercall; the unparker KICKs the waiter's vCPU |
-//! | no_std, no `guest` | [`queue`] with hashed spin-locked buckets | spinning through `Backoff` (there is nothing to halt) |
+//! | no_std without `guest`, or `portable-park` | [`queue`] with hashed spin-locked buckets | spinning through `Backoff` (there is nothing to halt) |
 //!
 //! In the queue backend each parked waiter is a record on its own stack, linked into the
 //! bucket of its key; the record names the waiter's vCPU, so an unparker knows whom to kick.
@@ -26,9 +26,11 @@
 //!
 //! The queue backend is also compiled in `std` test builds, where its unit tests below drive
 //! it with real threads (waiters then spin through `Backoff`, as in a no_std build without
-//! `guest`).
+//! `guest`). The `portable-park` feature makes every lock use it with `std`, so the whole
+//! native suite runs on the guest's queue logic (minus WAIT/KICK):
+//! `cargo test -p ecs-locks --features portable-park --test stress_blocking --test proptest_blocking`.
 
-#[cfg(all(feature = "std", not(loom)))]
+#[cfg(all(feature = "std", not(loom), not(feature = "portable-park")))]
 mod imp {
     pub(crate) use parking_lot_core::{
         DEFAULT_PARK_TOKEN, DEFAULT_UNPARK_TOKEN, FilterOp, ParkResult, ParkToken, RequeueOp,
@@ -36,7 +38,7 @@ mod imp {
     };
 }
 
-#[cfg(any(loom, not(feature = "std")))]
+#[cfg(any(loom, not(feature = "std"), feature = "portable-park"))]
 mod imp {
     pub(crate) use super::queue::*;
 }
@@ -163,10 +165,12 @@ fn host_publishes_hints() -> bool {
 /// The portable parking lot: hashed buckets of intrusive waiter lists. Used under loom and
 /// without `std` (see the module docs); a port of parking_lot_core's queue operations without
 /// its rehashing and thread-local data (records live on the waiter's stack).
-#[cfg(any(loom, not(feature = "std"), test))]
+#[cfg(any(loom, not(feature = "std"), feature = "portable-park", test))]
 #[allow(dead_code)]
 mod queue {
     use super::Instant;
+    #[cfg(not(loom))]
+    use crate::sync::AtomicU32;
     use crate::sync::{AtomicBool, AtomicUsize, Ordering};
     use core::cell::Cell;
     use core::ptr;
@@ -261,8 +265,9 @@ mod queue {
         mutex: loom::sync::Mutex<()>,
         #[cfg(loom)]
         cv: loom::sync::Condvar,
+        /// 0 when free, else the holder's vCPU id + 1 (for the waiters' directed yield).
         #[cfg(not(loom))]
-        locked: AtomicBool,
+        locked: AtomicU32,
         head: Cell<*const Waiter>,
         tail: Cell<*const Waiter>,
     }
@@ -284,7 +289,7 @@ mod queue {
         #[cfg(not(loom))]
         const fn new() -> Self {
             Self {
-                locked: AtomicBool::new(false),
+                locked: AtomicU32::new(0),
                 head: Cell::new(ptr::null()),
                 tail: Cell::new(ptr::null()),
             }
@@ -300,18 +305,24 @@ mod queue {
             }
         }
 
-        /// Takes the bucket lock. Natively a test-and-test-and-set spinlock whose holder is an
-        /// enlightened critical section (it is held for a few list operations only).
+        /// Takes the bucket lock: a test-and-test-and-set spinlock whose holder is an
+        /// enlightened critical section (held for a few list operations only) and names its
+        /// vCPU, so a waiter yields to that vCPU when it is preempted.
         #[cfg(not(loom))]
         fn lock(&self) -> BucketGuard<'_> {
+            let me = crate::cs::vcpu_id().wrapping_add(1);
             let mut backoff = crate::backoff::Backoff::new();
             while self
                 .locked
-                .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed)
                 .is_err()
             {
-                while self.locked.load(Ordering::Relaxed) {
-                    backoff.snooze(None);
+                loop {
+                    let holder = self.locked.load(Ordering::Relaxed);
+                    if holder == 0 {
+                        break;
+                    }
+                    backoff.snooze(Some(holder - 1));
                 }
             }
             crate::cs::enter();
@@ -408,7 +419,7 @@ mod queue {
         fn drop(&mut self) {
             #[cfg(not(loom))]
             {
-                self.bucket.locked.store(false, Ordering::Release);
+                self.bucket.locked.store(0, Ordering::Release);
                 crate::cs::exit();
             }
         }

@@ -520,6 +520,12 @@ mod tests {
     }
 
     #[test]
+    fn size_is_one_word_in_release() {
+        let expect = if cfg!(debug_assertions) { 16 } else { 4 };
+        assert_eq!(core::mem::size_of::<RawMutex>(), expect);
+    }
+
+    #[test]
     fn fair_unlock_and_bump_without_waiters() {
         let m = RawMutex::new();
         let mut g = m.lock();

@@ -22,8 +22,8 @@ use crate::raw_rwlock::RawRwLock;
 /// - waiters spin only while the writer's vCPU runs and the pCPU is not overloaded (in a VM);
 ///   every holder is inside a blocking section for the host;
 /// - no `RecursiveRwLock` (parking_lot 0.13's reader-preferring variant) here;
-/// - builds without `std` (timed methods need `std`); guest builds add a 4-byte writer-vCPU
-///   word; debug builds panic on raw unlocks of a mode that is not held.
+/// - builds without `std` (timed methods need `std`); guest builds add a writer-vCPU word
+///   (16 bytes instead of 8); debug builds panic on raw unlocks of a mode that is not held.
 ///
 /// # Examples
 ///
