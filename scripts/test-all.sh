@@ -37,6 +37,8 @@ fi
 step "unit, integration, proptest, stress, benches in test mode" \
     cargo test --workspace --all-targets
 step "doc tests" cargo test --workspace --doc
+step "blocking locks on the no_std/guest wait queue (portable-park)" \
+    cargo test -p ecs-locks --features portable-park --test stress_blocking --test proptest_blocking
 step "no_std build (no backend)" cargo build -p ecs-locks --no-default-features
 step "no_std build (guest backend)" cargo build -p ecs-locks --no-default-features --features guest
 for ex in $(ls examples/*.rs 2>/dev/null | xargs -rn1 basename | sed 's/\.rs$//'); do
