@@ -155,7 +155,8 @@ mod section {
     /// period). Anything unpublished before the call may be freed when it returns.
     ///
     /// Must not be called inside a read-side section of the calling thread: the grace period
-    /// would wait for that section, that is, forever.
+    /// would wait for that section, that is, forever (debug builds panic with a message
+    /// instead).
     ///
     /// Waits by spinning; natively it yields to the OS after a while, and in a VM it yields the
     /// pCPU to a reader whose vCPU is preempted.
@@ -261,6 +262,15 @@ mod tests {
         assert_sync::<RcuReadSection>();
         assert_sync::<RcuReadGuard<'_, u32>>();
         assert_send_sync::<GracePeriod>();
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "inside a read-side section")]
+    fn synchronize_inside_own_section_panics_in_debug() {
+        // The section is a guard: unwinding ends it, so other tests' grace periods go on.
+        let _section = read_lock();
+        synchronize();
     }
 
     #[test]
