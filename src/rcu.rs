@@ -109,6 +109,11 @@ mod section {
     ///
     /// `!Send` (the section lives in this thread's or vCPU's slot), and an enlightened
     /// critical section of the running vCPU.
+    ///
+    /// ```compile_fail
+    /// fn assert_send<T: Send>(_: T) {}
+    /// assert_send(ecs_locks::rcu::read_lock()); // a section cannot move to another thread
+    /// ```
     #[must_use = "dropping the section ends it at once"]
     pub struct RcuReadSection {
         slot: &'static ReaderSlot,
@@ -205,6 +210,12 @@ mod section {
     /// [`RcuRing`](super::RcuRing)), valid while its read-side section lives.
     ///
     /// `!Send`: the section belongs to the thread (vCPU) that entered it.
+    ///
+    /// ```compile_fail
+    /// fn assert_send<T: Send>(_: T) {}
+    /// let cell = ecs_locks::Rcu::new(1);
+    /// assert_send(cell.read()); // a guard cannot move to another thread
+    /// ```
     pub struct RcuReadGuard<'a, T: ?Sized> {
         value: &'a T,
         _section: RcuReadSection,
