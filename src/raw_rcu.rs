@@ -204,6 +204,11 @@ pub(crate) unsafe fn read_unlock(slot: &'static ReaderSlot) {
     cs::exit();
 }
 
+/// Whether the calling thread (vCPU) is inside a read-side section.
+pub(crate) fn in_section() -> bool {
+    slots::current().depth() != 0
+}
+
 /// Starts a grace period (steps (2) and (3)) and returns its target word. Everything this thread
 /// unpublished before the call may be freed once [`poll`] or [`wait`] says the period completed.
 #[inline]
@@ -391,8 +396,11 @@ mod slots {
 
     impl Drop for Handle {
         fn drop(&mut self) {
-            // A section left open here (a forgotten guard) would make the next owner's depth
-            // wrong and stall grace periods forever; keep such a slot out of circulation.
+            // A section still open here belongs to another thread-local whose destructor has
+            // not run yet (it will close the section through the slot pointer its guard
+            // holds), or to a forgotten guard (which stalls grace periods forever, as in any
+            // RCU). Either way the slot must not get a second owner: keep it out of
+            // circulation.
             if self.0.slot.depth() == 0 {
                 self.0.in_use.store(false, Ordering::Release);
             }

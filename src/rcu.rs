@@ -156,6 +156,22 @@ mod section {
         }
     }
 
+    /// Whether the calling thread (vCPU) is inside a read-side section (like Linux's
+    /// `rcu_read_lock_held`). A thread's first RCU call registers its reader slot.
+    ///
+    /// ```
+    /// use ecs_locks::rcu;
+    ///
+    /// assert!(!rcu::in_read_section());
+    /// let section = rcu::read_lock();
+    /// assert!(rcu::in_read_section());
+    /// drop(section);
+    /// ```
+    #[inline]
+    pub fn in_read_section() -> bool {
+        raw_rcu::in_section()
+    }
+
     /// Waits until every read-side section that began before the call has ended (a grace
     /// period). Anything unpublished before the call may be freed when it returns.
     ///
