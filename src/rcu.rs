@@ -84,6 +84,9 @@
 //! assert!(config.read().verbose);
 //! ```
 
+// The docs are written for the default (std) build; without std some linked items do not exist.
+#![cfg_attr(not(feature = "std"), allow(rustdoc::broken_intra_doc_links))]
+
 #[cfg(feature = "std")]
 mod cell;
 #[cfg(any(feature = "std", feature = "guest"))]
