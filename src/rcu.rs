@@ -18,7 +18,7 @@
 //! a cache-padded slot holding the global epoch it saw at its outermost `read_lock` and its
 //! nesting depth, and a full fence orders that announcement before its reads. A writer
 //! unpublishes, fences, advances the global epoch, and waits until every slot is either
-//! quiescent or announced the new epoch. A 48-bit epoch replaces liburcu's parity bit, so one
+//! quiescent or announced the new epoch (or a later one). A 48-bit epoch replaces liburcu's parity bit, so one
 //! pass suffices where liburcu flips twice, and grace periods are cookies that can be polled
 //! ([`GracePeriod`], like Linux's `start_poll_synchronize_rcu`). The full argument, with the
 //! memory orderings, opens `src/raw_rcu.rs`.
@@ -56,7 +56,10 @@
 //! - `arc-swap`: a load takes a per-thread debt slot or bumps a reference count and yields an
 //!   owned `Arc` whose last holder frees the value, so writers never wait. Here readers touch no
 //!   count and a guard is tied to its thread (`!Send`) and to the cell.
-//! - Neither knows about vCPUs: a preempted pinned thread or debt holder is waited out blindly.
+//! - Neither knows about vCPUs: a reader preempted inside its pin or load is invisible to the
+//!   host and to the writer, which only sees reclamation lag. Here that reader is an
+//!   enlightened critical section the host avoids preempting, and a writer waiting for it
+//!   yields its pCPU to it.
 //!
 //! # Example
 //!
