@@ -9,13 +9,15 @@
 mod backoff;
 #[allow(dead_code)]
 mod cs;
-#[cfg(any(feature = "std", feature = "guest"))]
-mod raw_rcu;
-pub mod rcu;
 mod sync;
 
 pub use ecs_sys;
 pub use lock_api;
+
+// RCU with enlightened readers (grace-period protocol in raw_rcu, cells in rcu).
+#[cfg(any(feature = "std", feature = "guest"))]
+mod raw_rcu;
+pub mod rcu;
 #[cfg(feature = "std")]
 pub use rcu::Rcu;
 #[cfg(any(feature = "std", feature = "guest"))]
