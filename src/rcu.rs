@@ -18,7 +18,7 @@
 //! a cache-padded slot holding the global epoch it saw at its outermost `read_lock` and its
 //! nesting depth, and a full fence orders that announcement before its reads. A writer
 //! unpublishes, fences, advances the global epoch, and waits until every slot is either
-//! quiescent or announced the new epoch. A 48-bit epoch replaces liburcu's parity bit, so one
+//! quiescent or announced the new epoch (or a later one). A 48-bit epoch replaces liburcu's parity bit, so one
 //! pass suffices where liburcu flips twice, and grace periods are cookies that can be polled
 //! ([`GracePeriod`], like Linux's `start_poll_synchronize_rcu`). The full argument, with the
 //! memory orderings, opens `src/raw_rcu.rs`.
@@ -56,7 +56,10 @@
 //! - `arc-swap`: a load takes a per-thread debt slot or bumps a reference count and yields an
 //!   owned `Arc` whose last holder frees the value, so writers never wait. Here readers touch no
 //!   count and a guard is tied to its thread (`!Send`) and to the cell.
-//! - Neither knows about vCPUs: a preempted pinned thread or debt holder is waited out blindly.
+//! - Neither knows about vCPUs: a reader preempted inside its pin or load is invisible to the
+//!   host and to the writer, which only sees reclamation lag. Here that reader is an
+//!   enlightened critical section the host avoids preempting, and a writer waiting for it
+//!   yields its pCPU to it.
 //!
 //! # Example
 //!
@@ -84,6 +87,9 @@
 //! assert!(config.read().verbose);
 //! ```
 
+// The docs are written for the default (std) build; without std some linked items do not exist.
+#![cfg_attr(not(feature = "std"), allow(rustdoc::broken_intra_doc_links))]
+
 #[cfg(feature = "std")]
 mod cell;
 #[cfg(any(feature = "std", feature = "guest"))]
@@ -109,6 +115,11 @@ mod section {
     ///
     /// `!Send` (the section lives in this thread's or vCPU's slot), and an enlightened
     /// critical section of the running vCPU.
+    ///
+    /// ```compile_fail
+    /// fn assert_send<T: Send>(_: T) {}
+    /// assert_send(ecs_locks::rcu::read_lock()); // a section cannot move to another thread
+    /// ```
     #[must_use = "dropping the section ends it at once"]
     pub struct RcuReadSection {
         slot: &'static ReaderSlot,
@@ -151,11 +162,28 @@ mod section {
         }
     }
 
+    /// Whether the calling thread (vCPU) is inside a read-side section (like Linux's
+    /// `rcu_read_lock_held`). A thread's first RCU call registers its reader slot.
+    ///
+    /// ```
+    /// use ecs_locks::rcu;
+    ///
+    /// assert!(!rcu::in_read_section());
+    /// let section = rcu::read_lock();
+    /// assert!(rcu::in_read_section());
+    /// drop(section);
+    /// ```
+    #[inline]
+    pub fn in_read_section() -> bool {
+        raw_rcu::in_section()
+    }
+
     /// Waits until every read-side section that began before the call has ended (a grace
     /// period). Anything unpublished before the call may be freed when it returns.
     ///
     /// Must not be called inside a read-side section of the calling thread: the grace period
-    /// would wait for that section, that is, forever.
+    /// would wait for that section, that is, forever (debug builds panic with a message
+    /// instead).
     ///
     /// Waits by spinning; natively it yields to the OS after a while, and in a VM it yields the
     /// pCPU to a reader whose vCPU is preempted.
@@ -204,6 +232,12 @@ mod section {
     /// [`RcuRing`](super::RcuRing)), valid while its read-side section lives.
     ///
     /// `!Send`: the section belongs to the thread (vCPU) that entered it.
+    ///
+    /// ```compile_fail
+    /// fn assert_send<T: Send>(_: T) {}
+    /// let cell = ecs_locks::Rcu::new(1);
+    /// assert_send(cell.read()); // a guard cannot move to another thread
+    /// ```
     pub struct RcuReadGuard<'a, T: ?Sized> {
         value: &'a T,
         _section: RcuReadSection,
@@ -261,6 +295,15 @@ mod tests {
         assert_sync::<RcuReadSection>();
         assert_sync::<RcuReadGuard<'_, u32>>();
         assert_send_sync::<GracePeriod>();
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "inside a read-side section")]
+    fn synchronize_inside_own_section_panics_in_debug() {
+        // The section is a guard: unwinding ends it, so other tests' grace periods go on.
+        let _section = read_lock();
+        synchronize();
     }
 
     #[test]

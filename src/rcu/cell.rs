@@ -1,6 +1,6 @@
 //! [`Rcu<T>`]: a heap-allocated read-mostly value, replaced by publishing a new `Box`.
 
-use super::{GracePeriod, RcuReadGuard, read_lock, start_grace_period};
+use super::{GracePeriod, RcuReadGuard, in_read_section, read_lock, start_grace_period};
 use crate::raw_rcu::{WriterGuard, WriterLock};
 use crate::sync::{AtomicPtr, Ordering, UnsafeCell};
 use core::fmt;
@@ -28,7 +28,8 @@ struct Retired<T> {
 ///   return the old value.
 /// - [`defer_replace`](Self::defer_replace) / [`defer_update`](Self::defer_update): publish and
 ///   queue the old value; it is freed once its grace period completed, checked whenever the
-///   queue reaches [`DEFER_BATCH`] (then the writer waits only if the oldest is still held up),
+///   queue reaches [`DEFER_BATCH`] (then the writer waits only if the oldest is still held up
+///   and the writer is not inside a read-side section of its own),
 ///   at [`reclaim`](Self::reclaim), [`barrier`](Self::barrier), or when the cell drops (no guard
 ///   can outlive the cell, so dropping frees everything at once).
 ///
@@ -121,7 +122,10 @@ impl<T> Rcu<T> {
     }
 
     /// Publishes `value` and queues the old one for reclamation after a grace period. Waits
-    /// only when [`DEFER_BATCH`] old values are queued and the oldest is still held up.
+    /// only when [`DEFER_BATCH`] old values are queued and the oldest is still held up, and
+    /// never inside a read-side section of the calling thread (the queue then grows past
+    /// [`DEFER_BATCH`] until a later call, [`reclaim`](Self::reclaim),
+    /// [`barrier`](Self::barrier) or drop drains it).
     pub fn defer_replace(&self, value: T) {
         self.defer_update(|_| value);
     }
@@ -142,6 +146,9 @@ impl<T> Rcu<T> {
                     return (Vec::new(), None);
                 }
                 match r.iter().take_while(|x| x.gp.is_completed()).count() {
+                    // Inside a section of our own, waiting would wait for ourselves: let the
+                    // backlog grow until a later writer (or `barrier`, or drop) drains it.
+                    0 if in_read_section() => (Vec::new(), None),
                     // The backlog is full and its oldest entry is held up: wait for all of it
                     // at once (the newest grace period covers every older one).
                     0 => (core::mem::take(r), Some(gp)),
@@ -337,6 +344,20 @@ mod tests {
         cell.barrier();
         assert_eq!(cell.deferred(), 0);
         assert_eq!(*cell.read(), "new");
+    }
+
+    #[test]
+    fn deferring_inside_own_section_never_waits() {
+        let live = Arc::new(());
+        let cell = Rcu::new(Counted(live.clone()));
+        let section = crate::rcu::read_lock();
+        for _ in 0..2 * DEFER_BATCH {
+            cell.defer_replace(Counted(live.clone())); // would deadlock if it waited
+        }
+        assert!(cell.deferred() >= DEFER_BATCH, "held up by our own section");
+        drop(section);
+        cell.barrier();
+        assert_eq!(Arc::strong_count(&live), 2);
     }
 
     #[test]

@@ -29,7 +29,9 @@ enum Slot {
 /// [`defer_update`](Self::defer_update) leave the old value in its slot until its grace period
 /// completed, and wait only when no slot is free and none of the retired ones has completed
 /// (then the writer waits for one, holding the ring's writer lock). With `N` slots, `N - 1`
-/// updates can be in flight without waiting.
+/// updates can be in flight without waiting. Since any update may wait, none may be called
+/// inside a read-side section of the calling thread (debug builds panic; release builds would
+/// wait forever): unlike [`Rcu`](super::Rcu), the ring cannot grow its backlog instead.
 ///
 /// `const`-constructible, so it fits in a `static` of a no_std guest (the `guest` feature),
 /// where readers are vCPUs. Writers serialize on a small spin lock (see [`Rcu`](super::Rcu)).
