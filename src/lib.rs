@@ -1,13 +1,81 @@
 //! Enlightened locks for code that runs inside virtual machines.
 //!
-//! Work in progress: see the README for the plan.
+//! A VM is scheduled twice: the guest puts threads on vCPUs, the host puts vCPUs on physical
+//! CPUs. When the host preempts a vCPU that holds a lock, every vCPU waiting for it spins away
+//! its slice. Every lock here makes its critical sections *enlightened* (the eCS paper,
+//! "Scaling Guest OS Critical Sections with eCS", USENIX ATC 2018): a holder marks "inside a
+//! critical section" through [`ecs_sys`] so the host can defer preempting it, and waiters act on
+//! the host's "that vCPU is preempted" / "this pCPU is overloaded" hints. On bare metal (the
+//! default `native` backend) the marks are a thread-local counter and the hints are constant,
+//! so the locks behave like ordinary ones.
+//!
+//! # From raw lock to use
+//!
+//! Each lock is a raw type implementing [`lock_api`] 0.5's traits, wrapped by a type alias:
+//!
+//! ```
+//! use ecs_locks::{Mutex, RawSpinMutex, SpinMutex};
+//!
+//! // The alias: SpinMutex<T> = lock_api::Mutex<RawSpinMutex, T>.
+//! let m: SpinMutex<Vec<u32>> = SpinMutex::new(Vec::new());
+//! m.lock().push(1);
+//! let same: lock_api::Mutex<RawSpinMutex, u8> = lock_api::Mutex::new(0);
+//! drop(same);
+//!
+//! // The blocking default, under parking_lot's name.
+//! let counter = Mutex::new(0);
+//! *counter.lock() += 1;
+//! assert_eq!(*counter.lock(), 1);
+//! ```
+//!
+//! # Moving from parking_lot
+//!
+//! The public names mirror parking_lot 0.13 (`Mutex`, `FairMutex`, `RwLock` with upgradable
+//! reads, `ReentrantMutex`, `Condvar`, `Once`, the guard and mapped-guard types, timed
+//! variants), so the migration is the import:
+//!
+//! ```diff
+//! -use parking_lot::{Condvar, Mutex, RwLock};
+//! +use ecs_locks::{Condvar, Mutex, RwLock};
+//! ```
+//!
+//! `tests/parking_lot_swap.rs` compiles one module against both crates and runs the same
+//! assertions on each. Guards are `!Send`, as in parking_lot without `send_guard`.
+//!
+//! # The locks
+//!
+//! | type | kind | fairness |
+//! |---|---|---|
+//! | [`Mutex`] | blocking, adaptive: spins while the holder runs and the pCPU is not overloaded | barging, fair unlock on request |
+//! | [`FairMutex`] | blocking, hands the lock to the first waiter | FIFO hand-off |
+//! | [`RwLock`] | blocking reader-writer, upgradable reads, downgrade, timed | writer-preferring |
+//! | [`ReentrantMutex`], [`Condvar`], [`Once`] | as in parking_lot | |
+//! | [`SpinMutex`] | test-and-test-and-set with backoff | unfair |
+//! | [`TicketMutex`] | ticket spinlock | strict FIFO |
+//! | [`McsMutex`] | queued spinlock, local spinning | see its docs |
+//! | [`SpinRwLock`] | spinning reader-writer lock | writer-preferring |
+//! | [`Rcu`], [`RcuRing`] | read-copy-update; readers write only their own slot | readers never wait |
+//!
+//! # Features
+//!
+//! | feature | effect |
+//! |---|---|
+//! | `std` (default) | the native hint backend (thread-local depth); blocking locks park through parking_lot_core; `Rcu<T>` |
+//! | `guest` | for code inside an `ecs-shim` VM (`no_std`): hints read from the vCPU's shared slot, blocking locks halt with the WAIT hypercall and are woken by KICK |
+//! | neither | `no_std` without a hypervisor: spin locks, and blocking locks that spin |
+//! | `portable-park` | testing aid: run the `no_std` wait queue natively |
+//!
+//! # Misuse
+//!
+//! The raw APIs are `unsafe` where the type system cannot check the contract (unlocking with
+//! the guard state of another acquisition or another lock). Debug builds catch what they cheaply
+//! can with a clear panic: unlocking an unlocked lock, a second `lock` of a non-reentrant
+//! [`Mutex`] or [`McsMutex`] by its holder (each type's docs say exactly what it checks).
 #![cfg_attr(not(feature = "std"), no_std)]
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 #![warn(missing_docs)]
 
-#[allow(dead_code)] // used by the lock modules as they land
 mod backoff;
-#[allow(dead_code)]
 mod cs;
 #[cfg(any(feature = "std", feature = "guest"))]
 mod raw_rcu;
@@ -85,3 +153,8 @@ pub use rwlock::{
 pub use rcu::Rcu;
 #[cfg(any(feature = "std", feature = "guest"))]
 pub use rcu::{RcuReadGuard, RcuRing};
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
