@@ -50,6 +50,7 @@ pub fn known_report_key(key: u32) -> bool {
             | report::GRACE_PERIODS
             | report::GRACE_CYCLES
             | report::RUN_CYCLES
+            | report::GARBAGE_REJECTED
     )
 }
 

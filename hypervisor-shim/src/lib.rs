@@ -2,6 +2,7 @@
 //! critical-section hints, and the over-commit experiment of the eCS paper (USENIX ATC 2018).
 //!
 //! ```text
+//! guest_image.rs the embedded guest program (built by build.rs from guest/)
 //! config.rs     what a run is (vCPUs, pCPU slots, lock, policy, slice, workload)
 //! vm.rs         the KVM VM: memory, page tables, guest ELF, hint area, vCPUs at CPL 3
 //! page.rs       the only (checked, atomic) ways the host touches guest memory
@@ -17,6 +18,7 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod guest_image;
 pub mod hypercall;
 pub mod page;
 pub mod report;

@@ -93,6 +93,8 @@ fn exit_code_name(code: u32) -> &'static str {
         exit_code::REGISTER_FAILED => "REGISTER_FAILED",
         exit_code::GARBAGE_ACCEPTED => "GARBAGE_ACCEPTED",
         exit_code::PANIC => "PANIC",
+        exit_code::BAD_BOOT => "BAD_BOOT",
+        exit_code::NO_FAULT => "NO_FAULT",
         _ => "unknown",
     }
 }
@@ -212,6 +214,7 @@ pub fn run(
         total.grace_periods += st.grace_periods;
         total.grace_cycles += st.grace_cycles;
         total.run_cycles += st.run_cycles;
+        total.garbage_rejected += st.garbage_rejected;
         per_vcpu.push(VcpuReport {
             vcpu: id as u32,
             state,

@@ -97,7 +97,7 @@ pub enum VcpuError {
         /// "read" or "write".
         kind: &'static str,
     },
-    /// An `in` instruction (the shim serves only `out` to the hypercall port).
+    /// An `in` instruction from a port other than the hypercall port.
     #[error("vCPU {vcpu}: unexpected port input from {port:#x} at rip={rip:#x}")]
     UnexpectedIo {
         /// vCPU.
@@ -260,6 +260,12 @@ fn run_once(id: u32, fd: &mut VcpuFd, sched: &Scheduler<'_>) -> Result<After, Vc
             }
         }
         Exit::Intr => Ok(sched.on_eintr(id)),
+        // An `in` from the hypercall port is a malformed hypercall (the guest reads all-ones and
+        // a BadAccess status); from any other port it is I/O the shim does not emulate.
+        Exit::In { port } if port == ecs_sys::hypercall::PORT => {
+            sched.bad_hypercall(id, ecs_sys::hypercall::Status::BadAccess);
+            Ok(After::Resume)
+        }
         Exit::In { port } => Err(VcpuError::UnexpectedIo {
             vcpu: id,
             rip: rip(fd),

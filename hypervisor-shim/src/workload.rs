@@ -128,6 +128,10 @@ pub mod report {
     pub const GRACE_CYCLES: u32 = 6;
     /// TSC cycles this vCPU ran the workload (from its first to its last operation).
     pub const RUN_CYCLES: u32 = 7;
+    /// `Misbehave::GarbageHypercalls`: garbage hypercalls this vCPU issued that the host rejected
+    /// with an error status (all of them on success; on `exit_code::GARBAGE_ACCEPTED`, the index
+    /// of the one that was accepted).
+    pub const GARBAGE_REJECTED: u32 = 8;
 }
 
 /// Guest exit codes (`Op::Exit`'s argument).
@@ -144,4 +148,9 @@ pub mod exit_code {
     pub const GARBAGE_ACCEPTED: u32 = 4;
     /// The guest panicked.
     pub const PANIC: u32 = 5;
+    /// The boot state broke the contract: `rsi` is not a valid hint header, `%gs` disagrees with
+    /// it, the slot behind `%fs` carries another vCPU index than `rdi`, or `rdi >= nr_vcpus`.
+    pub const BAD_BOOT: u32 = 6;
+    /// `Misbehave::Fault`: the read of the unmapped address returned instead of faulting.
+    pub const NO_FAULT: u32 = 7;
 }

@@ -157,6 +157,8 @@ pub struct VcpuStats {
     pub grace_cycles: u64,
     /// Cycles the workload ran (report `RUN_CYCLES`).
     pub run_cycles: u64,
+    /// Garbage hypercalls the guest saw rejected (report `GARBAGE_REJECTED`).
+    pub garbage_rejected: u64,
 }
 
 /// A vCPU's scheduling record.
@@ -512,6 +514,7 @@ impl<'m> Scheduler<'m> {
                     report::GRACE_PERIODS => st.grace_periods = value,
                     report::GRACE_CYCLES => st.grace_cycles = value,
                     report::RUN_CYCLES => st.run_cycles = value,
+                    report::GARBAGE_REJECTED => st.garbage_rejected = value,
                     report::COUNTER => core.counter = Some(value),
                     _ => {}
                 }
