@@ -273,8 +273,12 @@ mod tests {
             Err(PageError::Misaligned { .. })
         ));
         assert!(matches!(
-            m.atomic_u64(PAGE_2M as u64 - 4),
+            m.atomic_u64(0x1004),
             Err(PageError::Misaligned { .. })
+        ));
+        assert!(matches!(
+            m.atomic_u64(PAGE_2M as u64 - 4),
+            Err(PageError::OutOfBounds { .. })
         ));
         assert!(matches!(
             m.atomic_u32(PAGE_2M as u64),

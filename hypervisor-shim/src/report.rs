@@ -1,1 +1,391 @@
-//! Reports (being written).
+//! Presenting runs: one run's summary, the `compare` table with ratios against `baseline`,
+//! JSON (serde), and a hand-written SVG bar chart.
+
+use crate::config::{Lock, PolicyKind};
+use crate::run::RunReport;
+use core::fmt::Write as _;
+
+/// One line of the `compare` table.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Row {
+    /// vCPUs.
+    pub vcpus: u32,
+    /// pCPU slots.
+    pub pcpus: u32,
+    /// Lock kind.
+    pub lock: Lock,
+    /// Policy.
+    pub policy: PolicyKind,
+    /// Operations per second.
+    pub ops_per_sec: f64,
+    /// Involuntary preemptions.
+    pub preemptions: u64,
+    /// Of those, inside a critical section.
+    pub preemptions_in_cs: u64,
+    /// Extensions granted.
+    pub extensions: u64,
+    /// Directed yields served.
+    pub directed_yields: u64,
+    /// Pause-loop exits.
+    pub ple_exits: u64,
+    /// Throughput over `baseline`'s on the same (vcpus, pcpus, lock), if that run exists.
+    pub ratio_to_baseline: Option<f64>,
+    /// Reduction of in-CS preemptions against `baseline`, percent, if baseline had any.
+    pub in_cs_reduction_pct: Option<f64>,
+    /// Whether the run passed its checks.
+    pub ok: bool,
+}
+
+/// Builds the comparison rows of `runs` (in order), with ratios against the `baseline` run of
+/// the same vCPU count, slot count and lock.
+pub fn rows(runs: &[RunReport]) -> Vec<Row> {
+    runs.iter()
+        .map(|r| {
+            let base = runs.iter().find(|b| {
+                b.policy == PolicyKind::Baseline
+                    && b.vcpus == r.vcpus
+                    && b.pcpus == r.pcpus
+                    && b.lock == r.lock
+                    && b.ok()
+            });
+            let ratio = base
+                .filter(|b| b.ops_per_sec > 0.0 && r.ok())
+                .map(|b| r.ops_per_sec / b.ops_per_sec);
+            let reduction = base
+                .filter(|b| b.total.preemptions_in_cs > 0 && r.ok())
+                .map(|b| {
+                    100.0
+                        * (1.0
+                            - r.total.preemptions_in_cs as f64 / b.total.preemptions_in_cs as f64)
+                });
+            Row {
+                vcpus: r.vcpus,
+                pcpus: r.pcpus,
+                lock: r.lock,
+                policy: r.policy,
+                ops_per_sec: r.ops_per_sec,
+                preemptions: r.total.preemptions,
+                preemptions_in_cs: r.total.preemptions_in_cs,
+                extensions: r.total.extensions,
+                directed_yields: r.total.directed_yields,
+                ple_exits: r.total.ple_exits,
+                ratio_to_baseline: ratio,
+                in_cs_reduction_pct: reduction,
+                ok: r.ok(),
+            }
+        })
+        .collect()
+}
+
+fn opt(v: Option<f64>, prec: usize, suffix: &str) -> String {
+    v.map_or_else(|| "-".to_owned(), |x| format!("{x:.prec$}{suffix}"))
+}
+
+/// The `compare` table, one line per run.
+pub fn table(rows: &[Row]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:>5} {:>5} {:<8} {:<8} {:>12} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>10} {:>4}",
+        "vcpus",
+        "pcpus",
+        "lock",
+        "policy",
+        "ops/s",
+        "preempt",
+        "in-CS",
+        "ext",
+        "dyield",
+        "ple-exit",
+        "x-base",
+        "in-CS cut",
+        "ok"
+    );
+    for r in rows {
+        let _ = writeln!(
+            s,
+            "{:>5} {:>5} {:<8} {:<8} {:>12.0} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>10} {:>4}",
+            r.vcpus,
+            r.pcpus,
+            r.lock.name(),
+            r.policy.name(),
+            r.ops_per_sec,
+            r.preemptions,
+            r.preemptions_in_cs,
+            r.extensions,
+            r.directed_yields,
+            r.ple_exits,
+            opt(r.ratio_to_baseline, 2, "x"),
+            opt(r.in_cs_reduction_pct, 1, "%"),
+            if r.ok { "yes" } else { "NO" }
+        );
+    }
+    s
+}
+
+/// A one-run summary: totals, then one line per vCPU, then the failures.
+pub fn run_summary(r: &RunReport) -> String {
+    let mut s = String::new();
+    let t = &r.total;
+    let _ = writeln!(
+        s,
+        "{} vCPUs on {} pCPU slots, lock {}, policy {}, {:.2} s, slice {} ms",
+        r.vcpus, r.pcpus, r.lock, r.policy, r.secs, r.slice_ms
+    );
+    let _ = writeln!(
+        s,
+        "ops/s {:.0}  ops {}  writes {}  counter {}  preemptions {} (in CS {})  extensions {}  directed yields {}  PLE exits {}  yields {}  halts {}  bad hypercalls {}",
+        r.ops_per_sec,
+        t.ops,
+        t.writes,
+        r.counter
+            .map_or_else(|| "not reported".to_owned(), |c| c.to_string()),
+        t.preemptions,
+        t.preemptions_in_cs,
+        t.extensions,
+        t.directed_yields,
+        t.ple_exits,
+        t.yields,
+        t.halts,
+        t.bad_hypercalls
+    );
+    let _ = writeln!(
+        s,
+        "{:>5} {:>10} {:>8} {:>6} {:>6} {:>6} {:>6} {:>7} {:>8}  state",
+        "vcpu", "ops", "preempt", "in-CS", "ext", "dyield", "halts", "pl-exit", "run ms"
+    );
+    for v in &r.per_vcpu {
+        let st = &v.stats;
+        let _ = writeln!(
+            s,
+            "{:>5} {:>10} {:>8} {:>6} {:>6} {:>6} {:>6} {:>7} {:>8.1}  {:?}",
+            v.vcpu,
+            st.ops,
+            st.preemptions,
+            st.preemptions_in_cs,
+            st.extensions,
+            st.directed_yields,
+            st.halts,
+            st.ple_exits,
+            st.run_ns as f64 / 1e6,
+            v.state
+        );
+    }
+    if r.ok() {
+        let _ = writeln!(s, "checks: passed");
+    } else {
+        for f in &r.failures {
+            let _ = writeln!(s, "FAILED: {f}");
+        }
+    }
+    s
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// Colours of the policies' bars (colour-blind-safe Okabe-Ito).
+fn colour(p: PolicyKind) -> &'static str {
+    match p {
+        PolicyKind::Baseline => "#999999",
+        PolicyKind::Ple => "#E69F00",
+        PolicyKind::Ecs => "#0072B2",
+    }
+}
+
+/// Grouped bars: throughput per policy, one group per (lock, vCPUs/pCPUs), with the ratio to
+/// baseline over each bar, axis labels and a legend.
+pub fn svg(rows: &[Row]) -> String {
+    let mut groups: Vec<(Lock, u32, u32)> = Vec::new();
+    for r in rows {
+        let g = (r.lock, r.vcpus, r.pcpus);
+        if !groups.contains(&g) {
+            groups.push(g);
+        }
+    }
+    let mut policies: Vec<PolicyKind> = Vec::new();
+    for r in rows {
+        if !policies.contains(&r.policy) {
+            policies.push(r.policy);
+        }
+    }
+    let max = rows.iter().map(|r| r.ops_per_sec).fold(0.0f64, f64::max);
+    let (bar_w, gap) = (28.0, 36.0);
+    let group_w = bar_w * policies.len().max(1) as f64 + gap;
+    let (left, top, plot_h, bottom) = (90.0, 60.0, 320.0, 90.0);
+    let width = left + group_w * groups.len().max(1) as f64 + 150.0;
+    let height = top + plot_h + bottom;
+    // A round axis maximum: 1, 2 or 5 times a power of ten.
+    let axis_max = if max > 0.0 {
+        let p = 10f64.powf(max.log10().floor());
+        [1.0, 2.0, 5.0, 10.0]
+            .iter()
+            .map(|m| m * p)
+            .find(|v| *v >= max)
+            .unwrap_or(10.0 * p)
+    } else {
+        1.0
+    };
+    let y = |v: f64| top + plot_h - plot_h * v / axis_max;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0}" height="{height:.0}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(
+        s,
+        r#"<rect width="100%" height="100%" fill="white"/><text x="{:.0}" y="28" font-size="15" text-anchor="middle">ecs-shim compare: throughput per policy (higher is better)</text>"#,
+        width / 2.0
+    );
+    for i in 0..=5 {
+        let v = axis_max * i as f64 / 5.0;
+        let yy = y(v);
+        let _ = writeln!(
+            s,
+            r##"<line x1="{left}" y1="{yy:.1}" x2="{:.1}" y2="{yy:.1}" stroke="#dddddd"/><text x="{:.0}" y="{:.1}" text-anchor="end">{}</text>"##,
+            left + group_w * groups.len() as f64,
+            left - 6.0,
+            yy + 4.0,
+            if axis_max >= 1e6 {
+                format!("{:.1}M", v / 1e6)
+            } else {
+                format!("{:.0}k", v / 1e3)
+            }
+        );
+    }
+    let _ = writeln!(
+        s,
+        r#"<text transform="translate(24,{:.0}) rotate(-90)" text-anchor="middle">operations per second</text>"#,
+        top + plot_h / 2.0
+    );
+    for (gi, (lock, vcpus, pcpus)) in groups.iter().enumerate() {
+        let gx = left + gap / 2.0 + group_w * gi as f64;
+        for (pi, p) in policies.iter().enumerate() {
+            let Some(r) = rows.iter().find(|r| {
+                r.lock == *lock && r.vcpus == *vcpus && r.pcpus == *pcpus && r.policy == *p
+            }) else {
+                continue;
+            };
+            let x = gx + bar_w * pi as f64;
+            let yy = y(r.ops_per_sec);
+            let _ = writeln!(
+                s,
+                r#"<rect x="{x:.1}" y="{yy:.1}" width="{:.1}" height="{:.1}" fill="{}"/>"#,
+                bar_w - 3.0,
+                top + plot_h - yy,
+                colour(*p)
+            );
+            let label = match (r.ok, r.ratio_to_baseline) {
+                (false, _) => "FAIL".to_owned(),
+                (true, Some(x)) if *p != PolicyKind::Baseline => format!("{x:.1}x"),
+                _ => String::new(),
+            };
+            if !label.is_empty() {
+                let _ = writeln!(
+                    s,
+                    r#"<text x="{:.1}" y="{:.1}" font-size="10" text-anchor="middle">{label}</text>"#,
+                    x + (bar_w - 3.0) / 2.0,
+                    yy - 4.0
+                );
+            }
+        }
+        let cx = gx + bar_w * policies.len() as f64 / 2.0;
+        let _ = writeln!(
+            s,
+            r#"<text x="{cx:.1}" y="{:.1}" text-anchor="middle">{}</text><text x="{cx:.1}" y="{:.1}" text-anchor="middle" font-size="11">{vcpus} vCPU / {pcpus} pCPU</text>"#,
+            top + plot_h + 18.0,
+            esc(lock.name()),
+            top + plot_h + 34.0
+        );
+    }
+    let _ = writeln!(
+        s,
+        r#"<line x1="{left}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="black"/><line x1="{left}" y1="{top}" x2="{left}" y2="{:.1}" stroke="black"/>"#,
+        top + plot_h,
+        left + group_w * groups.len() as f64,
+        top + plot_h,
+        top + plot_h
+    );
+    let _ = writeln!(
+        s,
+        r#"<text x="{:.0}" y="{:.0}" text-anchor="middle">lock kind and over-commit (vCPUs on pCPU slots)</text>"#,
+        left + group_w * groups.len() as f64 / 2.0,
+        top + plot_h + 62.0
+    );
+    let lx = left + group_w * groups.len() as f64 + 20.0;
+    for (i, p) in policies.iter().enumerate() {
+        let ly = top + 10.0 + 22.0 * i as f64;
+        let _ = writeln!(
+            s,
+            r#"<rect x="{lx:.0}" y="{ly:.0}" width="14" height="14" fill="{}"/><text x="{:.0}" y="{:.0}">{}</text>"#,
+            colour(*p),
+            lx + 20.0,
+            ly + 12.0,
+            p.name()
+        );
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run::RunReport;
+    use crate::sched::VcpuStats;
+    use crate::workload::LockKind;
+
+    fn report(policy: PolicyKind, ops_per_sec: f64, in_cs: u64) -> RunReport {
+        RunReport {
+            lock: Lock(LockKind::Spin),
+            policy,
+            vcpus: 8,
+            pcpus: 2,
+            slice_ms: 4.0,
+            secs: 1.0,
+            ops_per_sec,
+            total: VcpuStats {
+                preemptions_in_cs: in_cs,
+                ..VcpuStats::default()
+            },
+            counter: Some(0),
+            per_vcpu: Vec::new(),
+            failures: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn ratios_against_baseline() {
+        let runs = [
+            report(PolicyKind::Baseline, 100.0, 50),
+            report(PolicyKind::Ple, 150.0, 40),
+            report(PolicyKind::Ecs, 300.0, 1),
+        ];
+        let rows = rows(&runs);
+        assert_eq!(rows[0].ratio_to_baseline, Some(1.0));
+        assert_eq!(rows[2].ratio_to_baseline, Some(3.0));
+        assert!((rows[2].in_cs_reduction_pct.unwrap() - 98.0).abs() < 1e-9);
+        let t = table(&rows);
+        assert!(t.contains("3.00x") && t.contains("98.0%"), "{t}");
+        let svg = svg(&rows);
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        assert_eq!(
+            svg.matches("<rect x=").count(),
+            3 + 3,
+            "3 bars and 3 legend boxes"
+        );
+        assert!(svg.contains("3.0x") && svg.contains("operations per second"));
+    }
+
+    #[test]
+    fn no_ratio_without_a_passing_baseline() {
+        let mut base = report(PolicyKind::Baseline, 100.0, 0);
+        base.failures.push("x".into());
+        let rows = rows(&[base, report(PolicyKind::Ecs, 300.0, 0)]);
+        assert_eq!(rows[1].ratio_to_baseline, None);
+        assert_eq!(rows[1].in_cs_reduction_pct, None);
+    }
+}

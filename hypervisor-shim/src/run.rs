@@ -3,7 +3,7 @@
 
 use crate::config::{ConfigError, Lock, PolicyKind, RunConfig};
 use crate::page::PageError;
-use crate::sched::{Scheduler, VcpuStats, policy_for};
+use crate::sched::{Scheduler, SlotSnapshot, VcpuStats, policy_for};
 use crate::vcpu::{ImmediateExit, VcpuState, available_cpus, install_signal, vcpu_thread};
 use crate::vm::{Vm, VmError, VmSpec, layout};
 use crate::workload::exit_code;
@@ -40,6 +40,8 @@ pub struct VcpuReport {
     /// Host-side metrics and guest reports.
     #[serde(flatten)]
     pub stats: VcpuStats,
+    /// Its hint slot as the run left it.
+    pub slot: SlotSnapshot,
 }
 
 /// The result of one run.
@@ -76,13 +78,15 @@ impl RunReport {
     }
 }
 
-/// Live progress, for display.
-#[derive(Clone, Copy, Debug)]
+/// Live progress, for display (and for tests of the hint protocol).
+#[derive(Clone, Debug)]
 pub struct Progress {
     /// Time since the vCPUs started.
     pub elapsed: Duration,
     /// Operations so far (sum of the slots' `progress`, guest-written).
     pub ops: u64,
+    /// Every slot's guest-visible state at this moment.
+    pub slots: Vec<SlotSnapshot>,
 }
 
 fn exit_code_name(code: u32) -> &'static str {
@@ -183,12 +187,14 @@ pub fn run(
                 progress(Progress {
                     elapsed: started.elapsed(),
                     ops: sched.progress(),
+                    slots: sched.slot_snapshots(),
                 });
             }
         }
     });
     let end_ns = sched.stop_time().unwrap_or_else(|| sched.now());
     let (vcpus, counter, mut failures) = sched.results();
+    let snapshots = sched.slot_snapshots();
     let mut total = VcpuStats::default();
     let mut per_vcpu = Vec::new();
     for (id, (state, st)) in vcpus.into_iter().enumerate() {
@@ -219,6 +225,7 @@ pub fn run(
             vcpu: id as u32,
             state,
             stats: st,
+            slot: snapshots[id],
         });
     }
     total.registered = per_vcpu.iter().all(|v| v.stats.registered);

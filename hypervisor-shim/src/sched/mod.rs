@@ -161,6 +161,47 @@ pub struct VcpuStats {
     pub garbage_rejected: u64,
 }
 
+/// The guest-visible fields of one hint slot at one moment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SlotSnapshot {
+    /// `cs_depth`.
+    pub cs_depth: u32,
+    /// `preempted`.
+    pub preempted: u32,
+    /// `overloaded`.
+    pub overloaded: u32,
+    /// `ext_granted`.
+    pub ext_granted: u32,
+    /// `nr_preempted`.
+    pub nr_preempted: u32,
+    /// `nr_preempted_in_cs`.
+    pub nr_preempted_in_cs: u32,
+    /// `nr_extensions`.
+    pub nr_extensions: u32,
+    /// `nr_directed_yields`.
+    pub nr_directed_yields: u32,
+    /// `progress`.
+    pub progress: u64,
+}
+
+impl SlotSnapshot {
+    /// Reads `slot` (field by field; the guest may be writing).
+    pub fn of(slot: &HintSlot) -> Self {
+        let r = |a: &core::sync::atomic::AtomicU32| a.load(Ordering::Acquire);
+        SlotSnapshot {
+            cs_depth: r(&slot.cs_depth),
+            preempted: r(&slot.preempted),
+            overloaded: r(&slot.overloaded),
+            ext_granted: r(&slot.ext_granted),
+            nr_preempted: r(&slot.nr_preempted),
+            nr_preempted_in_cs: r(&slot.nr_preempted_in_cs),
+            nr_extensions: r(&slot.nr_extensions),
+            nr_directed_yields: r(&slot.nr_directed_yields),
+            progress: slot.progress.load(Ordering::Relaxed),
+        }
+    }
+}
+
 /// A vCPU's scheduling record.
 #[derive(Debug)]
 struct VcpuSched {
@@ -482,8 +523,30 @@ impl<'m> Scheduler<'m> {
             return After::Resume;
         };
         // The vCPU is out of guest mode: its depth is stable, this is "the moment of
-        // preemption".
-        let in_cs = self.slot(id).cs_depth.load(Ordering::Acquire) != 0;
+        // preemption". The tick decided on a snapshot taken some microseconds ago (the signal
+        // takes that long to land, longer under nested virtualization), and the guest may have
+        // entered a critical section since: the policy decides again on the stable state.
+        let cs_depth = self.slot(id).cs_depth.load(Ordering::Acquire);
+        let view = TickView {
+            now,
+            slice_start: v.slice_start,
+            slice: self.slice,
+            cs_depth,
+            ext_until: v.ext_until,
+            waiting: core.queue.len(),
+        };
+        let v = &mut core.vcpus[id as usize];
+        match self.policy.at_tick(&view) {
+            TickDecision::Preempt => {}
+            decision => {
+                v.preempt_pending = false;
+                self.immediate_exit[id as usize].clear();
+                self.apply(core, id, decision);
+                return After::Resume;
+            }
+        }
+        let v = &mut core.vcpus[id as usize];
+        let in_cs = cs_depth != 0;
         v.stats.preemptions += 1;
         v.stats.preemptions_in_cs += u64::from(in_cs);
         v.state = VcpuState::Runnable;
@@ -665,23 +728,30 @@ impl<'m> Scheduler<'m> {
                 waiting,
             };
             match self.policy.at_tick(&view) {
-                TickDecision::Continue => {}
-                TickDecision::NewSlice => {
-                    let v = &mut core.vcpus[id as usize];
-                    v.slice_start = now;
-                    v.ext_until = None;
-                    if self.hints {
-                        self.slot(id).ext_granted.store(0, Ordering::Relaxed);
-                    }
-                }
-                TickDecision::Extend { until } => {
-                    let v = &mut core.vcpus[id as usize];
-                    v.ext_until = Some(until);
-                    v.stats.extensions += 1;
-                    self.slot(id).ext_granted.store(1, Ordering::Release);
-                    self.copy_counters(core, id);
-                }
                 TickDecision::Preempt => self.request_preempt(core, id),
+                decision => self.apply(core, id, decision),
+            }
+        }
+    }
+
+    /// Applies a decision other than `Preempt` to running vCPU `id`.
+    fn apply(&self, core: &mut Core, id: u32, decision: TickDecision) {
+        let now = self.now();
+        let v = &mut core.vcpus[id as usize];
+        match decision {
+            TickDecision::Continue | TickDecision::Preempt => {}
+            TickDecision::NewSlice => {
+                v.slice_start = now;
+                v.ext_until = None;
+                if self.hints {
+                    self.slot(id).ext_granted.store(0, Ordering::Relaxed);
+                }
+            }
+            TickDecision::Extend { until } => {
+                v.ext_until = Some(until);
+                v.stats.extensions += 1;
+                self.slot(id).ext_granted.store(1, Ordering::Release);
+                self.copy_counters(core, id);
             }
         }
     }
@@ -728,6 +798,11 @@ impl<'m> Scheduler<'m> {
             .iter()
             .map(|s| s.progress.load(Ordering::Relaxed))
             .sum()
+    }
+
+    /// A snapshot of every slot's hint fields and counters (guest-visible state).
+    pub fn slot_snapshots(&self) -> Vec<SlotSnapshot> {
+        self.area.slots().iter().map(SlotSnapshot::of).collect()
     }
 
     /// The final per-vCPU statistics, the reported counter and the failures so far.
