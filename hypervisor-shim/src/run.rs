@@ -217,6 +217,7 @@ pub fn run(
         total.halts += st.halts;
         total.bad_hypercalls += st.bad_hypercalls;
         total.run_ns += st.run_ns;
+        total.run_ns_before_stop += st.run_ns_before_stop;
         total.grace_periods += st.grace_periods;
         total.grace_cycles += st.grace_cycles;
         total.run_cycles += st.run_cycles;

@@ -28,3 +28,97 @@ fn one_vcpu_runs_the_guest_and_exits_cleanly() {
     assert_eq!(r.counter, Some(r.total.writes));
     eprintln!("{:?}", r.total);
 }
+
+const KINDS: [LockKind; 6] = [
+    LockKind::Spin,
+    LockKind::Ticket,
+    LockKind::Mcs,
+    LockKind::SpinRw,
+    LockKind::Mutex,
+    LockKind::RwLock,
+];
+
+fn check_exact(r: &RunReport, what: &str) {
+    assert!(r.ok(), "{what}: {:?}", r.failures);
+    assert_eq!(r.counter, Some(r.total.writes), "{what}: counter");
+    assert_eq!(r.total.violations, 0, "{what}");
+    for v in &r.per_vcpu {
+        assert_eq!(
+            v.state,
+            VcpuState::Exited { code: 0 },
+            "{what}: vCPU {}",
+            v.vcpu
+        );
+        assert!(v.stats.registered, "{what}: vCPU {} registered", v.vcpu);
+        assert!(v.stats.ops > 0, "{what}: vCPU {} made no progress", v.vcpu);
+    }
+}
+
+#[test]
+fn every_lock_kind_on_one_vcpu() {
+    if !kvm_available("every_lock_kind_on_one_vcpu") {
+        return;
+    }
+    for lock in KINDS {
+        let r = go(1, 1, lock, PolicyKind::Ecs, 40);
+        check_exact(&r, &format!("{lock:?} 1/1"));
+    }
+}
+
+#[test]
+fn every_lock_kind_and_policy_over_committed() {
+    if !kvm_available("every_lock_kind_and_policy_over_committed") {
+        return;
+    }
+    for lock in KINDS {
+        for policy in PolicyKind::ALL {
+            let r = go(4, 2, lock, policy, 120);
+            let what = format!("{lock:?} 4/2 {policy}");
+            check_exact(&r, &what);
+            assert!(r.total.preemptions > 0, "{what}: nobody was preempted");
+            if policy != PolicyKind::Ecs {
+                assert_eq!(r.total.extensions, 0, "{what}");
+            }
+            for v in &r.per_vcpu {
+                if policy == PolicyKind::Baseline {
+                    assert_eq!(
+                        (v.slot.preempted, v.slot.overloaded, v.slot.ext_granted),
+                        (0, 0, 0),
+                        "{what}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn ecs_defers_preemption_in_critical_sections() {
+    if !kvm_available("ecs_defers_preemption_in_critical_sections") {
+        return;
+    }
+    // Long critical sections, so that many slices end inside one.
+    let mut c = RunConfig::new(6, 2, LockKind::Spin, PolicyKind::Ecs);
+    c.duration = Duration::from_millis(300);
+    c.slice = Duration::from_millis(1);
+    c.cs_iters = 2000;
+    c.think_iters = 2000;
+    let r = run(&c, guest_elf(), Duration::from_secs(10), &mut |_| {}).unwrap();
+    check_exact(&r, "ecs long CS");
+    assert!(
+        r.total.extensions > 0,
+        "no extension granted: {:?}",
+        r.total
+    );
+    // Bounded: at most one extension per slice, and a slice ends in a preemption, a yield or
+    // a halt (or renews when nobody waits, which cannot happen with 6 vCPUs on 2 slots).
+    for v in &r.per_vcpu {
+        let st = &v.stats;
+        assert!(
+            st.extensions <= st.preemptions + st.yields + st.halts + 1,
+            "vCPU {}: {st:?}",
+            v.vcpu
+        );
+        assert_eq!(v.slot.nr_extensions as u64, st.extensions);
+    }
+}

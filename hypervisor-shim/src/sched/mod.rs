@@ -147,6 +147,8 @@ pub struct VcpuStats {
     pub bad_hypercalls: u64,
     /// Time this vCPU held a slot, ns.
     pub run_ns: u64,
+    /// Of that, before the stop request (the measured part of the run), ns.
+    pub run_ns_before_stop: u64,
     /// Whether it registered the hint area.
     pub registered: bool,
     /// Its exit code, if it exited.
@@ -465,6 +467,10 @@ impl<'m> Scheduler<'m> {
     fn stop_now(&self, core: &mut Core, now: u64) {
         if core.stopping.is_none() {
             core.stopping = Some(now);
+            for v in &mut core.vcpus {
+                let current = v.run_since.map_or(0, |since| now.saturating_sub(since));
+                v.stats.run_ns_before_stop = v.stats.run_ns + current;
+            }
             self.config.stop.store(1, Ordering::Release);
             // Halted vCPUs get a spurious wake-up so they see `stop`.
             for id in 0..self.nr_vcpus() {
