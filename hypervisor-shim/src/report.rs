@@ -134,7 +134,7 @@ pub fn run_summary(r: &RunReport) -> String {
     );
     let _ = writeln!(
         s,
-        "ops/s {:.0}  ops {}  writes {}  counter {}  preemptions {} (in CS {})  extensions {}  directed yields {}  PLE exits {}  yields {}  halts {}  bad hypercalls {}",
+        "ops/s {:.0}  ops {}  writes {}  counter {}  preemptions {} (in CS {}, at the extension bound {})  extensions {}  directed yields {}  PLE exits {}  yields {}  halts {}  bad hypercalls {}",
         r.ops_per_sec,
         t.ops,
         t.writes,
@@ -142,6 +142,7 @@ pub fn run_summary(r: &RunReport) -> String {
             .map_or_else(|| "not reported".to_owned(), |c| c.to_string()),
         t.preemptions,
         t.preemptions_in_cs,
+        t.preemptions_at_bound,
         t.extensions,
         t.directed_yields,
         t.ple_exits,

@@ -211,6 +211,7 @@ pub fn run(
         total.preemptions += st.preemptions;
         total.preemptions_in_cs += st.preemptions_in_cs;
         total.extensions += st.extensions;
+        total.preemptions_at_bound += st.preemptions_at_bound;
         total.directed_yields += st.directed_yields;
         total.ple_exits += st.ple_exits;
         total.yields += st.yields;

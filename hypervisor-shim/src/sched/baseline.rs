@@ -55,6 +55,7 @@ mod tests {
             slice: 4000,
             cs_depth,
             ext_until: None,
+            ext_cpu_ns: 0,
             waiting,
         }
     }

@@ -4,7 +4,11 @@
 //!   grants one extension (at most one per slice, at most a quarter slice; by default 200 us,
 //!   about two ticks) and sets `ext_granted`, so the guest yields when it leaves its outermost
 //!   section. When the extension runs out the vCPU is preempted whatever its depth: a guest
-//!   that never leaves its section cannot keep a pCPU beyond slice + extension.
+//!   that never leaves its section cannot keep a pCPU beyond slice + extension. The extension
+//!   is measured in the vCPU thread's CPU time (what a dedicated pCPU would have given it; on
+//!   this shared machine the host kernel deschedules vCPU threads for milliseconds), capped at
+//!   four slices of wall-clock time (measured: with other work on the host, a vCPU thread got
+//!   40-150 us of CPU time in 4 ms of wall-clock time).
 //! - A `Yield` from a vCPU with `ext_granted` ends the extension at once (the core clears the
 //!   flag and gives the slot to the queue head).
 //! - `YieldTo(n)` is a directed yield: the caller's slot goes to vCPU `n` when `n` is waiting
@@ -23,8 +27,10 @@ use ecs_sys::abi::FEATURE_HINTS;
 /// The eCS policy.
 #[derive(Debug, Clone, Copy)]
 pub struct Ecs {
-    /// Length of one extension in ns (the constructor bounds it by a quarter slice).
+    /// Length of one extension in ns of the vCPU's CPU time (at most a quarter slice).
     extension: u64,
+    /// Wall-clock cap of an extension in ns: four slices.
+    cap: u64,
 }
 
 impl Ecs {
@@ -32,6 +38,7 @@ impl Ecs {
     pub fn new(extension_ns: u64, slice_ns: u64) -> Self {
         Ecs {
             extension: extension_ns.min(slice_ns / 4),
+            cap: slice_ns.saturating_mul(4),
         }
     }
 
@@ -57,7 +64,9 @@ impl Policy for Ecs {
     fn at_tick(&self, v: &TickView) -> TickDecision {
         if let Some(until) = v.ext_until {
             // The bound: an extension that ran out ends in a preemption, in a section or not.
-            return if v.now < until {
+            // It runs out after `extension` of the vCPU's own CPU time, or at the wall-clock
+            // cap (one slice) whatever the host did to the vCPU thread.
+            return if v.ext_cpu_ns < self.extension && v.now < until {
                 TickDecision::Continue
             } else if v.waiting == 0 {
                 TickDecision::NewSlice
@@ -71,7 +80,7 @@ impl Policy for Ecs {
             TickDecision::NewSlice
         } else if v.cs_depth > 0 && self.extension > 0 {
             TickDecision::Extend {
-                until: v.now.saturating_add(self.extension),
+                until: v.now.saturating_add(self.cap),
             }
         } else {
             TickDecision::Preempt
@@ -102,6 +111,8 @@ mod tests {
             slice: 4_000_000,
             cs_depth,
             ext_until,
+            // In these tests the vCPU ran all the time since the grant at 4 ms.
+            ext_cpu_ns: ext_until.map_or(0, |_| now.saturating_sub(4_000_000)),
             waiting,
         }
     }
@@ -115,7 +126,7 @@ mod tests {
         );
         assert_eq!(
             p.at_tick(&view(4_000_000, 1, None, 3)),
-            TickDecision::Extend { until: 4_200_000 }
+            TickDecision::Extend { until: 20_000_000 }
         );
         assert_eq!(
             p.at_tick(&view(4_000_000, 0, None, 3)),
@@ -129,9 +140,13 @@ mod tests {
 
     #[test]
     fn the_extension_is_bounded() {
-        let p = Ecs::new(u64::MAX, 4_000_000);
-        assert_eq!(p.extension(), 1_000_000, "at most a quarter slice");
-        let until = Some(4_200_000);
+        assert_eq!(
+            Ecs::new(u64::MAX, 4_000_000).extension(),
+            1_000_000,
+            "a quarter slice"
+        );
+        let p = Ecs::new(200_000, 4_000_000);
+        let until = Some(20_000_000);
         assert_eq!(
             p.at_tick(&view(4_100_000, 1, until, 3)),
             TickDecision::Continue
@@ -145,6 +160,21 @@ mod tests {
             p.at_tick(&view(4_200_000, 9, until, 0)),
             TickDecision::NewSlice
         );
+    }
+
+    #[test]
+    fn the_extension_counts_cpu_time_up_to_a_wall_clock_cap() {
+        let p = Ecs::new(200_000, 4_000_000);
+        let mut v = view(5_000_000, 1, Some(20_000_000), 3);
+        // The host kernel descheduled the vCPU thread: 1 ms passed, 50 us of CPU time used.
+        v.ext_cpu_ns = 50_000;
+        assert_eq!(p.at_tick(&v), TickDecision::Continue);
+        v.ext_cpu_ns = 200_000;
+        assert_eq!(p.at_tick(&v), TickDecision::Preempt);
+        // Never past the cap, whatever the CPU time says.
+        v.ext_cpu_ns = 0;
+        v.now = 20_000_000;
+        assert_eq!(p.at_tick(&v), TickDecision::Preempt);
     }
 
     #[test]

@@ -42,8 +42,12 @@ pub struct TickView {
     pub slice: u64,
     /// The guest's `cs_depth` (any value: guest-written).
     pub cs_depth: u32,
-    /// End of the extension granted in this slice, if any.
+    /// The wall-clock cap of the extension granted in this slice, if any.
     pub ext_until: Option<u64>,
+    /// CPU time the vCPU's thread has consumed since the extension was granted (0 without
+    /// one). The extension's length is measured in this time: a vCPU thread that the host
+    /// kernel descheduled (this machine is shared) did not use its extension.
+    pub ext_cpu_ns: u64,
     /// Runnable vCPUs waiting for a slot.
     pub waiting: usize,
 }
@@ -57,9 +61,10 @@ pub enum TickDecision {
     NewSlice,
     /// Take the slot away now.
     Preempt,
-    /// Defer the preemption until `until` (and set `ext_granted`).
+    /// Defer the preemption (and set `ext_granted`) for the policy's extension, measured in
+    /// the vCPU's CPU time, and never past `until` in wall-clock time.
     Extend {
-        /// Deadline, ns since start.
+        /// Wall-clock cap, ns since start.
         until: u64,
     },
 }
@@ -135,6 +140,8 @@ pub struct VcpuStats {
     pub preemptions_in_cs: u64,
     /// Slice extensions granted.
     pub extensions: u64,
+    /// Preemptions at the end of an extension (the bound was reached).
+    pub preemptions_at_bound: u64,
     /// Directed yields served to this vCPU (another gave it its slot).
     pub directed_yields: u64,
     /// Pause-loop exits.
@@ -210,6 +217,8 @@ struct VcpuSched {
     state: VcpuState,
     slice_start: u64,
     ext_until: Option<u64>,
+    ext_cpu_start: u64,
+    cpu_clock: Option<libc::clockid_t>,
     kick_pending: bool,
     preempt_pending: bool,
     force_stop: bool,
@@ -283,6 +292,8 @@ impl<'m> Scheduler<'m> {
                 state: VcpuState::Runnable,
                 slice_start: 0,
                 ext_until: None,
+                ext_cpu_start: 0,
+                cpu_clock: None,
                 kick_pending: false,
                 preempt_pending: false,
                 force_stop: false,
@@ -357,6 +368,41 @@ impl<'m> Scheduler<'m> {
 
     fn slot(&self, id: u32) -> &'m HintSlot {
         self.area.hint_slot(id)
+    }
+
+    /// CPU time consumed by vCPU `id`'s thread, ns (wall-clock `now` if its clock is unknown).
+    fn cpu_ns(&self, core: &Core, id: u32, now: u64) -> u64 {
+        let Some(clock) = core.vcpus[id as usize].cpu_clock else {
+            return now;
+        };
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `clock` is the CPU-time clock of a thread of this process that is alive
+        // (vCPU threads are joined after the scheduler's last use); `ts` is a valid out-pointer.
+        if unsafe { libc::clock_gettime(clock, &mut ts) } != 0 {
+            return now;
+        }
+        ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    }
+
+    /// The policy's view of running vCPU `id` at `now`.
+    fn view(&self, core: &Core, id: u32, now: u64) -> TickView {
+        let v = &core.vcpus[id as usize];
+        TickView {
+            now,
+            slice_start: v.slice_start,
+            slice: self.slice,
+            cs_depth: self.slot(id).cs_depth.load(Ordering::Acquire),
+            ext_until: v.ext_until,
+            ext_cpu_ns: if v.ext_until.is_some() {
+                self.cpu_ns(core, id, now).saturating_sub(v.ext_cpu_start)
+            } else {
+                0
+            },
+            waiting: core.queue.len(),
+        }
     }
 
     // ----- slot hand-over (all with the lock held) -----
@@ -487,7 +533,12 @@ impl<'m> Scheduler<'m> {
     pub fn register_thread(&self, id: u32) {
         // SAFETY: pthread_self has no preconditions.
         let me = unsafe { libc::pthread_self() };
-        self.lock().vcpus[id as usize].thread = Some(me);
+        let mut clock: libc::clockid_t = 0;
+        // SAFETY: `me` is the calling (live) thread; `clock` is a valid out-pointer.
+        let ok = unsafe { libc::pthread_getcpuclockid(me, &mut clock) } == 0;
+        let mut core = self.lock();
+        core.vcpus[id as usize].thread = Some(me);
+        core.vcpus[id as usize].cpu_clock = ok.then_some(clock);
     }
 
     /// Blocks until vCPU `id` holds a slot (`Ok(slot)`) or must stop (`Err(After)`).
@@ -532,15 +583,8 @@ impl<'m> Scheduler<'m> {
         // preemption". The tick decided on a snapshot taken some microseconds ago (the signal
         // takes that long to land, longer under nested virtualization), and the guest may have
         // entered a critical section since: the policy decides again on the stable state.
-        let cs_depth = self.slot(id).cs_depth.load(Ordering::Acquire);
-        let view = TickView {
-            now,
-            slice_start: v.slice_start,
-            slice: self.slice,
-            cs_depth,
-            ext_until: v.ext_until,
-            waiting: core.queue.len(),
-        };
+        let view = self.view(core, id, now);
+        let cs_depth = view.cs_depth;
         let v = &mut core.vcpus[id as usize];
         match self.policy.at_tick(&view) {
             TickDecision::Preempt => {}
@@ -554,6 +598,7 @@ impl<'m> Scheduler<'m> {
         let v = &mut core.vcpus[id as usize];
         let in_cs = cs_depth != 0;
         v.stats.preemptions += 1;
+        v.stats.preemptions_at_bound += u64::from(v.ext_until.is_some());
         v.stats.preemptions_in_cs += u64::from(in_cs);
         v.state = VcpuState::Runnable;
         core.queue.push_back(id);
@@ -718,21 +763,13 @@ impl<'m> Scheduler<'m> {
     pub fn tick(&self, now: u64) {
         let mut guard = self.lock();
         let core = &mut *guard;
-        let waiting = core.queue.len();
         for k in 0..self.nr_pcpus as usize {
             let Some(id) = core.slots[k] else { continue };
             let v = &core.vcpus[id as usize];
             if v.preempt_pending || v.force_stop {
                 continue;
             }
-            let view = TickView {
-                now,
-                slice_start: v.slice_start,
-                slice: self.slice,
-                cs_depth: self.slot(id).cs_depth.load(Ordering::Acquire),
-                ext_until: v.ext_until,
-                waiting,
-            };
+            let view = self.view(core, id, now);
             match self.policy.at_tick(&view) {
                 TickDecision::Preempt => self.request_preempt(core, id),
                 decision => self.apply(core, id, decision),
@@ -755,6 +792,9 @@ impl<'m> Scheduler<'m> {
             }
             TickDecision::Extend { until } => {
                 v.ext_until = Some(until);
+                let cpu = self.cpu_ns(core, id, now);
+                let v = &mut core.vcpus[id as usize];
+                v.ext_cpu_start = cpu;
                 v.stats.extensions += 1;
                 self.slot(id).ext_granted.store(1, Ordering::Release);
                 self.copy_counters(core, id);

@@ -72,6 +72,7 @@ mod tests {
             slice: 4000,
             cs_depth: 1,
             ext_until: None,
+            ext_cpu_ns: 0,
             waiting: 2,
         };
         assert_eq!(p.at_tick(&v), TickDecision::Preempt);
