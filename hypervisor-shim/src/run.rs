@@ -103,6 +103,16 @@ fn exit_code_name(code: u32) -> &'static str {
     }
 }
 
+/// Makes the calling (tick) thread SCHED_FIFO, if permitted, so that its timer fires on time
+/// while vCPU threads and other work keep the host CPUs busy (it is a hypervisor's timer
+/// interrupt). It sleeps between ticks, so it cannot monopolise a CPU. Without the privilege
+/// it stays a normal thread.
+fn realtime_tick_thread() -> bool {
+    let param = libc::sched_param { sched_priority: 1 };
+    // SAFETY: pthread_self is the calling thread; `param` is a valid sched_param.
+    unsafe { libc::pthread_setschedparam(libc::pthread_self(), libc::SCHED_FIFO, &param) == 0 }
+}
+
 /// Runs `elf` under `cfg`; calls `progress` about every `progress_every` while it runs.
 pub fn run(
     cfg: &RunConfig,
@@ -161,6 +171,7 @@ pub fn run(
         }
         let sched = &sched;
         s.spawn(move || {
+            realtime_tick_thread();
             let mut forced = false;
             loop {
                 std::thread::sleep(cfg.tick);
