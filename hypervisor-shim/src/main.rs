@@ -70,6 +70,10 @@ struct CompareArgs {
     /// Policies, comma-separated (ratios need `baseline`).
     #[arg(long, value_delimiter = ',', default_value = "baseline,ple,ecs")]
     policies: Vec<PolicyKind>,
+    /// Run every combination this many times, interleaved (round after round), and report the
+    /// run with the median throughput of each (this machine is shared and noisy).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    repeat: u32,
     /// Write every run's full report and the table rows as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     json: Option<std::path::PathBuf>,
@@ -232,9 +236,11 @@ fn main() -> ExitCode {
             }
             let mut runs = Vec::new();
             let mut failed = false;
-            for (i, c) in configs.iter().enumerate() {
+            let total = configs.len() * a.repeat as usize;
+            let rounds = (0..a.repeat).flat_map(|_| configs.iter());
+            for (i, c) in rounds.enumerate() {
                 let l = label(c);
-                eprintln!("[{}/{}] {l}", i + 1, configs.len());
+                eprintln!("[{}/{total}] {l}", i + 1);
                 match run_one(c, &l) {
                     Ok(r) => {
                         eprintln!(
@@ -254,7 +260,7 @@ fn main() -> ExitCode {
                     Err(_) => failed = true,
                 }
             }
-            let rows = report::rows(&runs);
+            let rows = report::rows(&report::medians(&runs));
             print!("{}", report::table(&rows));
             if let Some(path) = &a.json {
                 let doc = serde_json::json!({ "rows": rows, "runs": runs });

@@ -36,6 +36,27 @@ pub struct Row {
     pub ok: bool,
 }
 
+/// Picks, for every (vCPUs, pCPUs, lock, policy) among `runs` (repeats of the same
+/// combination), the run with the median throughput, in first-seen order. With one run per
+/// combination this is `runs` itself. A failed run counts as throughput 0.
+pub fn medians(runs: &[RunReport]) -> Vec<RunReport> {
+    let key = |r: &RunReport| (r.vcpus, r.pcpus, r.lock, r.policy);
+    let mut keys = Vec::new();
+    for r in runs {
+        if !keys.contains(&key(r)) {
+            keys.push(key(r));
+        }
+    }
+    keys.into_iter()
+        .map(|k| {
+            let mut same: Vec<&RunReport> = runs.iter().filter(|r| key(r) == k).collect();
+            let score = |r: &RunReport| if r.ok() { r.ops_per_sec } else { 0.0 };
+            same.sort_by(|a, b| score(a).total_cmp(&score(b)));
+            same[(same.len() - 1) / 2].clone()
+        })
+        .collect()
+}
+
 /// Builds the comparison rows of `runs` (in order), with ratios against the `baseline` run of
 /// the same vCPU count, slot count and lock.
 pub fn rows(runs: &[RunReport]) -> Vec<Row> {
@@ -379,6 +400,29 @@ mod tests {
             "3 bars and 3 legend boxes"
         );
         assert!(svg.contains("3.0x") && svg.contains("operations per second"));
+    }
+
+    #[test]
+    fn medians_pick_the_middle_run_per_combination() {
+        let runs = [
+            report(PolicyKind::Baseline, 100.0, 5),
+            report(PolicyKind::Ecs, 300.0, 0),
+            report(PolicyKind::Baseline, 90.0, 6),
+            report(PolicyKind::Ecs, 310.0, 0),
+            report(PolicyKind::Baseline, 120.0, 7),
+            report(PolicyKind::Ecs, 10.0, 0),
+        ];
+        let m = medians(&runs);
+        assert_eq!(m.len(), 2);
+        assert_eq!(
+            (m[0].policy, m[0].ops_per_sec),
+            (PolicyKind::Baseline, 100.0)
+        );
+        assert_eq!((m[1].policy, m[1].ops_per_sec), (PolicyKind::Ecs, 300.0));
+        assert_eq!(
+            m[0].total.preemptions_in_cs, 5,
+            "the whole median run, not a mix"
+        );
     }
 
     #[test]
