@@ -124,15 +124,18 @@ fn main() {
     if !output.status.success() {
         eprintln!("{}", String::from_utf8_lossy(&output.stdout));
         eprintln!("{}", String::from_utf8_lossy(&output.stderr));
-        panic!(
-            "building the guest program failed ({}): see its cargo output above. To reproduce:\n  \
+        eprintln!(
+            "error: building the guest program failed ({}): see its cargo output above. To reproduce:\n  \
              cargo build --release --locked --target {GUEST_TARGET} --manifest-path {}\n\
              If cargo says the lock file needs updating (a dependency of ecs-locks or ecs-sys \
-             changed), run `cargo update --manifest-path {}` and commit guest/Cargo.lock.",
+             changed), build it once without --locked, which updates guest/Cargo.lock \
+             minimally, and commit that file:\n  \
+             cargo build --release --manifest-path {}",
             output.status,
             guest_manifest.display(),
             guest_manifest.display(),
         );
+        std::process::exit(1);
     }
 
     let elf = target_dir

@@ -23,6 +23,10 @@ pub const IMAGE_BASE: u64 = 0x40_0000;
 /// Every loadable byte of the image lies below this address.
 pub const IMAGE_END: u64 = 0x80_0000;
 
+/// Stack bytes each vCPU needs below its initial `rsp` (the guest's `STACK_NEEDED`; measured use
+/// is under 1 KiB, the rest is margin).
+pub const STACK_MIN: u64 = 16 * 1024;
+
 /// The guest program's ELF file, as built by `build.rs`.
 pub fn guest_elf() -> &'static [u8] {
     include_bytes!(env!("ECS_GUEST_ELF"))

@@ -5,7 +5,7 @@
 //!
 //! | feature | backend | what it talks to |
 //! |---------|---------|------------------|
-//! | `guest` | [`guest::Guest`] | the shared hint page through `%fs`/`%gs`, port-I/O hypercalls (inside an `ecs-shim` VM) |
+//! | `guest` | `guest::Guest` | the shared hint page through `%fs`/`%gs`, port-I/O hypercalls (inside an `ecs-shim` VM) |
 //! | `std` (default) | [`native::Native`] | nothing: a thread-local depth, constant hints (bare metal, or a VM without eCS) |
 //! | neither | [`native::Native`] | nothing: no depth tracking at all (`no_std` without a hypervisor) |
 

@@ -21,7 +21,7 @@
 //! | `rsp` | top of this vCPU's own stack, at least [`STACK_NEEDED`] bytes below it usable; any alignment (`_start` aligns it) |
 //! | `%fs` base | this vCPU's [`HintSlot`](ecs_sys::abi::HintSlot) (`header.slots_addr + 64 * n`) |
 //! | `%gs` base | the [`HintHeader`], valid (magic, version, slot size), `nr_vcpus` > `n` |
-//! | `header.config_addr` | a 64-byte aligned [`WorkloadConfig`](workload::WorkloadConfig) with [`CONFIG_MAGIC`](workload::CONFIG_MAGIC), written before any vCPU starts |
+//! | `header.config_addr` | a 64-byte aligned [`WorkloadConfig`] with [`CONFIG_MAGIC`], written before any vCPU starts |
 //!
 //! The image is an `ET_EXEC` static ELF linked at `0x400000` whose `PT_LOAD` segments all end
 //! below `0x800000` (checked by the shim's `guest_image` tests), so the host may put the hint
@@ -47,6 +47,35 @@
 //!    or `CHECK_FAILED` if it saw a violation.
 //!
 //! A panic exits with `PANIC`.
+//!
+//! # Hypercalls and reports
+//!
+//! The guest itself makes `Register` (argument: ABI version), `Report` (key in the argument,
+//! value in the slot's `hc_arg`) and `Exit` (argument: exit code); the locks add `Yield`,
+//! `YieldTo`, `Wait`, `Kick` and `PauseExit` as their hints dictate. Reports, per vCPU, in this
+//! order:
+//!
+//! | key | value |
+//! |-----|-------|
+//! | `GARBAGE_REJECTED` | only with `Misbehave::GarbageHypercalls`, before the workload: garbage calls rejected (see [`misbehave`]) |
+//! | `OPS` | operations completed (reads and writes) |
+//! | `WRITES` | write operations (each added one to the protected counter) |
+//! | `VIOLATIONS` | mutual-exclusion or reader-invariant violations seen (must be 0) |
+//! | `RUN_CYCLES` | TSC cycles from the start to the end of the operation loop |
+//! | `COUNTER` | only from the last participant: the protected counter, which must equal the sum of every vCPU's `WRITES` |
+//!
+//! Exit codes: `OK`, or `BAD_BOOT`, `REGISTER_FAILED`, `BAD_CONFIG`, `CHECK_FAILED`,
+//! `GARBAGE_ACCEPTED`, `NO_FAULT`, `PANIC` (all in `hypervisor_shim::workload::exit_code`).
+//!
+//! # Building
+//!
+//! `hypervisor-shim/build.rs` builds this crate with
+//! `cargo build --release --locked --target x86_64-unknown-linux-gnu` into its `OUT_DIR` and the
+//! shim embeds the result. By hand, from this directory: `cargo build --release`, then
+//! `target/release/ecs-guest`. This crate is its own workspace (its link arguments, in
+//! `build.rs`, and `panic = "abort"` must not touch the root workspace), with its own
+//! `Cargo.lock`: when a dependency of `ecs-locks` or `ecs-sys` changes, build once without
+//! `--locked` (`cargo build --release` here), which updates it minimally, and commit it.
 #![no_std]
 #![no_main]
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
@@ -71,8 +100,8 @@ use ecs_sys::abi::HintHeader;
 use ecs_sys::backend::guest::Guest;
 use workload::{CONFIG_MAGIC, LockKind, Misbehave, WorkloadConfig, exit_code};
 
-/// Stack bytes one vCPU needs below its initial `rsp` (measured use is far less; the margin is
-/// for future workloads).
+/// Stack bytes one vCPU needs below its initial `rsp` (measured use is under 1 KiB with every lock
+/// kind; the margin is for future workloads). The shim's `guest_image::STACK_MIN` says the same.
 pub const STACK_NEEDED: usize = 16 * 1024;
 
 /// The entry point: aligns the stack as the SysV ABI expects at a call, clears the frame pointer

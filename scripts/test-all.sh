@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace: unit, integration, proptest, stress, doc tests, the examples,
+# the benchmarks in test mode (each once, so they cannot rot), the guest program's lints, and
+# the loom models. This is the README's test command; .ci/run runs exactly this after fmt/clippy.
+#
+# Environment:
+#   LOOM_MAX_PREEMPTIONS  bound of the loom models (default 2: minutes, not hours)
+#   SKIP_LOOM=1           leave the loom models out (local iteration only; CI never sets it)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+passed=0
+failed=0
+failures=()
+step() {
+    local name=$1
+    shift
+    echo
+    echo "=== test-all: $name"
+    local t0=$SECONDS
+    if "$@"; then
+        passed=$((passed + 1))
+        echo "=== test-all: $name ok ($((SECONDS - t0)) s)"
+    else
+        failed=$((failed + 1))
+        failures+=("$name")
+        echo "=== test-all: $name FAILED ($((SECONDS - t0)) s)"
+    fi
+}
+
+if [ -e /dev/kvm ]; then
+    echo "test-all: /dev/kvm present: the shim's VM tests boot real guests"
+else
+    echo "test-all: /dev/kvm absent: the shim's VM tests will skip with a printed reason"
+fi
+
+step "unit, integration, proptest, stress, benches in test mode" \
+    cargo test --workspace --all-targets
+step "doc tests" cargo test --workspace --doc
+step "no_std build (no backend)" cargo build -p ecs-locks --no-default-features
+step "no_std build (guest backend)" cargo build -p ecs-locks --no-default-features --features guest
+for ex in $(ls examples/*.rs 2>/dev/null | xargs -rn1 basename | sed 's/\.rs$//'); do
+    step "example $ex" cargo run --quiet --example "$ex"
+done
+if [ "${SKIP_LOOM:-0}" != 1 ]; then
+    step "loom models (LOOM_MAX_PREEMPTIONS=${LOOM_MAX_PREEMPTIONS:-2})" \
+        env RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
+        LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-2}" \
+        cargo test -p loom-tests --release
+fi
+
+echo
+if [ "$failed" -ne 0 ]; then
+    printf 'test-all: failed step: %s\n' "${failures[@]}"
+fi
+echo "summary: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
