@@ -385,3 +385,8 @@ fn setup_vcpu(fd: &VcpuFd, id: u32, entry: u64) -> Result<(), VmError> {
         .map_err(|source| VmError::SetRegs { id, source })?;
     Ok(())
 }
+
+// The layout honours the guest image's contract (guest_image.rs).
+const _: () = assert!(layout::STACK_SIZE >= crate::guest_image::STACK_MIN);
+const _: () = assert!(layout::ELF_LO == crate::guest_image::IMAGE_BASE);
+const _: () = assert!(layout::ELF_HI == crate::guest_image::IMAGE_END);
