@@ -162,15 +162,21 @@ pub fn run(
     std::thread::scope(|s| {
         for (id, fd) in fds.iter_mut().enumerate() {
             let (sched, cpus) = (&sched, &cpus);
-            std::thread::Builder::new()
+            let spawned = std::thread::Builder::new()
                 .name(format!("vcpu{id}"))
                 .spawn_scoped(s, move || {
                     vcpu_thread(id as u32, fd, sched, cpus, cfg.grace)
-                })
-                .expect("spawning a vCPU thread");
+                });
+            if let Err(e) = spawned {
+                sched.abandon(
+                    id as u32,
+                    &format!("cannot start the thread of vCPU {id}: {e}"),
+                );
+            }
         }
         let sched = &sched;
-        s.spawn(move || {
+        let tick = std::thread::Builder::new().name("sched-tick".into());
+        let spawned = tick.spawn_scoped(s, move || {
             realtime_tick_thread();
             let mut forced = false;
             loop {
@@ -190,6 +196,10 @@ pub fn run(
                 sched.tick(now);
             }
         });
+        if let Err(e) = spawned {
+            // Without a tick nothing would ever stop: force-stop every vCPU now.
+            sched.abandon_all(&format!("cannot start the scheduler tick thread: {e}"));
+        }
         let mut next = progress_every;
         while !sched.all_done() {
             std::thread::sleep(Duration::from_millis(20).min(progress_every));

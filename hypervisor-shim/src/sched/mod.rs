@@ -721,6 +721,32 @@ impl<'m> Scheduler<'m> {
         self.stop_now(core, now);
     }
 
+    /// vCPU `id`'s thread could not be started: it is marked failed and the run ends.
+    pub fn abandon(&self, id: u32, why: &str) {
+        let now = self.now();
+        let mut guard = self.lock();
+        let core = &mut *guard;
+        core.failures.push(why.to_owned());
+        let prev = core::mem::replace(&mut core.vcpus[id as usize].state, VcpuState::Failed);
+        if let VcpuState::Running { slot: k } = prev {
+            self.vacate(core, id, k, None, now);
+        }
+        core.queue.retain(|&q| q != id);
+        self.sync_overloaded(core);
+        self.stop_now(core, now);
+    }
+
+    /// The run cannot go on (`why`): every vCPU is force-stopped at once.
+    pub fn abandon_all(&self, why: &str) {
+        {
+            let now = self.now();
+            let mut guard = self.lock();
+            guard.failures.push(why.to_owned());
+            self.stop_now(&mut guard, now);
+        }
+        self.force_stop_all();
+    }
+
     /// vCPU `id` was force-stopped at `rip`.
     pub fn force_stopped(&self, id: u32, rip: Option<u64>, grace: Duration) {
         let now = self.now();
