@@ -18,6 +18,8 @@ pub struct Row {
     pub policy: PolicyKind,
     /// Operations per second.
     pub ops_per_sec: f64,
+    /// Operations per CPU-second the vCPU threads received.
+    pub ops_per_cpu_sec: f64,
     /// Involuntary preemptions.
     pub preemptions: u64,
     /// Of those, inside a critical section.
@@ -30,6 +32,8 @@ pub struct Row {
     pub ple_exits: u64,
     /// Throughput over `baseline`'s on the same (vcpus, pcpus, lock), if that run exists.
     pub ratio_to_baseline: Option<f64>,
+    /// The same ratio for operations per CPU-second.
+    pub cpu_ratio_to_baseline: Option<f64>,
     /// Reduction of in-CS preemptions against `baseline`, percent, if baseline had any.
     pub in_cs_reduction_pct: Option<f64>,
     /// Whether the run passed its checks.
@@ -72,6 +76,9 @@ pub fn rows(runs: &[RunReport]) -> Vec<Row> {
             let ratio = base
                 .filter(|b| b.ops_per_sec > 0.0 && r.ok())
                 .map(|b| r.ops_per_sec / b.ops_per_sec);
+            let cpu_ratio = base
+                .filter(|b| b.ops_per_cpu_sec > 0.0 && r.ok())
+                .map(|b| r.ops_per_cpu_sec / b.ops_per_cpu_sec);
             let reduction = base
                 .filter(|b| b.total.preemptions_in_cs > 0 && r.ok())
                 .map(|b| {
@@ -85,12 +92,14 @@ pub fn rows(runs: &[RunReport]) -> Vec<Row> {
                 lock: r.lock,
                 policy: r.policy,
                 ops_per_sec: r.ops_per_sec,
+                ops_per_cpu_sec: r.ops_per_cpu_sec,
                 preemptions: r.total.preemptions,
                 preemptions_in_cs: r.total.preemptions_in_cs,
                 extensions: r.total.extensions,
                 directed_yields: r.total.directed_yields,
                 ple_exits: r.total.ple_exits,
                 ratio_to_baseline: ratio,
+                cpu_ratio_to_baseline: cpu_ratio,
                 in_cs_reduction_pct: reduction,
                 ok: r.ok(),
             }
@@ -107,36 +116,40 @@ pub fn table(rows: &[Row]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:>5} {:>5} {:<8} {:<8} {:>12} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>10} {:>4}",
+        "{:>5} {:>5} {:<8} {:<8} {:>12} {:>12} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>10} {:>4}",
         "vcpus",
         "pcpus",
         "lock",
         "policy",
         "ops/s",
+        "ops/cpu-s",
         "preempt",
         "in-CS",
         "ext",
         "dyield",
         "ple-exit",
         "x-base",
+        "x-cpu",
         "in-CS cut",
         "ok"
     );
     for r in rows {
         let _ = writeln!(
             s,
-            "{:>5} {:>5} {:<8} {:<8} {:>12.0} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>10} {:>4}",
+            "{:>5} {:>5} {:<8} {:<8} {:>12.0} {:>12.0} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>10} {:>4}",
             r.vcpus,
             r.pcpus,
             r.lock.name(),
             r.policy.name(),
             r.ops_per_sec,
+            r.ops_per_cpu_sec,
             r.preemptions,
             r.preemptions_in_cs,
             r.extensions,
             r.directed_yields,
             r.ple_exits,
             opt(r.ratio_to_baseline, 2, "x"),
+            opt(r.cpu_ratio_to_baseline, 2, "x"),
             opt(r.in_cs_reduction_pct, 1, "%"),
             if r.ok { "yes" } else { "NO" }
         );
@@ -155,8 +168,9 @@ pub fn run_summary(r: &RunReport) -> String {
     );
     let _ = writeln!(
         s,
-        "ops/s {:.0}  ops {}  writes {}  counter {}  preemptions {} (in CS {}, at the extension bound {})  extensions {}  directed yields {}  PLE exits {}  yields {}  halts {}  bad hypercalls {}",
+        "ops/s {:.0}  ops/cpu-s {:.0}  ops {}  writes {}  counter {}  preemptions {} (in CS {}, at the extension bound {})  extensions {}  directed yields {}  PLE exits {}  yields {}  halts {}  bad hypercalls {}",
         r.ops_per_sec,
+        r.ops_per_cpu_sec,
         t.ops,
         t.writes,
         r.counter
@@ -369,6 +383,7 @@ mod tests {
             slice_ms: 4.0,
             secs: 1.0,
             ops_per_sec,
+            ops_per_cpu_sec: ops_per_sec / 2.0,
             total: VcpuStats {
                 preemptions_in_cs: in_cs,
                 ..VcpuStats::default()

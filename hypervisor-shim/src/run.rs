@@ -61,6 +61,9 @@ pub struct RunReport {
     pub secs: f64,
     /// Operations per second (all vCPUs).
     pub ops_per_sec: f64,
+    /// Operations per second of CPU time the host gave the vCPU threads: throughput per
+    /// pCPU actually received, less sensitive to other load on a shared host.
+    pub ops_per_cpu_sec: f64,
     /// Totals over the vCPUs.
     pub total: VcpuStats,
     /// The protected counter's final value, as the guest reported it.
@@ -240,6 +243,7 @@ pub fn run(
         total.bad_hypercalls += st.bad_hypercalls;
         total.run_ns += st.run_ns;
         total.run_ns_before_stop += st.run_ns_before_stop;
+        total.cpu_ns += st.cpu_ns;
         total.grace_periods += st.grace_periods;
         total.grace_cycles += st.grace_cycles;
         total.run_cycles += st.run_cycles;
@@ -278,6 +282,11 @@ pub fn run(
         secs,
         ops_per_sec: if secs > 0.0 {
             total.ops as f64 / secs
+        } else {
+            0.0
+        },
+        ops_per_cpu_sec: if total.cpu_ns > 0 {
+            total.ops as f64 / (total.cpu_ns as f64 / 1e9)
         } else {
             0.0
         },

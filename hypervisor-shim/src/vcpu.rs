@@ -372,4 +372,17 @@ pub fn vcpu_thread(
     if end == After::ForceStop {
         sched.force_stopped(id, rip(fd), grace);
     }
+    sched.record_cpu(id, thread_cpu_ns());
+}
+
+/// CPU time the calling thread has used, ns.
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: CLOCK_THREAD_CPUTIME_ID is always valid for the calling thread; `ts` is a valid
+    // out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }

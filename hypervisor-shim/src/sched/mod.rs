@@ -156,6 +156,9 @@ pub struct VcpuStats {
     pub run_ns: u64,
     /// Of that, before the stop request (the measured part of the run), ns.
     pub run_ns_before_stop: u64,
+    /// CPU time the host gave this vCPU's thread over the whole run, ns (`KVM_RUN` time plus
+    /// the thread's share of exit handling; blocked time is not counted).
+    pub cpu_ns: u64,
     /// Whether it registered the hint area.
     pub registered: bool,
     /// Its exit code, if it exited.
@@ -719,6 +722,11 @@ impl<'m> Scheduler<'m> {
         core.queue.retain(|&q| q != id);
         self.sync_overloaded(core);
         self.stop_now(core, now);
+    }
+
+    /// Records the CPU time vCPU `id`'s thread used (called by the thread as it ends).
+    pub fn record_cpu(&self, id: u32, cpu_ns: u64) {
+        self.lock().vcpus[id as usize].stats.cpu_ns = cpu_ns;
     }
 
     /// vCPU `id`'s thread could not be started: it is marked failed and the run ends.
