@@ -88,7 +88,6 @@ compile_error!("the guest was built with `--cfg loom`: RUSTFLAGS leaked into its
 
 mod mem;
 mod misbehave;
-mod placeholder;
 mod run;
 
 /// The guest/host contract, shared word for word with the shim (`hypervisor_shim::workload`).

@@ -55,26 +55,21 @@ impl Shared {
 /// which every vCPU shares.
 pub(crate) mod locks {
     use super::Shared;
-    use crate::placeholder::{RawTasMutex, RawTasRwLock};
 
     /// [`LockKind::Spin`](crate::workload::LockKind::Spin).
-    pub(crate) static SPIN: lock_api::Mutex<RawTasMutex, Shared> =
-        lock_api::Mutex::new(Shared::ZERO);
+    pub(crate) static SPIN: ecs_locks::SpinMutex<Shared> = ecs_locks::SpinMutex::new(Shared::ZERO);
     /// [`LockKind::Ticket`](crate::workload::LockKind::Ticket).
-    pub(crate) static TICKET: lock_api::Mutex<RawTasMutex, Shared> =
-        lock_api::Mutex::new(Shared::ZERO);
+    pub(crate) static TICKET: ecs_locks::TicketMutex<Shared> =
+        ecs_locks::TicketMutex::new(Shared::ZERO);
     /// [`LockKind::Mcs`](crate::workload::LockKind::Mcs).
-    pub(crate) static MCS: lock_api::Mutex<RawTasMutex, Shared> =
-        lock_api::Mutex::new(Shared::ZERO);
-    /// [`LockKind::Mutex`](crate::workload::LockKind::Mutex).
-    pub(crate) static MUTEX: lock_api::Mutex<RawTasMutex, Shared> =
-        lock_api::Mutex::new(Shared::ZERO);
+    pub(crate) static MCS: ecs_locks::McsMutex<Shared> = ecs_locks::McsMutex::new(Shared::ZERO);
+    /// [`LockKind::Mutex`](crate::workload::LockKind::Mutex): blocking, waits by `Wait`/`Kick`.
+    pub(crate) static MUTEX: ecs_locks::Mutex<Shared> = ecs_locks::Mutex::new(Shared::ZERO);
     /// [`LockKind::SpinRw`](crate::workload::LockKind::SpinRw).
-    pub(crate) static SPIN_RW: lock_api::RwLock<RawTasRwLock, Shared> =
-        lock_api::RwLock::new(Shared::ZERO);
-    /// [`LockKind::RwLock`](crate::workload::LockKind::RwLock).
-    pub(crate) static RW_LOCK: lock_api::RwLock<RawTasRwLock, Shared> =
-        lock_api::RwLock::new(Shared::ZERO);
+    pub(crate) static SPIN_RW: ecs_locks::SpinRwLock<Shared> =
+        ecs_locks::SpinRwLock::new(Shared::ZERO);
+    /// [`LockKind::RwLock`](crate::workload::LockKind::RwLock): blocking, waits by `Wait`/`Kick`.
+    pub(crate) static RW_LOCK: ecs_locks::RwLock<Shared> = ecs_locks::RwLock::new(Shared::ZERO);
 }
 
 /// vCPUs that have finished their operations; the one that brings it to

@@ -1,0 +1,983 @@
+//! The one place the blocking locks block: a keyed parking lot, and the adaptive spin policy
+//! that decides when to stop spinning and park.
+//!
+//! Every blocking lock (`RawMutex`, `RawRwLock`, `RawCondvar`, `Once`) parks its waiters in a
+//! wait queue keyed by an address it owns, with parking_lot_core's contract: `validate` runs
+//! under the queue lock and may cancel the park, `before_sleep` runs after the waiter is queued,
+//! and the unpark functions call their callbacks under the queue lock before any waiter wakes.
+//! The backend is a compile-time choice:
+//!
+//! | build | backend | how a waiter sleeps |
+//! |-------|---------|---------------------|
+//! | `std`, not loom | `parking_lot_core` itself (re-exported) | futex, keyed by the lock address |
+//! | `cfg(loom)` | [`queue`] with one loom `Mutex` + `Condvar` bucket | loom's `Condvar` (loom cannot see futexes) |
+//! | `guest` (no_std) | [`queue`] with hashed spin-locked buckets | the WAIT hypercall; the unparker KICKs the waiter's vCPU |
+//! | no_std, no `guest` | [`queue`] with hashed spin-locked buckets | spinning through `Backoff` (there is nothing to halt) |
+//!
+//! In the queue backend each parked waiter is a record on its own stack, linked into the
+//! bucket of its key; the record names the waiter's vCPU, so an unparker knows whom to kick.
+//! An unparker writes the unpark token, reads the vCPU, then publishes `woken` (Release) as its
+//! last access to the record (the waiter may return and pop the record right after) and kicks.
+//! The waiter loops `while !woken { WAIT }`: WAIT returns at once when a kick is pending, and a
+//! spurious return (a stale kick) just loops, so no wake-up is lost and none is invented.
+//!
+//! Timeouts exist only with `std`. Loom has no clock: under loom a timed park that was not
+//! already woken times out at once, which lets the models explore the time-out paths.
+//!
+//! The queue backend is also compiled in `std` test builds, where its unit tests below drive
+//! it with real threads (waiters then spin through `Backoff`, as in a no_std build without
+//! `guest`).
+
+#[cfg(all(feature = "std", not(loom)))]
+mod imp {
+    pub(crate) use parking_lot_core::{
+        DEFAULT_PARK_TOKEN, DEFAULT_UNPARK_TOKEN, FilterOp, ParkResult, ParkToken, RequeueOp,
+        UnparkResult, UnparkToken, park, unpark_all, unpark_filter, unpark_one, unpark_requeue,
+    };
+}
+
+#[cfg(any(loom, not(feature = "std")))]
+mod imp {
+    pub(crate) use super::queue::*;
+}
+
+#[allow(unused_imports)]
+pub(crate) use imp::*;
+
+/// The deadline type of a timed park: `std::time::Instant` with `std`; without `std` there
+/// are no timed operations and the type is uninhabited.
+#[cfg(feature = "std")]
+pub(crate) type Instant = std::time::Instant;
+
+/// The deadline type of a timed park: uninhabited without `std` (no clock, no timed locks).
+#[cfg(not(feature = "std"))]
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Instant {}
+
+/// `now + timeout`, or `None` (wait forever) when that overflows, as parking_lot does.
+#[cfg(feature = "std")]
+#[inline]
+pub(crate) fn to_deadline(timeout: core::time::Duration) -> Option<Instant> {
+    Instant::now().checked_add(timeout)
+}
+
+/// Runs `f`, aborting the process if it unwinds: used after an ownership change that cannot be
+/// rolled back (parking_lot `util::abort_on_panic`).
+#[inline]
+pub(crate) fn abort_on_panic<T>(f: impl FnOnce() -> T) -> T {
+    struct AbortOnDrop;
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            panic!("aborting due to panic while changing lock ownership");
+        }
+    }
+    let guard = AbortOnDrop;
+    let result = f();
+    core::mem::forget(guard);
+    result
+}
+
+/// Unpark token: the waiter should try to take the lock again.
+pub(crate) const TOKEN_NORMAL: UnparkToken = UnparkToken(0);
+/// Unpark token: the lock was handed to the waiter without being released (fair unlock).
+pub(crate) const TOKEN_HANDOFF: UnparkToken = UnparkToken(1);
+
+/// Rounds of extra spinning (64 `pause`s each) a guest waiter may add after the bounded spin,
+/// while the host publishes hints, the holder runs and the pCPU is not overloaded: halting
+/// then costs a WAIT/KICK round trip through the VMM for nothing (issue 4). About a time
+/// slice of pauses; past it the waiter halts anyway.
+const EXTENDED_SPIN_ROUNDS: u32 = 1024;
+
+/// The adaptive spin policy of the blocking locks: spin while spinning can pay off, park
+/// otherwise.
+///
+/// - natively (constant hints) this is a bounded spin then park, like parking_lot's
+///   `SpinWait`: [`Backoff`](crate::backoff::Backoff) spins with doubling counts, then yields a
+///   few times, then [`AdaptiveSpin::spin`] says "park";
+/// - in a VM with live hints a waiter parks at once when the holder's vCPU is preempted or the
+///   pCPU is overloaded (someone else could use it), and otherwise spins; when the host
+///   publishes hints (`FEATURE_HINTS`) it keeps spinning past the bounded phase for up to
+///   [`EXTENDED_SPIN_ROUNDS`] while those conditions hold;
+/// - under loom it never spins (every spin would be a scheduling point to explore).
+#[derive(Debug)]
+pub(crate) struct AdaptiveSpin {
+    backoff: crate::backoff::Backoff,
+    extended: u32,
+}
+
+impl AdaptiveSpin {
+    /// A fresh policy, for one acquisition attempt.
+    #[inline]
+    pub(crate) const fn new() -> Self {
+        Self {
+            backoff: crate::backoff::Backoff::new(),
+            extended: 0,
+        }
+    }
+
+    /// Starts over after a park.
+    #[inline]
+    pub(crate) fn reset(&mut self) {
+        self.backoff.reset();
+        self.extended = 0;
+    }
+
+    /// Spins once if spinning is worthwhile for a lock held by vCPU `holder` (if known) and
+    /// returns `true`; returns `false` when the caller should park now.
+    #[inline]
+    pub(crate) fn spin(&mut self, holder: Option<u32>) -> bool {
+        if cfg!(loom) {
+            return false;
+        }
+        if ecs_sys::LIVE_HINTS {
+            if crate::cs::overloaded() || holder.is_some_and(crate::cs::preempted) {
+                return false;
+            }
+            if self.backoff.is_completed() {
+                if !host_publishes_hints() || self.extended >= EXTENDED_SPIN_ROUNDS {
+                    return false;
+                }
+                // Past the bounded phase `snooze` spins 64 pauses per step (with the PLE
+                // accounting), and `is_completed` stays true.
+                self.extended += 1;
+                self.backoff.snooze(holder);
+                return true;
+            }
+        } else if self.backoff.is_completed() {
+            return false;
+        }
+        self.backoff.snooze(holder);
+        true
+    }
+}
+
+/// Whether the host publishes `preempted`/`overloaded` (the header's `FEATURE_HINTS`).
+#[inline]
+fn host_publishes_hints() -> bool {
+    #[cfg(all(feature = "guest", target_arch = "x86_64", not(loom)))]
+    return ecs_sys::backend::guest::Guest::features() & ecs_sys::abi::FEATURE_HINTS != 0;
+    #[cfg(not(all(feature = "guest", target_arch = "x86_64", not(loom))))]
+    false
+}
+
+/// The portable parking lot: hashed buckets of intrusive waiter lists. Used under loom and
+/// without `std` (see the module docs); a port of parking_lot_core's queue operations without
+/// its rehashing and thread-local data (records live on the waiter's stack).
+#[cfg(any(loom, not(feature = "std"), test))]
+#[allow(dead_code)]
+mod queue {
+    use super::Instant;
+    use crate::sync::{AtomicBool, AtomicUsize, Ordering};
+    use core::cell::Cell;
+    use core::ptr;
+
+    /// Result of [`park`].
+    #[derive(Copy, Clone, Eq, PartialEq, Debug)]
+    pub(crate) enum ParkResult {
+        /// Unparked by another thread with the given token.
+        Unparked(UnparkToken),
+        /// `validate` returned false.
+        Invalid,
+        /// The timeout expired.
+        TimedOut,
+    }
+
+    impl ParkResult {
+        /// Whether another thread unparked us.
+        #[inline]
+        pub(crate) const fn is_unparked(self) -> bool {
+            matches!(self, ParkResult::Unparked(_))
+        }
+    }
+
+    /// Result of an unpark operation (parking_lot_core's fields).
+    #[derive(Copy, Clone, Default, Eq, PartialEq, Debug)]
+    pub(crate) struct UnparkResult {
+        /// Threads unparked.
+        pub(crate) unparked_threads: usize,
+        /// Threads moved to another key.
+        pub(crate) requeued_threads: usize,
+        /// Whether threads remain parked on the original key.
+        pub(crate) have_more_threads: bool,
+    }
+
+    /// What [`unpark_requeue`] does.
+    #[derive(Copy, Clone, Eq, PartialEq, Debug)]
+    pub(crate) enum RequeueOp {
+        /// Nothing.
+        Abort,
+        /// Unpark one, requeue the rest.
+        UnparkOneRequeueRest,
+        /// Requeue all.
+        RequeueAll,
+        /// Unpark one, leave the rest.
+        UnparkOne,
+        /// Requeue one, leave the rest.
+        RequeueOne,
+    }
+
+    /// What [`unpark_filter`] does with one waiter.
+    #[derive(Copy, Clone, Eq, PartialEq, Debug)]
+    pub(crate) enum FilterOp {
+        /// Unpark it and go on.
+        Unpark,
+        /// Leave it and go on.
+        Skip,
+        /// Leave it and stop.
+        Stop,
+    }
+
+    /// Value passed from an unparker to the waiter.
+    #[derive(Copy, Clone, Eq, PartialEq, Debug)]
+    pub(crate) struct UnparkToken(pub(crate) usize);
+
+    /// Value a waiter parks with, seen by [`unpark_filter`].
+    #[derive(Copy, Clone, Eq, PartialEq, Debug)]
+    pub(crate) struct ParkToken(pub(crate) usize);
+
+    /// Default unpark token.
+    pub(crate) const DEFAULT_UNPARK_TOKEN: UnparkToken = UnparkToken(0);
+    /// Default park token.
+    pub(crate) const DEFAULT_PARK_TOKEN: ParkToken = ParkToken(0);
+
+    /// One parked waiter, on its own stack. Every `Cell` is touched only under its bucket's
+    /// lock; `woken` is the hand-off to the waiter, published last.
+    struct Waiter {
+        /// The key, changed only under the lock of the bucket the record is in (requeue).
+        key: AtomicUsize,
+        next: Cell<*const Waiter>,
+        park_token: Cell<ParkToken>,
+        unpark_token: Cell<UnparkToken>,
+        woken: AtomicBool,
+        /// The vCPU to kick (guest).
+        #[cfg(not(loom))]
+        #[allow(dead_code)]
+        vcpu: u32,
+    }
+
+    /// A bucket: a lock and the FIFO list of its waiters.
+    struct Bucket {
+        #[cfg(loom)]
+        mutex: loom::sync::Mutex<()>,
+        #[cfg(loom)]
+        cv: loom::sync::Condvar,
+        #[cfg(not(loom))]
+        locked: AtomicBool,
+        head: Cell<*const Waiter>,
+        tail: Cell<*const Waiter>,
+    }
+
+    // SAFETY: `head`/`tail` (and the records they point to) are only accessed with the bucket
+    // lock held, which serializes all threads.
+    unsafe impl Sync for Bucket {}
+    // SAFETY: as above; the raw pointers are only dereferenced under the lock.
+    unsafe impl Send for Bucket {}
+
+    /// Held bucket lock.
+    struct BucketGuard<'a> {
+        bucket: &'a Bucket,
+        #[cfg(loom)]
+        inner: Option<loom::sync::MutexGuard<'a, ()>>,
+    }
+
+    impl Bucket {
+        #[cfg(not(loom))]
+        const fn new() -> Self {
+            Self {
+                locked: AtomicBool::new(false),
+                head: Cell::new(ptr::null()),
+                tail: Cell::new(ptr::null()),
+            }
+        }
+
+        #[cfg(loom)]
+        fn new() -> Self {
+            Self {
+                mutex: loom::sync::Mutex::new(()),
+                cv: loom::sync::Condvar::new(),
+                head: Cell::new(ptr::null()),
+                tail: Cell::new(ptr::null()),
+            }
+        }
+
+        /// Takes the bucket lock. Natively a test-and-test-and-set spinlock whose holder is an
+        /// enlightened critical section (it is held for a few list operations only).
+        #[cfg(not(loom))]
+        fn lock(&self) -> BucketGuard<'_> {
+            let mut backoff = crate::backoff::Backoff::new();
+            while self
+                .locked
+                .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .is_err()
+            {
+                while self.locked.load(Ordering::Relaxed) {
+                    backoff.snooze(None);
+                }
+            }
+            crate::cs::enter();
+            BucketGuard { bucket: self }
+        }
+
+        #[cfg(loom)]
+        fn lock(&self) -> BucketGuard<'_> {
+            BucketGuard {
+                bucket: self,
+                inner: Some(self.mutex.lock().unwrap()),
+            }
+        }
+
+        /// Appends `w` to the queue. Caller holds the lock.
+        fn push(&self, w: &Waiter) {
+            w.next.set(ptr::null());
+            let tail = self.tail.get();
+            if tail.is_null() {
+                self.head.set(w);
+            } else {
+                // SAFETY: records in the list stay valid until unlinked (their waiter is
+                // blocked until woken), and we hold the bucket lock.
+                unsafe { (*tail).next.set(w) };
+            }
+            self.tail.set(w);
+        }
+
+        /// Unlinks `cur` (whose predecessor is `prev`, null for the head). Caller holds the lock.
+        ///
+        /// # Safety
+        /// `cur` is in this bucket's list after `prev`; the caller holds the bucket lock.
+        unsafe fn unlink(&self, prev: *const Waiter, cur: *const Waiter) {
+            // SAFETY: by the contract `cur` (and `prev` if non-null) are live listed records.
+            let next = unsafe { (*cur).next.get() };
+            if prev.is_null() {
+                self.head.set(next);
+            } else {
+                // SAFETY: as above.
+                unsafe { (*prev).next.set(next) };
+            }
+            if self.tail.get() == cur {
+                self.tail.set(prev);
+            }
+        }
+
+        /// Whether a record with `key` follows `from` (inclusive). Caller holds the lock.
+        ///
+        /// # Safety
+        /// `from` is null or a listed record; the caller holds the bucket lock.
+        unsafe fn any_with_key(&self, mut from: *const Waiter, key: usize) -> bool {
+            while !from.is_null() {
+                // SAFETY: listed records are live while the lock is held.
+                let w = unsafe { &*from };
+                if w.key.load(Ordering::Relaxed) == key {
+                    return true;
+                }
+                from = w.next.get();
+            }
+            false
+        }
+    }
+
+    impl BucketGuard<'_> {
+        /// Hands `token` to the unlinked waiter `w` and wakes it. After the `woken` store the
+        /// record may be gone: nothing touches it afterwards.
+        ///
+        /// # Safety
+        /// `w` was unlinked from this bucket under this guard and not woken yet.
+        unsafe fn wake(&self, w: *const Waiter, token: UnparkToken) {
+            // SAFETY: the waiter blocks until `woken`, so its record is live until the store.
+            let w = unsafe { &*w };
+            w.unpark_token.set(token);
+            #[cfg(not(loom))]
+            let vcpu = w.vcpu;
+            w.woken.store(true, Ordering::Release);
+            #[cfg(all(not(loom), feature = "guest"))]
+            ecs_sys::kick(vcpu);
+            #[cfg(all(not(loom), not(feature = "guest")))]
+            let _ = vcpu;
+            #[cfg(loom)]
+            self.bucket.cv.notify_all();
+        }
+
+        /// Sleeps on the bucket's condvar (loom), releasing and re-taking the lock.
+        #[cfg(loom)]
+        fn wait(&mut self) {
+            let inner = self.inner.take().expect("bucket guard held");
+            self.inner = Some(self.bucket.cv.wait(inner).unwrap());
+        }
+    }
+
+    impl Drop for BucketGuard<'_> {
+        fn drop(&mut self) {
+            #[cfg(not(loom))]
+            {
+                self.bucket.locked.store(false, Ordering::Release);
+                crate::cs::exit();
+            }
+        }
+    }
+
+    /// Number of buckets: one under loom (fewer objects to model; keys still compared), 64
+    /// otherwise (a guest has at most a few hundred vCPUs, each parked on one key at a time).
+    #[cfg(loom)]
+    const BUCKETS: usize = 1;
+    #[cfg(not(loom))]
+    const BUCKETS: usize = 64;
+
+    #[cfg(not(loom))]
+    static TABLE: [Bucket; BUCKETS] = [const { Bucket::new() }; BUCKETS];
+
+    #[cfg(loom)]
+    loom::lazy_static! {
+        static ref TABLE: [Bucket; BUCKETS] = [Bucket::new()];
+    }
+
+    /// Bucket index of `key` (Fibonacci hashing, as parking_lot_core): the top 6 bits.
+    #[cfg(not(loom))]
+    #[inline]
+    fn index(key: usize) -> usize {
+        const _: () = assert!(BUCKETS == 1 << 6);
+        key.wrapping_mul(0x9E37_79B9_7F4A_7C15_u64 as usize) >> (usize::BITS - 6)
+    }
+
+    /// Bucket index of `key`: the only bucket under loom.
+    #[cfg(loom)]
+    #[inline]
+    fn index(_key: usize) -> usize {
+        0
+    }
+
+    /// Bucket index, for tests that need keys in distinct buckets.
+    #[cfg(test)]
+    pub(crate) fn index_for_tests(key: usize) -> usize {
+        index(key)
+    }
+
+    #[inline]
+    fn bucket(key: usize) -> &'static Bucket {
+        &TABLE[index(key)]
+    }
+
+    /// Parks the caller on `key`; parking_lot_core's `park` contract.
+    ///
+    /// # Safety
+    /// `key` is an address the caller controls. `validate` and `timed_out` run under the
+    /// bucket lock and must not unwind or call into this module; `before_sleep` may unpark but
+    /// not park, and must not unwind.
+    pub(crate) unsafe fn park(
+        key: usize,
+        validate: impl FnOnce() -> bool,
+        before_sleep: impl FnOnce(),
+        timed_out: impl FnOnce(usize, bool),
+        park_token: ParkToken,
+        timeout: Option<Instant>,
+    ) -> ParkResult {
+        let waiter = Waiter {
+            key: AtomicUsize::new(key),
+            next: Cell::new(ptr::null()),
+            park_token: Cell::new(park_token),
+            unpark_token: Cell::new(DEFAULT_UNPARK_TOKEN),
+            woken: AtomicBool::new(false),
+            #[cfg(not(loom))]
+            vcpu: crate::cs::vcpu_id(),
+        };
+        {
+            let b = bucket(key);
+            let _g = b.lock();
+            if !validate() {
+                return ParkResult::Invalid;
+            }
+            b.push(&waiter);
+        }
+        before_sleep();
+
+        if let Some(deadline) = timeout {
+            #[cfg(not(feature = "std"))]
+            match deadline {}
+            // Natively (test builds) wait for a wake-up or the deadline; loom has no clock,
+            // so there the deadline counts as passed at once (see the module docs).
+            #[cfg(all(feature = "std", not(loom)))]
+            {
+                let mut backoff = crate::backoff::Backoff::new();
+                while !waiter.woken.load(Ordering::Acquire) && Instant::now() < deadline {
+                    backoff.snooze(None);
+                }
+            }
+            #[cfg(loom)]
+            let _ = deadline;
+            #[cfg(feature = "std")]
+            {
+                // SAFETY: `waiter` was pushed above and lives until we return.
+                return unsafe { finish_timed_park(&waiter, timed_out) };
+            }
+        }
+
+        #[cfg(loom)]
+        {
+            // One bucket under loom, so a requeue never moves the waiter to another bucket.
+            let mut g = bucket(key).lock();
+            while !waiter.woken.load(Ordering::Acquire) {
+                g.wait();
+            }
+        }
+        #[cfg(not(loom))]
+        {
+            let _ = timed_out;
+            #[cfg(not(feature = "guest"))]
+            let mut backoff = crate::backoff::Backoff::new();
+            while !waiter.woken.load(Ordering::Acquire) {
+                // A stale kick makes WAIT return early: loop and re-check.
+                #[cfg(feature = "guest")]
+                ecs_sys::wait();
+                #[cfg(not(feature = "guest"))]
+                backoff.snooze(None);
+            }
+        }
+        ParkResult::Unparked(waiter.unpark_token.get())
+    }
+
+    /// The end of a timed park whose deadline passed: under the lock of the bucket the waiter
+    /// is in now (a requeue may have moved it), either it was woken after all, or it leaves
+    /// the queue and reports through `timed_out`.
+    ///
+    /// # Safety
+    /// `waiter` was queued by `park` on this thread and is still live.
+    #[cfg(feature = "std")]
+    unsafe fn finish_timed_park(
+        waiter: &Waiter,
+        timed_out: impl FnOnce(usize, bool),
+    ) -> ParkResult {
+        let (b, g) = loop {
+            let key = waiter.key.load(Ordering::Relaxed);
+            let b = bucket(key);
+            let g = b.lock();
+            // The key only changes under the lock of the bucket the waiter is in.
+            if waiter.key.load(Ordering::Relaxed) == key {
+                break (b, g);
+            }
+        };
+        if waiter.woken.load(Ordering::Acquire) {
+            return ParkResult::Unparked(waiter.unpark_token.get());
+        }
+        let me: *const Waiter = waiter;
+        let mut prev = ptr::null();
+        let mut cur = b.head.get();
+        while cur != me {
+            assert!(!cur.is_null(), "a parked, un-woken waiter is in its bucket");
+            prev = cur;
+            // SAFETY: listed records are live under the lock.
+            cur = unsafe { (*cur).next.get() };
+        }
+        let key = waiter.key.load(Ordering::Relaxed);
+        // SAFETY: we hold the bucket lock.
+        let more = unsafe { others_with_key(b, me, key) };
+        // SAFETY: `me` is listed after `prev`; we hold the lock.
+        unsafe { b.unlink(prev, me) };
+        timed_out(key, !more);
+        drop(g);
+        ParkResult::TimedOut
+    }
+
+    /// Whether a record other than `me` has `key`.
+    ///
+    /// # Safety
+    /// The caller holds `b`'s lock.
+    #[cfg(feature = "std")]
+    unsafe fn others_with_key(b: &Bucket, me: *const Waiter, key: usize) -> bool {
+        let mut cur = b.head.get();
+        while !cur.is_null() {
+            // SAFETY: listed records are live under the lock.
+            let w = unsafe { &*cur };
+            if cur != me && w.key.load(Ordering::Relaxed) == key {
+                return true;
+            }
+            cur = w.next.get();
+        }
+        false
+    }
+
+    /// Unparks the first waiter on `key`; parking_lot_core's `unpark_one` contract.
+    ///
+    /// # Safety
+    /// `key` is an address the caller controls; `callback` runs under the bucket lock and must
+    /// not unwind or call into this module.
+    pub(crate) unsafe fn unpark_one(
+        key: usize,
+        callback: impl FnOnce(UnparkResult) -> UnparkToken,
+    ) -> UnparkResult {
+        let b = bucket(key);
+        let g = b.lock();
+        let mut result = UnparkResult::default();
+        let mut prev = ptr::null();
+        let mut cur = b.head.get();
+        while !cur.is_null() {
+            // SAFETY: listed records are live under the lock.
+            let w = unsafe { &*cur };
+            let next = w.next.get();
+            if w.key.load(Ordering::Relaxed) == key {
+                // SAFETY: `cur` is listed after `prev`; we hold the lock.
+                unsafe { b.unlink(prev, cur) };
+                // SAFETY: as above, `next` is null or listed.
+                result.have_more_threads = unsafe { b.any_with_key(next, key) };
+                result.unparked_threads = 1;
+                let token = callback(result);
+                // SAFETY: just unlinked under `g`, not woken yet.
+                unsafe { g.wake(cur, token) };
+                return result;
+            }
+            prev = cur;
+            cur = next;
+        }
+        callback(result);
+        result
+    }
+
+    /// Unparks every waiter on `key`; returns how many.
+    ///
+    /// # Safety
+    /// `key` is an address the caller controls.
+    pub(crate) unsafe fn unpark_all(key: usize, token: UnparkToken) -> usize {
+        let b = bucket(key);
+        let g = b.lock();
+        let mut n = 0;
+        let mut prev = ptr::null();
+        let mut cur = b.head.get();
+        while !cur.is_null() {
+            // SAFETY: listed records are live under the lock.
+            let next = unsafe { (*cur).next.get() };
+            // SAFETY: as above.
+            if unsafe { (*cur).key.load(Ordering::Relaxed) } == key {
+                // SAFETY: `cur` is listed after `prev`; we hold the lock.
+                unsafe { b.unlink(prev, cur) };
+                // SAFETY: just unlinked under `g`.
+                unsafe { g.wake(cur, token) };
+                n += 1;
+            } else {
+                prev = cur;
+            }
+            cur = next;
+        }
+        n
+    }
+
+    /// Unparks waiters on `key` chosen by `filter`; parking_lot_core's `unpark_filter`.
+    ///
+    /// # Safety
+    /// `key` is an address the caller controls; `filter` and `callback` run under the bucket
+    /// lock and must not unwind or call into this module.
+    pub(crate) unsafe fn unpark_filter(
+        key: usize,
+        mut filter: impl FnMut(ParkToken) -> FilterOp,
+        callback: impl FnOnce(UnparkResult) -> UnparkToken,
+    ) -> UnparkResult {
+        let b = bucket(key);
+        let g = b.lock();
+        let mut result = UnparkResult::default();
+        // Unlinked waiters, chained through `next` until they are woken.
+        let mut chosen: *const Waiter = ptr::null();
+        let mut chosen_tail: *const Waiter = ptr::null();
+        let mut prev = ptr::null();
+        let mut cur = b.head.get();
+        while !cur.is_null() {
+            // SAFETY: listed records are live under the lock.
+            let w = unsafe { &*cur };
+            let next = w.next.get();
+            if w.key.load(Ordering::Relaxed) == key {
+                match filter(w.park_token.get()) {
+                    FilterOp::Unpark => {
+                        // SAFETY: `cur` is listed after `prev`; we hold the lock.
+                        unsafe { b.unlink(prev, cur) };
+                        w.next.set(ptr::null());
+                        if chosen_tail.is_null() {
+                            chosen = cur;
+                        } else {
+                            // SAFETY: chosen records are unlinked but not woken: live.
+                            unsafe { (*chosen_tail).next.set(cur) };
+                        }
+                        chosen_tail = cur;
+                        result.unparked_threads += 1;
+                        cur = next;
+                        continue;
+                    }
+                    FilterOp::Skip => result.have_more_threads = true,
+                    FilterOp::Stop => {
+                        result.have_more_threads = true;
+                        break;
+                    }
+                }
+            }
+            prev = cur;
+            cur = next;
+        }
+        let token = callback(result);
+        while !chosen.is_null() {
+            // SAFETY: chosen records are live until woken; read `next` before waking.
+            let next = unsafe { (*chosen).next.get() };
+            // SAFETY: unlinked under `g`, not woken yet.
+            unsafe { g.wake(chosen, token) };
+            chosen = next;
+        }
+        result
+    }
+
+    /// Moves waiters from `key_from` to `key_to`, maybe unparking one; parking_lot_core's
+    /// `unpark_requeue` contract.
+    ///
+    /// # Safety
+    /// Both keys are addresses the caller controls; `validate` and `callback` run under the
+    /// bucket locks and must not unwind or call into this module.
+    pub(crate) unsafe fn unpark_requeue(
+        key_from: usize,
+        key_to: usize,
+        validate: impl FnOnce() -> RequeueOp,
+        callback: impl FnOnce(RequeueOp, UnparkResult) -> UnparkToken,
+    ) -> UnparkResult {
+        let (i, j) = (index(key_from), index(key_to));
+        let from = &TABLE[i];
+        let to = &TABLE[j];
+        // Lock in index order so two requeues cannot deadlock.
+        let (g_from, _g_to) = if i == j {
+            (from.lock(), None)
+        } else if i < j {
+            let gf = from.lock();
+            (gf, Some(to.lock()))
+        } else {
+            let gt = to.lock();
+            (from.lock(), Some(gt))
+        };
+        let mut result = UnparkResult::default();
+        let op = validate();
+        if op == RequeueOp::Abort {
+            return result;
+        }
+        let mut wakeup: *const Waiter = ptr::null();
+        let mut prev = ptr::null();
+        let mut cur = from.head.get();
+        while !cur.is_null() {
+            // SAFETY: listed records are live under the lock.
+            let w = unsafe { &*cur };
+            let next = w.next.get();
+            if w.key.load(Ordering::Relaxed) == key_from {
+                // SAFETY: `cur` is listed after `prev`; we hold the lock.
+                unsafe { from.unlink(prev, cur) };
+                if matches!(op, RequeueOp::UnparkOneRequeueRest | RequeueOp::UnparkOne)
+                    && wakeup.is_null()
+                {
+                    wakeup = cur;
+                    result.unparked_threads = 1;
+                } else {
+                    w.key.store(key_to, Ordering::Relaxed);
+                    to.push(w);
+                    result.requeued_threads += 1;
+                }
+                if matches!(op, RequeueOp::UnparkOne | RequeueOp::RequeueOne) {
+                    // SAFETY: `next` is null or listed; we hold the lock.
+                    result.have_more_threads = unsafe { from.any_with_key(next, key_from) };
+                    break;
+                }
+                cur = next;
+                continue;
+            }
+            prev = cur;
+            cur = next;
+        }
+        let token = callback(op, result);
+        if !wakeup.is_null() {
+            // SAFETY: unlinked under the `from` guard and not woken yet.
+            unsafe { g_from.wake(wakeup, token) };
+        }
+        result
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::queue::{self, FilterOp, ParkResult, ParkToken, RequeueOp, UnparkToken};
+    use super::*;
+    use crate::sync::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::thread;
+    use std::time::Duration;
+
+    #[test]
+    fn adaptive_spin_is_bounded_natively() {
+        let mut s = AdaptiveSpin::new();
+        let mut spins = 0;
+        while s.spin(Some(0)) {
+            spins += 1;
+            assert!(spins < 100, "native spinning must be bounded");
+        }
+        assert!(spins > 0, "natively a waiter spins a little before parking");
+        s.reset();
+        assert!(s.spin(None));
+    }
+
+    /// Parks `n` threads on `key` with park tokens 0..n and waits until all are queued.
+    fn park_threads(
+        key: usize,
+        n: usize,
+    ) -> (Arc<AtomicUsize>, Vec<thread::JoinHandle<ParkResult>>) {
+        let queued = Arc::new(AtomicUsize::new(0));
+        let hs = (0..n)
+            .map(|i| {
+                let q = queued.clone();
+                thread::spawn(move || {
+                    // SAFETY: test keys are private to this test; the callbacks only touch an
+                    // atomic counter.
+                    unsafe {
+                        queue::park(
+                            key,
+                            || true,
+                            || {
+                                q.fetch_add(1, Ordering::SeqCst);
+                            },
+                            |_, _| {},
+                            ParkToken(i),
+                            None,
+                        )
+                    }
+                })
+            })
+            .collect();
+        while queued.load(Ordering::SeqCst) < n {
+            thread::yield_now();
+        }
+        (queued, hs)
+    }
+
+    #[test]
+    fn queue_unpark_one_in_fifo_order_with_tokens() {
+        let key = 0x1000;
+        let (_q, hs) = park_threads(key, 1);
+        let (_q2, hs2) = park_threads(key, 1);
+        let mut seen = Vec::new();
+        for expect_more in [true, false] {
+            // SAFETY: private key; the callback only records.
+            let r = unsafe {
+                queue::unpark_one(key, |r| {
+                    seen.push(r.have_more_threads);
+                    UnparkToken(7)
+                })
+            };
+            assert_eq!(r.unparked_threads, 1);
+            assert_eq!(r.have_more_threads, expect_more);
+        }
+        assert_eq!(seen, [true, false]);
+        for h in hs.into_iter().chain(hs2) {
+            assert_eq!(h.join().unwrap(), ParkResult::Unparked(UnparkToken(7)));
+        }
+        // SAFETY: private key.
+        let r = unsafe { queue::unpark_one(key, |_| UnparkToken(0)) };
+        assert_eq!(r.unparked_threads, 0);
+    }
+
+    #[test]
+    fn queue_validate_false_is_invalid() {
+        // SAFETY: private key; callbacks do nothing.
+        let r = unsafe { queue::park(0x2000, || false, || {}, |_, _| {}, ParkToken(0), None) };
+        assert_eq!(r, ParkResult::Invalid);
+    }
+
+    #[test]
+    fn queue_unpark_all_and_filter() {
+        let key = 0x3000;
+        let (_q, hs) = park_threads(key, 4);
+        // Unpark the even tokens only.
+        // SAFETY: private key; the filter only reads tokens.
+        let r = unsafe {
+            queue::unpark_filter(
+                key,
+                |ParkToken(t)| {
+                    if t % 2 == 0 {
+                        FilterOp::Unpark
+                    } else {
+                        FilterOp::Skip
+                    }
+                },
+                |r| {
+                    assert_eq!(r.unparked_threads, 2);
+                    UnparkToken(1)
+                },
+            )
+        };
+        assert_eq!(r.unparked_threads, 2);
+        assert!(r.have_more_threads);
+        // SAFETY: private key.
+        assert_eq!(unsafe { queue::unpark_all(key, UnparkToken(2)) }, 2);
+        let mut tokens: Vec<_> = hs.into_iter().map(|h| h.join().unwrap()).collect();
+        tokens.sort_by_key(|r| format!("{r:?}"));
+        assert_eq!(
+            tokens,
+            [
+                ParkResult::Unparked(UnparkToken(1)),
+                ParkResult::Unparked(UnparkToken(1)),
+                ParkResult::Unparked(UnparkToken(2)),
+                ParkResult::Unparked(UnparkToken(2)),
+            ]
+        );
+    }
+
+    #[test]
+    fn queue_requeue_across_buckets() {
+        // Find two keys in different buckets.
+        let from = 0x4000;
+        let to = (1..)
+            .map(|i| from + 8 * i)
+            .find(|k| queue::index_for_tests(*k) != queue::index_for_tests(from))
+            .unwrap();
+        let (_q, hs) = park_threads(from, 3);
+        // SAFETY: private keys; callbacks only check counts.
+        let r = unsafe {
+            queue::unpark_requeue(
+                from,
+                to,
+                || RequeueOp::UnparkOneRequeueRest,
+                |op, r| {
+                    assert_eq!(op, RequeueOp::UnparkOneRequeueRest);
+                    assert_eq!((r.unparked_threads, r.requeued_threads), (1, 2));
+                    UnparkToken(3)
+                },
+            )
+        };
+        assert_eq!((r.unparked_threads, r.requeued_threads), (1, 2));
+        // Nobody is left on `from`; both requeued threads are on `to`.
+        // SAFETY: private keys.
+        assert_eq!(unsafe { queue::unpark_all(from, UnparkToken(0)) }, 0);
+        // SAFETY: private keys.
+        assert_eq!(unsafe { queue::unpark_all(to, UnparkToken(4)) }, 2);
+        let mut results: Vec<_> = hs.into_iter().map(|h| h.join().unwrap()).collect();
+        results.sort_by_key(|r| format!("{r:?}"));
+        assert_eq!(
+            results,
+            [
+                ParkResult::Unparked(UnparkToken(3)),
+                ParkResult::Unparked(UnparkToken(4)),
+                ParkResult::Unparked(UnparkToken(4)),
+            ]
+        );
+    }
+
+    #[test]
+    fn queue_timed_park_reports_last_and_requeued_key() {
+        let key = 0x5000;
+        let mut report = None;
+        let deadline = std::time::Instant::now() + Duration::from_millis(5);
+        // SAFETY: private key; `timed_out` only records.
+        let r = unsafe {
+            queue::park(
+                key,
+                || true,
+                || {},
+                |k, last| report = Some((k, last)),
+                ParkToken(0),
+                Some(deadline),
+            )
+        };
+        assert_eq!(r, ParkResult::TimedOut);
+        assert!(
+            std::time::Instant::now() >= deadline,
+            "never before the deadline"
+        );
+        assert_eq!(report, Some((key, true)));
+        // SAFETY: private key.
+        let left = unsafe { queue::unpark_all(key, UnparkToken(0)) };
+        assert_eq!(left, 0, "it left the queue");
+    }
+}

@@ -1,0 +1,622 @@
+//! The RCU grace-period protocol: reader slots, the global epoch, and the writer's wait.
+//!
+//! # Algorithm
+//!
+//! User-space RCU with per-reader counters, after liburcu's general-purpose flavors ("mb" and
+//! "memb": M. Desnoyers, P. E. McKenney, A. S. Stern, M. R. Dagenais, J. Walpole, *User-Level
+//! Implementations of Read-Copy Update*, IEEE TPDS 23(2), 2012, section 3; liburcu
+//! `include/urcu/static/urcu-common.h` and `src/urcu.c`), with two changes:
+//!
+//! - **An epoch, not a parity bit.** liburcu's global counter carries a one-bit phase, which is
+//!   why its `synchronize_rcu` flips the phase twice: a reader that loaded the phase, was
+//!   delayed, and stored it after a flip would carry a phase that becomes "current" again at the
+//!   next flip and would be ignored. Here the global word carries a 48-bit epoch that only grows,
+//!   so a stale epoch never becomes current again (short of 2^47 grace periods passing while one
+//!   reader sits between two instructions) and one pass suffices. This is the shape of Linux's
+//!   polled grace periods (`start_poll_synchronize_rcu` / `poll_state_synchronize_rcu`): a grace
+//!   period is a cookie, the epoch it started, and any number of writers may start and await
+//!   grace periods concurrently without a writer lock.
+//! - **Enlightened waiting.** Each reader slot names the vCPU of its reader. A writer waiting on
+//!   a reader whose vCPU the host has preempted yields its pCPU to it (directed yield, through
+//!   [`Backoff::snooze`]); otherwise it spins and, natively, yields to the OS after a while, so
+//!   grace periods also survive oversubscription.
+//!
+//! Readers write nothing but their own cache-padded slot: no shared reader count.
+//!
+//! ```text
+//! reader (read_lock .. read_unlock)                writer (start .. wait)
+//!  (a) e = GP.load(Relaxed)                         (1) unpublish: ptr.store(new) / swap
+//!  (b) slot = e | depth 1          (Release)        (2) fence(SeqCst)                    F_W
+//!  (c) fence(SeqCst)                        F_R     (3) t = GP.fetch_add(1 epoch) + 1 epoch
+//!  (d) p = ptr.load(Acquire); use *p                (4) for each slot: wait until the slot is
+//!  (e) slot = depth 0              (Release)            quiescent or its epoch >= t (Acquire)
+//!                                                   (5) free the old value
+//! ```
+//!
+//! Nested `read_lock`s only add to the depth (Release store to the own slot) and keep the epoch
+//! of the outermost one, so a section is one interval for the writer.
+//!
+//! # Why a grace period waits for every pre-existing reader
+//!
+//! Suppose the reader's load (d) returned the old pointer. Consider the value of the reader's
+//! slot that the writer's load in (4) reads.
+//! - If it is older than (b): the writer's load (after F_W) did not see a store made before F_R,
+//!   so F_W precedes F_R in the single total order of SeqCst fences (C++20 \[atomics.order\]: had
+//!   F_R come first, the load would see (b) or later). Then (1) is before F_W, F_W before F_R,
+//!   F_R before (d), so (d) sees (1) or later: not the old pointer. Contradiction. (The same
+//!   argument covers a reader slot the writer does not know about yet: registering a slot is a
+//!   store before F_R, discovering it a load after F_W.)
+//! - If it is (b) or a later store of the same section (nesting keeps the epoch `e`): had the
+//!   reader read `e >= t` at (a), it read the value written by (3) or by a later read-modify-write
+//!   of its release sequence; F_W (before (3)) then synchronizes with F_R (after (a)), so (1)
+//!   happens before (d): again not the old pointer. So `e < t` and the writer keeps waiting.
+//! - The writer stops waiting only on a value that is quiescent or carries an epoch `>= t`: that
+//!   is (e) or a later store of the reader. Every slot store is Release and the writer loads
+//!   Acquire, so the reader's whole section, its use of `*p` included, happens before (5).
+//!
+//! A grace period does not wait for new readers: a reader whose (a) reads `t` or later is never
+//! waited for by the grace period `t`. The loom model (`loom-tests/tests/rcu.rs`) checks both
+//! directions and the use-after-free case.
+//!
+//! # Words
+//!
+//! The global word `GP` and every reader slot word share one layout:
+//!
+//! | bits   | field | meaning |
+//! |--------|-------|---------|
+//! | 0..16  | depth | nesting depth of the reader's section; 0 = quiescent. `GP` holds 1 here, so the outermost `read_lock` copies `GP` verbatim (liburcu's `URCU_GP_COUNT` trick) |
+//! | 16..64 | epoch | `GP`: the current epoch, +1 per grace period started; a slot: the epoch its outermost `read_lock` saw |
+//!
+//! Epochs compare with wrapping (serial-number) arithmetic on the 48-bit field.
+//!
+//! # Where reader slots live
+//!
+//! - `std` (and not `guest`): a registry, a lock-free singly linked list of leaked, cache-padded
+//!   slots. A thread claims a free slot on its first `read_lock` (a thread-local handle from
+//!   `crate::sync::thread_local!`) or pushes a new one; the handle's destructor frees the slot
+//!   for the next thread. Slots are never deallocated, so a writer walking the list never
+//!   touches freed memory, and the list grows without blocking readers or writers.
+//! - `guest` (no_std, one flow per vCPU, no TLS): a static table of one slot per vCPU, indexed by
+//!   `cs::vcpu_id()`, bounded by [`ecs_sys::abi::MAX_VCPUS`]; writers scan up to the highest vCPU
+//!   that ever read.
+//! - neither: this module is not compiled (there is no way to enumerate the readers).
+//!
+//! The x86-64 reader uses `swap(SeqCst)` (one `xchg`, a full barrier) for (b)+(c) instead of a
+//! store and an `mfence`, as crossbeam-epoch's `Local::pin` does with a `lock cmpxchg`: the
+//! instruction orders the later loads after the store in x86-TSO and its acquire half keeps the
+//! compiler from hoisting them. Under loom, and on other targets, it is the store and the fence
+//! of the algorithm above.
+
+use crate::backoff::Backoff;
+use crate::cs;
+use crate::sync::{AtomicU32, AtomicU64, Ordering, fence};
+use crossbeam_utils::CachePadded;
+
+/// Bits of a word that hold the nesting depth.
+const DEPTH_BITS: u32 = 16;
+/// Mask of the depth field (also the deepest nesting allowed).
+pub(crate) const DEPTH_MASK: u64 = (1 << DEPTH_BITS) - 1;
+/// One epoch, as an addend to a word.
+const EPOCH_ONE: u64 = 1 << DEPTH_BITS;
+/// The initial global word: epoch 1, depth 1.
+const GP_INIT: u64 = EPOCH_ONE | 1;
+
+/// Whether the epoch of word `a` is at or after the epoch of word `b` (serial-number
+/// arithmetic: the masked difference, read as signed, is the 48-bit difference shifted left).
+#[inline]
+fn epoch_at_or_after(a: u64, b: u64) -> bool {
+    ((a & !DEPTH_MASK).wrapping_sub(b & !DEPTH_MASK) as i64) >= 0
+}
+
+/// One reader's slot. Only its reader writes `ctr` and `vcpu`; writers read them.
+#[derive(Debug)]
+pub(crate) struct ReaderSlot {
+    /// Depth and epoch (see the table in the module docs).
+    ctr: AtomicU64,
+    /// The vCPU the reader ran on at its outermost `read_lock` (for directed yields).
+    vcpu: AtomicU32,
+}
+
+impl ReaderSlot {
+    #[cfg(not(loom))]
+    const fn new() -> Self {
+        Self {
+            ctr: AtomicU64::new(0),
+            vcpu: AtomicU32::new(0),
+        }
+    }
+
+    #[cfg(loom)]
+    fn new() -> Self {
+        Self {
+            ctr: AtomicU64::new(0),
+            vcpu: AtomicU32::new(0),
+        }
+    }
+
+    /// Whether this slot no longer holds up the grace period that started epoch word `target`.
+    #[inline]
+    fn passed(&self, target: u64) -> bool {
+        let v = self.ctr.load(Ordering::Acquire);
+        v & DEPTH_MASK == 0 || epoch_at_or_after(v, target)
+    }
+
+    /// Waits until [`Self::passed`], yielding to the reader's vCPU while it is preempted.
+    fn wait_passed(&self, target: u64) {
+        let mut backoff = Backoff::new();
+        while !self.passed(target) {
+            backoff.snooze(Some(self.vcpu.load(Ordering::Relaxed)));
+        }
+    }
+
+    /// The current depth of this slot's section (0 = quiescent). For the owner and for tests.
+    #[inline]
+    pub(crate) fn depth(&self) -> u64 {
+        self.ctr.load(Ordering::Relaxed) & DEPTH_MASK
+    }
+}
+
+/// Enters a read-side section on the calling thread's (or vCPU's) slot and returns the slot,
+/// which the matching [`read_unlock`] takes back.
+#[inline]
+pub(crate) fn read_lock() -> &'static ReaderSlot {
+    let slot = slots::current();
+    let v = slot.ctr.load(Ordering::Relaxed);
+    if v & DEPTH_MASK == 0 {
+        if ecs_sys::LIVE_HINTS {
+            slot.vcpu.store(cs::vcpu_id(), Ordering::Relaxed);
+        }
+        let gp = slots::domain().gp.load(Ordering::Relaxed);
+        publish_outermost(slot, gp);
+    } else {
+        assert!(
+            v & DEPTH_MASK != DEPTH_MASK,
+            "RCU read sections nested too deeply"
+        );
+        slot.ctr.store(v + 1, Ordering::Release);
+    }
+    cs::enter();
+    slot
+}
+
+/// Steps (b) and (c): announce the section, then order every later load after the announcement.
+#[inline(always)]
+fn publish_outermost(slot: &ReaderSlot, gp: u64) {
+    #[cfg(all(target_arch = "x86_64", not(loom)))]
+    {
+        // One `xchg`: the store and a full barrier (see the module docs).
+        slot.ctr.swap(gp, Ordering::SeqCst);
+    }
+    #[cfg(not(all(target_arch = "x86_64", not(loom))))]
+    {
+        slot.ctr.store(gp, Ordering::Release);
+        fence(Ordering::SeqCst);
+    }
+}
+
+/// Leaves the innermost read-side section on `slot`.
+///
+/// # Safety
+///
+/// `slot` comes from a [`read_lock`] on this same thread (vCPU) whose section has not been left
+/// yet, and each `read_lock` is matched by one `read_unlock` (the slot holds a depth: an extra
+/// unlock would end another section of this thread early and let a writer free what that
+/// section still reads; the order of unlocks among this thread's sections does not matter).
+#[inline]
+pub(crate) unsafe fn read_unlock(slot: &'static ReaderSlot) {
+    let v = slot.ctr.load(Ordering::Relaxed);
+    debug_assert!(v & DEPTH_MASK != 0, "RCU read_unlock without read_lock");
+    // The outermost unlock leaves the epoch behind: a quiescent slot's epoch is never looked at.
+    slot.ctr.store(v - 1, Ordering::Release);
+    cs::exit();
+}
+
+/// Starts a grace period (steps (2) and (3)) and returns its target word. Everything this thread
+/// unpublished before the call may be freed once [`poll`] or [`wait`] says the period completed.
+#[inline]
+pub(crate) fn start() -> u64 {
+    fence(Ordering::SeqCst);
+    slots::domain()
+        .gp
+        .fetch_add(EPOCH_ONE, Ordering::Relaxed)
+        .wrapping_add(EPOCH_ONE)
+}
+
+/// Whether every reader that could have seen state unpublished before `start()` returned
+/// `target` has left its section (step (4) without waiting).
+pub(crate) fn poll(target: u64) -> bool {
+    let mut done = true;
+    slots::for_each(|slot| {
+        done = done && slot.passed(target);
+        done
+    });
+    done
+}
+
+/// Waits for the grace period `target` (step (4)).
+#[cold]
+pub(crate) fn wait(target: u64) {
+    slots::for_each(|slot| {
+        slot.wait_passed(target);
+        true
+    });
+}
+
+/// Serializes the writers of one RCU cell (never readers, never grace periods).
+///
+/// A test-and-test-and-set spin lock whose word names the holder's vCPU (`vcpu + 1`; 0 = free),
+/// so a waiter yields to a preempted holder. Writers hold it for a pointer swap and a little
+/// bookkeeping, never across a grace period of their own.
+#[derive(Debug)]
+pub(crate) struct WriterLock {
+    word: AtomicU32,
+}
+
+impl WriterLock {
+    #[cfg(not(loom))]
+    pub(crate) const fn new() -> Self {
+        Self {
+            word: AtomicU32::new(0),
+        }
+    }
+
+    #[cfg(loom)]
+    pub(crate) fn new() -> Self {
+        Self {
+            word: AtomicU32::new(0),
+        }
+    }
+
+    /// Acquires the lock; the holder is an enlightened critical section until the guard drops
+    /// (a panic in the holder unlocks on unwind).
+    #[inline]
+    pub(crate) fn lock(&self) -> WriterGuard<'_> {
+        let me = cs::vcpu_id().wrapping_add(1).max(1);
+        if self
+            .word
+            .compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            self.lock_slow(me);
+        }
+        cs::enter();
+        WriterGuard { lock: self }
+    }
+
+    #[cold]
+    fn lock_slow(&self, me: u32) {
+        let mut backoff = Backoff::new();
+        loop {
+            let w = self.word.load(Ordering::Relaxed);
+            if w == 0 {
+                if self
+                    .word
+                    .compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    return;
+                }
+                backoff.spin();
+            } else {
+                backoff.snooze(Some(w - 1));
+            }
+        }
+    }
+}
+
+/// Holds a [`WriterLock`]; releases it on drop.
+#[derive(Debug)]
+pub(crate) struct WriterGuard<'a> {
+    lock: &'a WriterLock,
+}
+
+impl Drop for WriterGuard<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        self.lock.word.store(0, Ordering::Release);
+        cs::exit();
+    }
+}
+
+/// The global RCU state.
+pub(crate) struct Domain {
+    /// The global word: current epoch, depth 1.
+    gp: CachePadded<AtomicU64>,
+    /// Registered reader slots (std registry only).
+    #[cfg(all(feature = "std", not(feature = "guest")))]
+    head: crate::sync::AtomicPtr<slots::Entry>,
+}
+
+impl Domain {
+    #[cfg(not(loom))]
+    const fn new() -> Self {
+        Self {
+            gp: CachePadded::new(AtomicU64::new(GP_INIT)),
+            #[cfg(all(feature = "std", not(feature = "guest")))]
+            head: crate::sync::AtomicPtr::new(core::ptr::null_mut()),
+        }
+    }
+
+    #[cfg(loom)]
+    fn new() -> Self {
+        Self {
+            gp: CachePadded::new(AtomicU64::new(GP_INIT)),
+            #[cfg(all(feature = "std", not(feature = "guest")))]
+            head: crate::sync::AtomicPtr::new(core::ptr::null_mut()),
+        }
+    }
+}
+
+/// The per-thread registry (std).
+#[cfg(all(feature = "std", not(feature = "guest")))]
+mod slots {
+    use super::{Domain, ReaderSlot};
+    use crate::sync::{AtomicBool, Ordering};
+    use crossbeam_utils::CachePadded;
+
+    #[cfg(not(loom))]
+    static DOMAIN: Domain = Domain::new();
+
+    // Loom's atomics belong to one execution: a fresh domain per execution.
+    #[cfg(loom)]
+    loom::lazy_static! {
+        static ref DOMAIN: Domain = Domain::new();
+    }
+
+    /// The global RCU state.
+    #[inline(always)]
+    pub(super) fn domain() -> &'static Domain {
+        &DOMAIN
+    }
+
+    /// A registry entry, one cache line (or two) of its own.
+    pub(crate) type Entry = CachePadded<Node>;
+
+    /// A registry entry: a reader slot and whether a thread owns it. Leaked, never freed.
+    pub(crate) struct Node {
+        slot: ReaderSlot,
+        in_use: AtomicBool,
+        /// The next entry; written before the entry is published, immutable after.
+        next: *const Entry,
+    }
+
+    /// This thread's claim on a registry entry; frees it when the thread exits.
+    struct Handle(&'static Entry);
+
+    impl Handle {
+        fn claim() -> Self {
+            Self(claim())
+        }
+    }
+
+    impl Drop for Handle {
+        fn drop(&mut self) {
+            // A section left open here (a forgotten guard) would make the next owner's depth
+            // wrong and stall grace periods forever; keep such a slot out of circulation.
+            if self.0.slot.depth() == 0 {
+                self.0.in_use.store(false, Ordering::Release);
+            }
+        }
+    }
+
+    crate::sync::thread_local! {
+        static HANDLE: Handle = Handle::claim();
+    }
+
+    /// This thread's reader slot.
+    #[inline]
+    pub(super) fn current() -> &'static ReaderSlot {
+        match HANDLE.try_with(|h| h.0) {
+            Ok(node) => &node.slot,
+            Err(_) => teardown_slot(),
+        }
+    }
+
+    /// A slot for a read section taken while this thread's locals are being destroyed (a
+    /// `read_lock` in another thread-local's destructor): claimed for good, it stays quiescent
+    /// between sections, so it costs the writers one more slot to scan and nothing else.
+    #[cold]
+    fn teardown_slot() -> &'static ReaderSlot {
+        &claim().slot
+    }
+
+    /// Claims a free registry entry, or registers a new one.
+    #[cold]
+    fn claim() -> &'static Entry {
+        let d = domain();
+        let mut p = d.head.load(Ordering::Acquire);
+        while !p.is_null() {
+            // SAFETY: registry entries are leaked `Box`es, published by a Release CAS on `head`
+            // after `next` was written, and never freed: the pointer stays valid for 'static.
+            let node: &'static Entry = unsafe { &*p };
+            if !node.in_use.load(Ordering::Relaxed)
+                && node
+                    .in_use
+                    .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+            {
+                return node;
+            }
+            p = node.next.cast_mut();
+        }
+        let node: &'static mut Entry = Box::leak(Box::new(CachePadded::new(Node {
+            slot: ReaderSlot::new(),
+            in_use: AtomicBool::new(true),
+            next: core::ptr::null(),
+        })));
+        let mut head = d.head.load(Ordering::Relaxed);
+        loop {
+            node.next = head;
+            match d.head.compare_exchange_weak(
+                head,
+                core::ptr::from_mut(node),
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return node,
+                Err(h) => head = h,
+            }
+        }
+    }
+
+    /// Calls `f` on every registered slot, in list order, while it returns `true`.
+    pub(super) fn for_each(mut f: impl FnMut(&ReaderSlot) -> bool) {
+        let mut p = domain().head.load(Ordering::Acquire);
+        while !p.is_null() {
+            // SAFETY: as in `claim`: published, leaked, never freed.
+            let node = unsafe { &*p };
+            if !f(&node.slot) {
+                return;
+            }
+            p = node.next.cast_mut();
+        }
+    }
+
+    /// Number of registered slots (tests).
+    #[cfg(test)]
+    pub(super) fn registered() -> usize {
+        let mut n = 0;
+        for_each(|_| {
+            n += 1;
+            true
+        });
+        n
+    }
+}
+
+/// One static slot per vCPU (guest: one flow per vCPU, no TLS).
+#[cfg(feature = "guest")]
+mod slots {
+    use super::{Domain, ReaderSlot};
+    use crate::sync::{AtomicU32, Ordering};
+    use crossbeam_utils::CachePadded;
+    use ecs_sys::abi::MAX_VCPUS;
+
+    static DOMAIN: Domain = Domain::new();
+
+    /// One slot per possible vCPU (`MAX_VCPUS` cache lines).
+    static SLOTS: [CachePadded<ReaderSlot>; MAX_VCPUS as usize] =
+        [const { CachePadded::new(ReaderSlot::new()) }; MAX_VCPUS as usize];
+
+    /// One past the highest vCPU index that ever entered a section: writers scan below it.
+    static HIGH_WATER: AtomicU32 = AtomicU32::new(0);
+
+    /// The global RCU state.
+    #[inline(always)]
+    pub(super) fn domain() -> &'static Domain {
+        &DOMAIN
+    }
+
+    /// This vCPU's reader slot.
+    #[inline]
+    pub(super) fn current() -> &'static ReaderSlot {
+        let id = crate::cs::vcpu_id();
+        assert!(id < MAX_VCPUS, "vCPU id out of range for RCU reader slots");
+        // Registering is a store before the reader's fence, like the registry's push: a writer
+        // that misses it is ordered before the reader's loads (see the module docs).
+        if HIGH_WATER.load(Ordering::Relaxed) <= id {
+            register(id);
+        }
+        &SLOTS[id as usize]
+    }
+
+    #[cold]
+    fn register(id: u32) {
+        HIGH_WATER.fetch_max(id + 1, Ordering::Release);
+    }
+
+    /// Calls `f` on every slot a reader ever used, while it returns `true`.
+    pub(super) fn for_each(mut f: impl FnMut(&ReaderSlot) -> bool) {
+        let n = HIGH_WATER.load(Ordering::Acquire) as usize;
+        for slot in &SLOTS[..n] {
+            if !f(slot) {
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(all(test, not(loom), feature = "std", not(feature = "guest")))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epochs_compare_with_wrapping() {
+        let w = |e: u64| e << DEPTH_BITS | 1;
+        assert!(epoch_at_or_after(w(5), w(5)));
+        assert!(epoch_at_or_after(w(6), w(5)));
+        assert!(!epoch_at_or_after(w(4), w(5)));
+        let top = (1u64 << (64 - DEPTH_BITS)) - 1;
+        assert!(
+            epoch_at_or_after(w(0), w(top)),
+            "epoch 0 follows the last epoch"
+        );
+        assert!(!epoch_at_or_after(w(top), w(0)));
+        assert!(epoch_at_or_after(w(3) + 7, w(3)), "depth bits are ignored");
+    }
+
+    #[test]
+    fn nesting_counts_on_own_slot() {
+        let a = read_lock();
+        let b = read_lock();
+        assert!(core::ptr::eq(a, b));
+        assert_eq!(a.depth(), 2);
+        // SAFETY: `b` is the innermost open section of this thread.
+        unsafe { read_unlock(b) };
+        assert_eq!(a.depth(), 1);
+        // SAFETY: `a` is now the innermost open section.
+        unsafe { read_unlock(a) };
+        assert_eq!(a.depth(), 0);
+    }
+
+    #[test]
+    fn grace_period_sees_open_section_then_completes() {
+        let s = read_lock();
+        let t = start();
+        assert!(
+            !poll(t),
+            "a section open before start() holds up the grace period"
+        );
+        // SAFETY: `s` is this thread's innermost open section.
+        unsafe { read_unlock(s) };
+        // Other tests' threads may be inside sections right now; they end soon.
+        wait(t);
+        assert!(poll(t), "a completed grace period stays completed");
+        let s = read_lock();
+        let t2 = start();
+        let s_new = read_lock();
+        // SAFETY: innermost first.
+        unsafe { read_unlock(s_new) };
+        // SAFETY: `s` is the innermost open section again.
+        unsafe { read_unlock(s) };
+        wait(t2);
+    }
+
+    #[test]
+    fn exited_threads_recycle_slots() {
+        std::thread::spawn(|| assert_eq!(read_lock_unlock(), 1))
+            .join()
+            .unwrap();
+        let before = slots::registered();
+        for _ in 0..8 {
+            std::thread::spawn(|| assert_eq!(read_lock_unlock(), 1))
+                .join()
+                .unwrap();
+        }
+        // Other tests run threads concurrently and may register a few slots of their own, but
+        // eight sequential threads must not take eight fresh slots.
+        assert!(
+            slots::registered() < before + 8,
+            "slots of exited threads are reused"
+        );
+    }
+
+    fn read_lock_unlock() -> u64 {
+        let s = read_lock();
+        let d = s.depth();
+        assert_eq!(slots::current().depth(), d);
+        // SAFETY: innermost open section of this thread.
+        unsafe { read_unlock(s) };
+        d
+    }
+}

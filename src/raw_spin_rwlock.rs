@@ -1,0 +1,772 @@
+//! `RawSpinRwLock`: a writer-preferring spinning reader-writer lock with upgradable reads, in
+//! one word that also names the exclusive holder's vCPU.
+//!
+//! # Algorithm
+//!
+//! A counter-based reader-writer spinlock (Mellor-Crummey & Scott, "Scalable reader-writer
+//! synchronization for shared-memory multiprocessors", PPoPP 1991, section 2, the centralized
+//! writer-preference lock), extended with an upgradable-read state as in parking_lot's
+//! `RawRwLock`:
+//!
+//! - **read**: CAS `readers + 1` while no writer holds *or waits*.
+//! - **write**: CAS `0 -> WRITER | vcpu` (fast path). A writer that has to wait sets
+//!   `WRITER_WAITING`, which stops new readers and upgradable readers, so the readers drain
+//!   and the writer gets in (writer preference). Any writer's acquisition clears the bit; the
+//!   writers still waiting set it again on their next look.
+//! - **upgradable read**: coexists with readers, excludes writers and other upgradable readers
+//!   (at most one, so upgrades cannot deadlock each other).
+//! - **upgrade**: the upgradable holder sets `WRITER_WAITING` and waits for the readers to
+//!   drain, then swaps `UPGRADABLE` for `WRITER` in one CAS.
+//! - **downgrade**: writer -> reader or writer -> upgradable, and upgradable -> reader, each one
+//!   CAS that never lets a writer in between.
+//!
+//! Every read, upgradable or write holder is an eCS critical section ([`cs::enter`] on
+//! acquiring, [`cs::exit`] on releasing; mode changes keep the section). The exclusive or
+//! upgradable holder's vCPU sits in the word, so readers and writers waiting on it pass it to
+//! [`Backoff::snooze`] and directed-yield to it when it is preempted. Readers are anonymous:
+//! a writer waiting for readers to drain backs off without a target.
+//!
+//! # Policy
+//!
+//! Writer preference: readers can starve under a steady stream of writers. Recursive read
+//! locking (a thread taking a second read lock while holding one) can deadlock when a writer
+//! starts waiting in between; `try_lock_shared` ignores `WRITER_WAITING`, so a recursive
+//! `try_read` succeeds whenever no writer *holds* the lock.
+//!
+//! # Lock word (`AtomicUsize`)
+//!
+//! | bits | name | meaning |
+//! |---|---|---|
+//! | 0 | `WRITER` | held exclusively |
+//! | 1 | `UPGRADABLE` | an upgradable reader holds it |
+//! | 2 | `WRITER_WAITING` | a writer (or an upgrading reader) waits: new readers hold back |
+//! | 3..11 | `VCPU` | vCPU of the `WRITER` or `UPGRADABLE` holder (stale when neither is set) |
+//! | 11.. | readers | number of plain read holders (`ONE_READER` = 1 << 11) |
+//!
+//! # Misuse caught in debug builds
+//!
+//! Releasing a mode that is not held (through the raw API with forged guard state: a read
+//! unlock with no readers, a write unlock without `WRITER`, an upgradable unlock, upgrade or
+//! downgrade without `UPGRADABLE`) panics with a clear message. Recursive locking is not
+//! detected.
+
+use crate::backoff::Backoff;
+use crate::cs;
+use crate::sync::{AtomicUsize, Ordering};
+use lock_api::GuardNoSend;
+
+/// Held exclusively.
+const WRITER: usize = 1;
+/// An upgradable reader holds the lock.
+const UPGRADABLE: usize = 1 << 1;
+/// A writer or an upgrading reader waits; new readers and upgradable readers hold back.
+const WRITER_WAITING: usize = 1 << 2;
+/// Position of the exclusive/upgradable holder's vCPU.
+const VCPU_SHIFT: u32 = 3;
+/// The vCPU field.
+const VCPU_MASK: usize = 0xff << VCPU_SHIFT;
+/// One plain reader.
+const ONE_READER: usize = 1 << 11;
+/// Most readers the count can hold.
+const MAX_READERS: usize = usize::MAX >> 11;
+
+const _: () = assert!(ecs_sys::abi::MAX_VCPUS <= 256, "the VCPU field has 8 bits");
+
+#[inline(always)]
+fn readers(s: usize) -> usize {
+    s >> 11
+}
+
+/// `s`'s vCPU field replaced by the current vCPU.
+#[inline(always)]
+fn with_my_vcpu(s: usize) -> usize {
+    (s & !VCPU_MASK) | (((cs::vcpu_id() as usize) << VCPU_SHIFT) & VCPU_MASK)
+}
+
+/// The vCPU of the exclusive or upgradable holder in `s`, if there is one.
+#[inline(always)]
+fn holder(s: usize) -> Option<u32> {
+    (s & (WRITER | UPGRADABLE) != 0).then_some(((s & VCPU_MASK) >> VCPU_SHIFT) as u32)
+}
+
+/// A raw writer-preferring reader-writer spinlock with upgradable reads; see the
+/// [module docs](self) for the protocol and the lock word.
+///
+/// Use it through [`SpinRwLock`](crate::SpinRwLock). The inherent methods expose the same
+/// protocol as the `lock_api` impls, for models and low-level code.
+///
+/// ```
+/// use ecs_locks::RawSpinRwLock;
+///
+/// let raw = RawSpinRwLock::new();
+/// let u = raw.lock_upgradable();
+/// let r = raw.lock_shared();
+/// assert!(raw.try_lock_exclusive().is_none());
+/// // SAFETY: each state belongs to the acquisition above it.
+/// unsafe {
+///     raw.unlock_shared(r);
+///     let w = raw.upgrade(u);
+///     assert!(raw.is_locked_exclusive());
+///     let r = raw.downgrade(w);
+///     raw.unlock_shared(r);
+/// }
+/// assert!(!raw.is_locked());
+/// ```
+#[derive(Debug)]
+pub struct RawSpinRwLock {
+    word: AtomicUsize,
+}
+
+impl RawSpinRwLock {
+    /// A new, unlocked lock.
+    #[cfg(not(loom))]
+    #[inline]
+    pub const fn new() -> Self {
+        Self {
+            word: AtomicUsize::new(0),
+        }
+    }
+
+    /// A new, unlocked lock (not `const` under loom, whose atomics are not).
+    #[cfg(loom)]
+    pub fn new() -> Self {
+        Self {
+            word: AtomicUsize::new(0),
+        }
+    }
+
+    #[inline(always)]
+    fn cas(&self, current: usize, new: usize, success: Ordering) -> Result<usize, usize> {
+        self.word
+            .compare_exchange_weak(current, new, success, Ordering::Relaxed)
+    }
+
+    // ----- shared -----
+
+    /// Acquires a read lock, waiting while a writer holds or waits.
+    #[inline]
+    pub fn lock_shared(&self) -> GuardNoSend {
+        let s = self.word.load(Ordering::Relaxed);
+        if s & (WRITER | WRITER_WAITING) != 0
+            || readers(s) == MAX_READERS
+            || self.cas(s, s + ONE_READER, Ordering::Acquire).is_err()
+        {
+            self.lock_shared_slow();
+        }
+        cs::enter();
+        GuardNoSend::new()
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn lock_shared_slow(&self) {
+        let mut backoff = Backoff::new();
+        loop {
+            let s = self.word.load(Ordering::Relaxed);
+            if s & (WRITER | WRITER_WAITING) == 0 {
+                assert!(
+                    readers(s) < MAX_READERS,
+                    "RawSpinRwLock reader count overflow"
+                );
+                if self.cas(s, s + ONE_READER, Ordering::Acquire).is_ok() {
+                    return;
+                }
+                backoff.spin();
+            } else {
+                backoff.snooze(holder(s));
+            }
+        }
+    }
+
+    /// Acquires a read lock unless a writer holds it (a waiting writer does not stop it).
+    #[inline]
+    pub fn try_lock_shared(&self) -> Option<GuardNoSend> {
+        let mut s = self.word.load(Ordering::Relaxed);
+        loop {
+            if s & WRITER != 0 || readers(s) == MAX_READERS {
+                return None;
+            }
+            match self.cas(s, s + ONE_READER, Ordering::Acquire) {
+                Ok(_) => {
+                    cs::enter();
+                    return Some(GuardNoSend::new());
+                }
+                Err(now) => s = now,
+            }
+        }
+    }
+
+    /// Releases a read lock.
+    ///
+    /// # Safety
+    ///
+    /// A read lock must be held in the current context, acquired with `guard`.
+    #[inline]
+    pub unsafe fn unlock_shared(&self, guard: GuardNoSend) {
+        let _ = guard;
+        let prev = self.word.fetch_sub(ONE_READER, Ordering::Release);
+        if cfg!(debug_assertions) && readers(prev) == 0 {
+            // Undo the borrow from the flag bits before reporting.
+            self.word.fetch_add(ONE_READER, Ordering::Relaxed);
+            panic!("RawSpinRwLock::unlock_shared called without a read lock held");
+        }
+        cs::exit();
+    }
+
+    // ----- exclusive -----
+
+    /// Acquires the write lock, waiting for readers, writers and the upgradable reader.
+    #[inline]
+    pub fn lock_exclusive(&self) -> GuardNoSend {
+        if self
+            .cas(0, with_my_vcpu(WRITER), Ordering::Acquire)
+            .is_err()
+        {
+            self.lock_exclusive_slow();
+        }
+        cs::enter();
+        GuardNoSend::new()
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn lock_exclusive_slow(&self) {
+        let mut backoff = Backoff::new();
+        loop {
+            let s = self.word.load(Ordering::Relaxed);
+            if s & (WRITER | UPGRADABLE) == 0 && readers(s) == 0 {
+                // Clears WRITER_WAITING: the writers still waiting set it again.
+                if self.cas(s, with_my_vcpu(WRITER), Ordering::Acquire).is_ok() {
+                    return;
+                }
+                backoff.spin();
+            } else if s & WRITER_WAITING == 0 {
+                // Hold new readers back so the current ones drain.
+                let _ = self.cas(s, s | WRITER_WAITING, Ordering::Relaxed);
+            } else {
+                backoff.snooze(holder(s));
+            }
+        }
+    }
+
+    /// Acquires the write lock if nobody holds the lock in any mode.
+    #[inline]
+    pub fn try_lock_exclusive(&self) -> Option<GuardNoSend> {
+        let mut s = self.word.load(Ordering::Relaxed);
+        loop {
+            if s & (WRITER | UPGRADABLE) != 0 || readers(s) != 0 {
+                return None;
+            }
+            match self.cas(s, with_my_vcpu(WRITER), Ordering::Acquire) {
+                Ok(_) => {
+                    cs::enter();
+                    return Some(GuardNoSend::new());
+                }
+                Err(now) => s = now,
+            }
+        }
+    }
+
+    /// Releases the write lock.
+    ///
+    /// # Safety
+    ///
+    /// The write lock must be held in the current context, acquired with `guard`.
+    #[inline]
+    pub unsafe fn unlock_exclusive(&self, guard: GuardNoSend) {
+        let _ = guard;
+        let prev = self.word.fetch_and(!WRITER, Ordering::Release);
+        if cfg!(debug_assertions) {
+            assert!(
+                prev & WRITER != 0,
+                "RawSpinRwLock::unlock_exclusive called without the write lock held"
+            );
+        }
+        cs::exit();
+    }
+
+    // ----- upgradable -----
+
+    /// Acquires the upgradable read lock: shares with readers, excludes writers and other
+    /// upgradable readers; waits while a writer holds or waits.
+    #[inline]
+    pub fn lock_upgradable(&self) -> GuardNoSend {
+        let s = self.word.load(Ordering::Relaxed);
+        if s & (WRITER | UPGRADABLE | WRITER_WAITING) != 0
+            || self
+                .cas(s, with_my_vcpu(s | UPGRADABLE), Ordering::Acquire)
+                .is_err()
+        {
+            self.lock_upgradable_slow();
+        }
+        cs::enter();
+        GuardNoSend::new()
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn lock_upgradable_slow(&self) {
+        let mut backoff = Backoff::new();
+        loop {
+            let s = self.word.load(Ordering::Relaxed);
+            if s & (WRITER | UPGRADABLE | WRITER_WAITING) == 0 {
+                if self
+                    .cas(s, with_my_vcpu(s | UPGRADABLE), Ordering::Acquire)
+                    .is_ok()
+                {
+                    return;
+                }
+                backoff.spin();
+            } else {
+                backoff.snooze(holder(s));
+            }
+        }
+    }
+
+    /// Acquires the upgradable read lock unless a writer or another upgradable reader holds
+    /// the lock.
+    #[inline]
+    pub fn try_lock_upgradable(&self) -> Option<GuardNoSend> {
+        let mut s = self.word.load(Ordering::Relaxed);
+        loop {
+            if s & (WRITER | UPGRADABLE) != 0 {
+                return None;
+            }
+            match self.cas(s, with_my_vcpu(s | UPGRADABLE), Ordering::Acquire) {
+                Ok(_) => {
+                    cs::enter();
+                    return Some(GuardNoSend::new());
+                }
+                Err(now) => s = now,
+            }
+        }
+    }
+
+    /// Releases the upgradable read lock.
+    ///
+    /// # Safety
+    ///
+    /// The upgradable read lock must be held in the current context, acquired with `guard`.
+    #[inline]
+    pub unsafe fn unlock_upgradable(&self, guard: GuardNoSend) {
+        let _ = guard;
+        let prev = self.word.fetch_and(!UPGRADABLE, Ordering::Release);
+        if cfg!(debug_assertions) {
+            assert!(
+                prev & UPGRADABLE != 0,
+                "RawSpinRwLock::unlock_upgradable called without the upgradable lock held"
+            );
+        }
+        cs::exit();
+    }
+
+    /// Checks (debug builds) that the upgradable lock is held.
+    #[inline(always)]
+    fn debug_check_upgradable(&self, what: &str) {
+        if cfg!(debug_assertions) {
+            assert!(
+                self.word.load(Ordering::Relaxed) & UPGRADABLE != 0,
+                "RawSpinRwLock::{what} called without the upgradable lock held"
+            );
+        }
+    }
+
+    /// Checks (debug builds) that the write lock is held.
+    #[inline(always)]
+    fn debug_check_writer(&self, what: &str) {
+        if cfg!(debug_assertions) {
+            assert!(
+                self.word.load(Ordering::Relaxed) & WRITER != 0,
+                "RawSpinRwLock::{what} called without the write lock held"
+            );
+        }
+    }
+
+    /// Upgrades the upgradable read lock to the write lock, waiting for readers to drain (new
+    /// readers are held back meanwhile).
+    ///
+    /// # Safety
+    ///
+    /// The upgradable read lock must be held in the current context, acquired with `guard`.
+    #[inline]
+    pub unsafe fn upgrade(&self, guard: GuardNoSend) -> GuardNoSend {
+        self.debug_check_upgradable("upgrade");
+        let s = self.word.load(Ordering::Relaxed);
+        if readers(s) != 0 || self.cas(s, Self::upgraded(s), Ordering::Acquire).is_err() {
+            self.upgrade_slow();
+        }
+        guard
+    }
+
+    /// The word after the upgradable holder became the writer.
+    #[inline(always)]
+    fn upgraded(s: usize) -> usize {
+        with_my_vcpu((s & !(UPGRADABLE | WRITER_WAITING)) | WRITER)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn upgrade_slow(&self) {
+        let mut backoff = Backoff::new();
+        loop {
+            let s = self.word.load(Ordering::Relaxed);
+            if readers(s) == 0 {
+                if self.cas(s, Self::upgraded(s), Ordering::Acquire).is_ok() {
+                    return;
+                }
+                backoff.spin();
+            } else if s & WRITER_WAITING == 0 {
+                let _ = self.cas(s, s | WRITER_WAITING, Ordering::Relaxed);
+            } else {
+                backoff.snooze(None);
+            }
+        }
+    }
+
+    /// Upgrades to the write lock if no plain readers hold the lock; otherwise keeps the
+    /// upgradable lock and returns its state in `Err`.
+    ///
+    /// # Safety
+    ///
+    /// The upgradable read lock must be held in the current context, acquired with `guard`.
+    #[inline]
+    pub unsafe fn try_upgrade(&self, guard: GuardNoSend) -> Result<GuardNoSend, GuardNoSend> {
+        self.debug_check_upgradable("try_upgrade");
+        let mut s = self.word.load(Ordering::Relaxed);
+        loop {
+            if readers(s) != 0 {
+                return Err(guard);
+            }
+            match self.cas(s, Self::upgraded(s), Ordering::Acquire) {
+                Ok(_) => return Ok(guard),
+                Err(now) => s = now,
+            }
+        }
+    }
+
+    /// Applies `f` to the word in one CAS loop (`Release`: a downgrade publishes the writer's
+    /// work to the readers it lets in).
+    #[inline(always)]
+    fn update(&self, f: impl Fn(usize) -> usize) {
+        let mut s = self.word.load(Ordering::Relaxed);
+        while let Err(now) =
+            self.word
+                .compare_exchange_weak(s, f(s), Ordering::Release, Ordering::Relaxed)
+        {
+            s = now;
+        }
+    }
+
+    /// Turns the write lock into a read lock; no writer can get in between.
+    ///
+    /// # Safety
+    ///
+    /// The write lock must be held in the current context, acquired with `guard`.
+    #[inline]
+    pub unsafe fn downgrade(&self, guard: GuardNoSend) -> GuardNoSend {
+        self.debug_check_writer("downgrade");
+        // Only WRITER_WAITING can change under a writer; keep it, so waiting writers keep
+        // priority over new readers.
+        self.update(|s| (s & WRITER_WAITING) | ONE_READER);
+        guard
+    }
+
+    /// Turns the write lock into the upgradable read lock; no writer can get in between.
+    ///
+    /// # Safety
+    ///
+    /// The write lock must be held in the current context, acquired with `guard`.
+    #[inline]
+    pub unsafe fn downgrade_to_upgradable(&self, guard: GuardNoSend) -> GuardNoSend {
+        self.debug_check_writer("downgrade_to_upgradable");
+        self.update(|s| (s & (WRITER_WAITING | VCPU_MASK)) | UPGRADABLE);
+        guard
+    }
+
+    /// Turns the upgradable read lock into a plain read lock.
+    ///
+    /// # Safety
+    ///
+    /// The upgradable read lock must be held in the current context, acquired with `guard`.
+    #[inline]
+    pub unsafe fn downgrade_upgradable(&self, guard: GuardNoSend) -> GuardNoSend {
+        self.debug_check_upgradable("downgrade_upgradable");
+        self.update(|s| {
+            assert!(
+                readers(s) < MAX_READERS,
+                "RawSpinRwLock reader count overflow"
+            );
+            (s & !UPGRADABLE) + ONE_READER
+        });
+        guard
+    }
+
+    // ----- queries -----
+
+    /// Whether the lock is held in any mode (a momentary snapshot).
+    #[inline]
+    pub fn is_locked(&self) -> bool {
+        let s = self.word.load(Ordering::Relaxed);
+        s & (WRITER | UPGRADABLE) != 0 || readers(s) != 0
+    }
+
+    /// Whether the write lock is held (a momentary snapshot).
+    #[inline]
+    pub fn is_locked_exclusive(&self) -> bool {
+        self.word.load(Ordering::Relaxed) & WRITER != 0
+    }
+
+    /// Number of plain read holders (a momentary snapshot; the upgradable reader not counted).
+    #[inline]
+    pub fn reader_count(&self) -> usize {
+        readers(self.word.load(Ordering::Relaxed))
+    }
+}
+
+impl Default for RawSpinRwLock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+// SAFETY: readers enter only by a CAS that sees no WRITER, writers only by a CAS that sees no
+// WRITER, UPGRADABLE or readers, the upgradable reader only by a CAS that sees no WRITER or
+// UPGRADABLE; every acquiring CAS is `Acquire` and every release an RMW with `Release`, and all
+// writes to the word are RMWs, so each acquisition synchronizes with every earlier release.
+// Debug checks in release paths panic only when the released mode was not held (after undoing
+// the read count borrow), so no held acquisition is lost by unwinding. States are
+// `GuardNoSend`: the critical-section depth belongs to the thread.
+unsafe impl lock_api::RawRwLock for RawSpinRwLock {
+    #[cfg(not(loom))]
+    #[allow(clippy::declare_interior_mutable_const)]
+    const INIT: Self = Self::new();
+    #[cfg(loom)]
+    #[allow(clippy::declare_interior_mutable_const)]
+    const INIT: Self = panic!("loom atomics are not const: build with RawSpinRwLock::new()");
+
+    type SharedGuard = GuardNoSend;
+    type ExclusiveGuard = GuardNoSend;
+
+    #[inline]
+    fn lock_shared(&self) -> GuardNoSend {
+        RawSpinRwLock::lock_shared(self)
+    }
+
+    #[inline]
+    fn try_lock_shared(&self) -> Option<GuardNoSend> {
+        RawSpinRwLock::try_lock_shared(self)
+    }
+
+    #[inline]
+    unsafe fn unlock_shared(&self, guard: GuardNoSend) {
+        // SAFETY: forwarded caller contract.
+        unsafe { RawSpinRwLock::unlock_shared(self, guard) }
+    }
+
+    #[inline]
+    fn lock_exclusive(&self) -> GuardNoSend {
+        RawSpinRwLock::lock_exclusive(self)
+    }
+
+    #[inline]
+    fn try_lock_exclusive(&self) -> Option<GuardNoSend> {
+        RawSpinRwLock::try_lock_exclusive(self)
+    }
+
+    #[inline]
+    unsafe fn unlock_exclusive(&self, guard: GuardNoSend) {
+        // SAFETY: forwarded caller contract.
+        unsafe { RawSpinRwLock::unlock_exclusive(self, guard) }
+    }
+
+    #[inline]
+    fn is_locked(&self) -> bool {
+        RawSpinRwLock::is_locked(self)
+    }
+
+    #[inline]
+    fn is_locked_exclusive(&self) -> bool {
+        RawSpinRwLock::is_locked_exclusive(self)
+    }
+}
+
+// SAFETY: `downgrade` replaces WRITER by one reader in a single CAS, so no writer can acquire
+// in between, and releases (`Release`) the writer's work to later acquirers.
+unsafe impl lock_api::RawRwLockDowngrade for RawSpinRwLock {
+    #[inline]
+    unsafe fn downgrade(&self, guard: GuardNoSend) -> GuardNoSend {
+        // SAFETY: forwarded caller contract.
+        unsafe { RawSpinRwLock::downgrade(self, guard) }
+    }
+}
+
+// SAFETY: at most one UPGRADABLE holder exists (acquired by CAS seeing no UPGRADABLE or
+// WRITER); `upgrade` swaps it for WRITER with an `Acquire` CAS only once no readers remain,
+// synchronizing with their `Release` unlocks; on `try_upgrade` failure the upgradable state is
+// returned untouched.
+unsafe impl lock_api::RawRwLockUpgrade for RawSpinRwLock {
+    type UpgradableGuard = GuardNoSend;
+
+    #[inline]
+    fn lock_upgradable(&self) -> GuardNoSend {
+        RawSpinRwLock::lock_upgradable(self)
+    }
+
+    #[inline]
+    fn try_lock_upgradable(&self) -> Option<GuardNoSend> {
+        RawSpinRwLock::try_lock_upgradable(self)
+    }
+
+    #[inline]
+    unsafe fn unlock_upgradable(&self, guard: GuardNoSend) {
+        // SAFETY: forwarded caller contract.
+        unsafe { RawSpinRwLock::unlock_upgradable(self, guard) }
+    }
+
+    #[inline]
+    unsafe fn upgrade(&self, guard: GuardNoSend) -> GuardNoSend {
+        // SAFETY: forwarded caller contract.
+        unsafe { RawSpinRwLock::upgrade(self, guard) }
+    }
+
+    #[inline]
+    unsafe fn try_upgrade(&self, guard: GuardNoSend) -> Result<GuardNoSend, GuardNoSend> {
+        // SAFETY: forwarded caller contract.
+        unsafe { RawSpinRwLock::try_upgrade(self, guard) }
+    }
+}
+
+// SAFETY: both transitions are single CAS updates that never clear the last exclusive bit
+// before setting the new mode, so no writer gets in between; they release with `Release`.
+unsafe impl lock_api::RawRwLockUpgradeDowngrade for RawSpinRwLock {
+    #[inline]
+    unsafe fn downgrade_upgradable(&self, guard: GuardNoSend) -> GuardNoSend {
+        // SAFETY: forwarded caller contract.
+        unsafe { RawSpinRwLock::downgrade_upgradable(self, guard) }
+    }
+
+    #[inline]
+    unsafe fn downgrade_to_upgradable(&self, guard: GuardNoSend) -> GuardNoSend {
+        // SAFETY: forwarded caller contract.
+        unsafe { RawSpinRwLock::downgrade_to_upgradable(self, guard) }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn word_layout() {
+        assert_eq!(VCPU_MASK & (WRITER | UPGRADABLE | WRITER_WAITING), 0);
+        assert_eq!(VCPU_MASK & ONE_READER, 0);
+        assert_eq!(
+            ONE_READER,
+            (VCPU_MASK >> VCPU_SHIFT).wrapping_add(1) << VCPU_SHIFT
+        );
+        assert_eq!(holder(with_my_vcpu(WRITER)), Some(ecs_sys::vcpu_id()));
+        assert_eq!(holder(ONE_READER | WRITER_WAITING | VCPU_MASK), None);
+    }
+
+    #[test]
+    fn modes_exclude_as_documented() {
+        let l = RawSpinRwLock::new();
+        let r1 = l.lock_shared();
+        let r2 = l.try_lock_shared().unwrap();
+        assert_eq!(l.reader_count(), 2);
+        let u = l.try_lock_upgradable().unwrap();
+        assert!(
+            l.try_lock_upgradable().is_none(),
+            "one upgradable reader at most"
+        );
+        assert!(l.try_lock_exclusive().is_none());
+        // SAFETY: every state below belongs to its acquisition above.
+        unsafe {
+            let Err(u) = l.try_upgrade(u) else {
+                panic!("readers still hold")
+            };
+            l.unlock_shared(r1);
+            l.unlock_shared(r2);
+            let Ok(w) = l.try_upgrade(u) else {
+                panic!("no readers left")
+            };
+            assert!(l.is_locked_exclusive());
+            assert!(l.try_lock_shared().is_none());
+            assert!(l.try_lock_upgradable().is_none());
+            let u = l.downgrade_to_upgradable(w);
+            assert!(!l.is_locked_exclusive());
+            let r = l.downgrade_upgradable(u);
+            assert_eq!(l.reader_count(), 1);
+            assert!(l.try_lock_upgradable().is_some_and(|u| {
+                l.unlock_upgradable(u);
+                true
+            }));
+            l.unlock_shared(r);
+        }
+        assert!(!l.is_locked());
+        assert_eq!(l.word.load(Ordering::Relaxed) & !VCPU_MASK, 0);
+    }
+
+    #[test]
+    fn critical_section_depth_follows_holders() {
+        let l = RawSpinRwLock::new();
+        let d = ecs_sys::cs_depth();
+        let r = l.lock_shared();
+        let u = l.lock_upgradable();
+        assert_eq!(ecs_sys::cs_depth(), d + 2);
+        // SAFETY: states belong to the acquisitions above.
+        unsafe {
+            l.unlock_shared(r);
+            let w = l.upgrade(u);
+            assert_eq!(ecs_sys::cs_depth(), d + 1, "mode changes keep the section");
+            let r = l.downgrade(w);
+            assert_eq!(ecs_sys::cs_depth(), d + 1);
+            l.unlock_shared(r);
+        }
+        assert_eq!(ecs_sys::cs_depth(), d);
+    }
+
+    #[test]
+    fn waiting_writer_holds_new_readers_back() {
+        let l = RawSpinRwLock::new();
+        let r = l.lock_shared();
+        l.word.fetch_or(WRITER_WAITING, Ordering::Relaxed); // as a waiting writer would
+        assert!(
+            l.try_lock_shared().is_some_and(|g| {
+                // SAFETY: `g` is the state of this acquisition.
+                unsafe { l.unlock_shared(g) };
+                true
+            }),
+            "try_lock_shared ignores waiting writers"
+        );
+        // SAFETY: `r` is the state of the first acquisition.
+        unsafe { l.unlock_shared(r) };
+        let w = l.lock_exclusive();
+        assert_eq!(
+            l.word.load(Ordering::Relaxed) & WRITER_WAITING,
+            0,
+            "acquisition clears it"
+        );
+        // SAFETY: `w` is the state of this acquisition.
+        unsafe { l.unlock_exclusive(w) };
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "without a read lock held")]
+    fn debug_unlock_shared_without_readers_panics() {
+        let l = RawSpinRwLock::new();
+        // SAFETY: deliberately violated to check the debug diagnostic.
+        unsafe { l.unlock_shared(GuardNoSend::new()) };
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "without the upgradable lock held")]
+    fn debug_upgrade_without_upgradable_panics() {
+        let l = RawSpinRwLock::new();
+        let _r = l.lock_shared();
+        // SAFETY: deliberately violated to check the debug diagnostic.
+        let _ = unsafe { l.upgrade(GuardNoSend::new()) };
+    }
+}
