@@ -116,6 +116,9 @@ struct Common {
     /// Seconds a vCPU gets to exit after the stop request before it is force-stopped.
     #[arg(long, default_value_t = 2.0)]
     grace_secs: f64,
+    /// Run this guest ELF instead of the embedded guest program (same boot contract).
+    #[arg(long, value_name = "FILE")]
+    guest: Option<std::path::PathBuf>,
     /// Deliberate guest misbehaviour, to exercise the host's robustness.
     #[arg(long, default_value = "none", value_parser = parse_misbehave)]
     misbehave: Misbehave,
@@ -167,8 +170,9 @@ impl Common {
     }
 }
 
-/// Runs one configuration with a progress line on stderr; `None` = KVM unavailable (reported).
-fn run_one(cfg: &RunConfig, label: &str) -> Result<RunReport, ExitCode> {
+/// Runs one configuration with a progress line on stderr; `Err` carries the exit code after
+/// the error was reported.
+fn run_one(cfg: &RunConfig, elf: &[u8], label: &str) -> Result<RunReport, ExitCode> {
     let mut last = 0u64;
     let mut last_t = Duration::ZERO;
     let mut show = |p: Progress| {
@@ -182,7 +186,7 @@ fn run_one(cfg: &RunConfig, label: &str) -> Result<RunReport, ExitCode> {
             rate
         );
     };
-    match run(cfg, guest_elf(), Duration::from_secs(1), &mut show) {
+    match run(cfg, elf, Duration::from_secs(1), &mut show) {
         Ok(r) => Ok(r),
         Err(e @ RunError::Vm(_)) if e.kvm_unavailable() => {
             eprintln!("ecs-shim: {e}: this command needs KVM");
@@ -199,12 +203,27 @@ fn label(c: &RunConfig) -> String {
     format!("{} vCPU/{} pCPU {} {}", c.vcpus, c.pcpus, c.lock, c.policy)
 }
 
+/// The guest image: `--guest FILE` or the embedded one.
+fn load_guest(c: &Common) -> Result<std::borrow::Cow<'static, [u8]>, ExitCode> {
+    match &c.guest {
+        None => Ok(guest_elf().into()),
+        Some(path) => std::fs::read(path).map(Into::into).map_err(|e| {
+            eprintln!("ecs-shim: cannot read {}: {e}", path.display());
+            ExitCode::from(1)
+        }),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Run(a) => {
             let cfg = a.common.config(a.vcpus, a.pcpus, a.lock, a.policy);
-            let r = match run_one(&cfg, &label(&cfg)) {
+            let elf = match load_guest(&a.common) {
+                Ok(elf) => elf,
+                Err(code) => return code,
+            };
+            let r = match run_one(&cfg, &elf, &label(&cfg)) {
                 Ok(r) => r,
                 Err(code) => return code,
             };
@@ -234,6 +253,10 @@ fn main() -> ExitCode {
                     }
                 }
             }
+            let elf = match load_guest(&a.common) {
+                Ok(elf) => elf,
+                Err(code) => return code,
+            };
             let mut runs = Vec::new();
             let mut failed = false;
             let total = configs.len() * a.repeat as usize;
@@ -241,7 +264,7 @@ fn main() -> ExitCode {
             for (i, c) in rounds.enumerate() {
                 let l = label(c);
                 eprintln!("[{}/{total}] {l}", i + 1);
-                match run_one(c, &l) {
+                match run_one(c, &elf, &l) {
                     Ok(r) => {
                         eprintln!(
                             "  {l}: {:.0} ops/s, {} preemptions ({} in CS){}",
