@@ -507,7 +507,14 @@ impl<'m> Scheduler<'m> {
         }
         core.vcpus[id as usize].stats.yields += 1;
         core.vcpus[id as usize].state = VcpuState::Runnable;
-        core.queue.push_back(id);
+        // A directed yield swaps places: the target takes the caller's slot and the caller the
+        // target's place in the run queue (as Linux's yield_to gives the target the caller's
+        // turn without sending the caller to the back). The round-robin order is kept, so
+        // vCPUs keep the order in which FIFO locks serve them. A plain yield goes to the back.
+        match next.and_then(|t| core.queue.iter().position(|&q| q == t)) {
+            Some(i) => core.queue[i] = id,
+            None => core.queue.push_back(id),
+        }
         self.vacate(core, id, k, next, now);
         After::Descheduled
     }
