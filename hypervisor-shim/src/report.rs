@@ -168,7 +168,7 @@ pub fn run_summary(r: &RunReport) -> String {
     );
     let _ = writeln!(
         s,
-        "ops/s {:.0}  ops/cpu-s {:.0}  ops {}  writes {}  counter {}  preemptions {} (in CS {}, at the extension bound {})  extensions {}  directed yields {}  PLE exits {}  yields {}  halts {}  bad hypercalls {}",
+        "ops/s {:.0}  ops/cpu-s {:.0}  ops {}  writes {}  counter {}  preemptions {} (in CS {}, holding a blocking mutex {}, at the extension bound {})  extensions {}  directed yields {}  PLE exits {}  yields {}  halts {}  bad hypercalls {}",
         r.ops_per_sec,
         r.ops_per_cpu_sec,
         t.ops,
@@ -177,6 +177,7 @@ pub fn run_summary(r: &RunReport) -> String {
             .map_or_else(|| "not reported".to_owned(), |c| c.to_string()),
         t.preemptions,
         t.preemptions_in_cs,
+        t.preemptions_in_blocking,
         t.preemptions_at_bound,
         t.extensions,
         t.directed_yields,

@@ -234,6 +234,7 @@ pub fn run(
         total.violations += st.violations;
         total.preemptions += st.preemptions;
         total.preemptions_in_cs += st.preemptions_in_cs;
+        total.preemptions_in_blocking += st.preemptions_in_blocking;
         total.extensions += st.extensions;
         total.preemptions_at_bound += st.preemptions_at_bound;
         total.directed_yields += st.directed_yields;

@@ -54,6 +54,7 @@ mod tests {
             slice_start: 1000,
             slice: 4000,
             cs_depth,
+            blocking_depth: 0,
             ext_until: None,
             ext_cpu_ns: 0,
             waiting,

@@ -1,6 +1,8 @@
 //! `ecs`: the paper's policy, with short grants.
 //!
-//! - At slice end, a vCPU inside a critical section (`cs_depth > 0`) is not preempted: the host
+//! - At slice end, a vCPU inside a critical section (`cs_depth > 0`, or holding a blocking
+//!   mutex: `blocking_depth > 0`, whose parked waiters would otherwise wait a whole round of
+//!   the run queue for it) is not preempted: the host
 //!   grants one extension (at most one per slice, at most a quarter slice; by default 200 us,
 //!   about two ticks) and sets `ext_granted`, so the guest yields when it leaves its outermost
 //!   section. When the extension runs out the vCPU is preempted whatever its depth: a guest
@@ -78,7 +80,7 @@ impl Policy for Ecs {
             TickDecision::Continue
         } else if v.waiting == 0 {
             TickDecision::NewSlice
-        } else if v.cs_depth > 0 && self.extension > 0 {
+        } else if (v.cs_depth > 0 || v.blocking_depth > 0) && self.extension > 0 {
             TickDecision::Extend {
                 until: v.now.saturating_add(self.cap),
             }
@@ -110,6 +112,7 @@ mod tests {
             slice_start: 0,
             slice: 4_000_000,
             cs_depth,
+            blocking_depth: 0,
             ext_until,
             // In these tests the vCPU ran all the time since the grant at 4 ms.
             ext_cpu_ns: ext_until.map_or(0, |_| now.saturating_sub(4_000_000)),
@@ -136,6 +139,14 @@ mod tests {
             p.at_tick(&view(4_000_000, 1, None, 0)),
             TickDecision::NewSlice
         );
+    }
+
+    #[test]
+    fn a_blocking_mutex_holder_is_deferred_too() {
+        let p = Ecs::new(200_000, 4_000_000);
+        let mut v = view(4_000_000, 0, None, 3);
+        v.blocking_depth = 1;
+        assert_eq!(p.at_tick(&v), TickDecision::Extend { until: 20_000_000 });
     }
 
     #[test]

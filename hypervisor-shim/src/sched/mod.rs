@@ -42,6 +42,8 @@ pub struct TickView {
     pub slice: u64,
     /// The guest's `cs_depth` (any value: guest-written).
     pub cs_depth: u32,
+    /// The guest's `blocking_depth` (blocking-mutex sections held; guest-written).
+    pub blocking_depth: u32,
     /// The wall-clock cap of the extension granted in this slice, if any.
     pub ext_until: Option<u64>,
     /// CPU time the vCPU's thread has consumed since the extension was granted (0 without
@@ -138,6 +140,8 @@ pub struct VcpuStats {
     pub preemptions: u64,
     /// Of those, with `cs_depth > 0` at the moment of preemption.
     pub preemptions_in_cs: u64,
+    /// Of those, with `blocking_depth > 0` (a blocking-mutex holder) at that moment.
+    pub preemptions_in_blocking: u64,
     /// Slice extensions granted.
     pub extensions: u64,
     /// Preemptions at the end of an extension (the bound was reached).
@@ -398,6 +402,7 @@ impl<'m> Scheduler<'m> {
             slice_start: v.slice_start,
             slice: self.slice,
             cs_depth: self.slot(id).cs_depth.load(Ordering::Acquire),
+            blocking_depth: self.slot(id).blocking_depth.load(Ordering::Acquire),
             ext_until: v.ext_until,
             ext_cpu_ns: if v.ext_until.is_some() {
                 self.cpu_ns(core, id, now).saturating_sub(v.ext_cpu_start)
@@ -452,10 +457,15 @@ impl<'m> Scheduler<'m> {
         self.sync_overloaded(core);
     }
 
-    /// Makes `id` runnable at the back of the queue; gives it an idle slot if there is one.
-    fn enqueue(&self, core: &mut Core, id: u32, now: u64) {
+    /// Makes `id` runnable at the back of the queue (or, `boost`ed, at its head); gives it an
+    /// idle slot if there is one.
+    fn enqueue(&self, core: &mut Core, id: u32, now: u64, boost: bool) {
         core.vcpus[id as usize].state = VcpuState::Runnable;
-        core.queue.push_back(id);
+        if boost {
+            core.queue.push_front(id);
+        } else {
+            core.queue.push_back(id);
+        }
         if let Some(k) = core.slots.iter().position(Option::is_none)
             && let Some(h) = core.queue.pop_front()
         {
@@ -531,7 +541,7 @@ impl<'m> Scheduler<'m> {
             // Halted vCPUs get a spurious wake-up so they see `stop`.
             for id in 0..self.nr_vcpus() {
                 if core.vcpus[id as usize].state == VcpuState::Halted {
-                    self.enqueue(core, id, now);
+                    self.enqueue(core, id, now, false);
                 }
             }
         }
@@ -607,6 +617,7 @@ impl<'m> Scheduler<'m> {
         }
         let v = &mut core.vcpus[id as usize];
         let in_cs = cs_depth != 0;
+        v.stats.preemptions_in_blocking += u64::from(view.blocking_depth != 0);
         v.stats.preemptions += 1;
         v.stats.preemptions_at_bound += u64::from(v.ext_until.is_some());
         v.stats.preemptions_in_cs += u64::from(in_cs);
@@ -688,7 +699,10 @@ impl<'m> Scheduler<'m> {
             Request::Kick(t) => {
                 let target = &mut core.vcpus[t as usize];
                 match target.state {
-                    VcpuState::Halted => self.enqueue(core, t, now),
+                    // Wake-up boost (Xen credit's BOOST, CFS's wake-up placement): a vCPU
+                    // woken from a halt runs next, so a woken lock waiter does not wait a
+                    // whole round of the run queue.
+                    VcpuState::Halted => self.enqueue(core, t, now, true),
                     s if s.is_terminal() => {}
                     _ => target.kick_pending = true,
                 }

@@ -71,6 +71,7 @@ mod tests {
             slice_start: 0,
             slice: 4000,
             cs_depth: 1,
+            blocking_depth: 0,
             ext_until: None,
             ext_cpu_ns: 0,
             waiting: 2,
