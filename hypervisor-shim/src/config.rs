@@ -38,7 +38,7 @@ pub enum ConfigError {
     #[error("unknown lock kind {0:?} (spin, ticket, mcs, spin-rw, mutex, rwlock, rcu)")]
     LockName(String),
     /// An unknown policy name.
-    #[error("unknown policy {0:?} (baseline, ple, ecs)")]
+    #[error("unknown policy {0:?} (baseline, ple, ecs, ecs-ple)")]
     PolicyName(String),
 }
 
@@ -52,11 +52,29 @@ pub enum PolicyKind {
     Ple,
     /// eCS: bounded deferral in critical sections, hints, directed yield.
     Ecs,
+    /// eCS on a host that also has pause-loop exiting (as a production KVM host would).
+    #[serde(rename = "ecs-ple")]
+    EcsPle,
 }
 
 impl PolicyKind {
     /// Every policy, baseline first.
-    pub const ALL: [PolicyKind; 3] = [PolicyKind::Baseline, PolicyKind::Ple, PolicyKind::Ecs];
+    pub const ALL: [PolicyKind; 4] = [
+        PolicyKind::Baseline,
+        PolicyKind::Ple,
+        PolicyKind::Ecs,
+        PolicyKind::EcsPle,
+    ];
+
+    /// Whether the policy publishes eCS hints and serves directed yields.
+    pub fn hints(self) -> bool {
+        matches!(self, PolicyKind::Ecs | PolicyKind::EcsPle)
+    }
+
+    /// Whether the policy emulates pause-loop exiting.
+    pub fn ple(self) -> bool {
+        matches!(self, PolicyKind::Ple | PolicyKind::EcsPle)
+    }
 
     /// The command-line name.
     pub fn name(self) -> &'static str {
@@ -64,6 +82,7 @@ impl PolicyKind {
             PolicyKind::Baseline => "baseline",
             PolicyKind::Ple => "ple",
             PolicyKind::Ecs => "ecs",
+            PolicyKind::EcsPle => "ecs-ple",
         }
     }
 }

@@ -46,7 +46,7 @@ struct RunArgs {
     /// Lock kind: spin, ticket, mcs, spin-rw, mutex, rwlock.
     #[arg(long, default_value = "spin")]
     lock: Lock,
-    /// Scheduling policy: baseline, ple, ecs.
+    /// Scheduling policy: baseline, ple, ecs, ecs-ple.
     #[arg(long, default_value = "ecs")]
     policy: PolicyKind,
     /// Print the report as JSON on stdout.
@@ -67,7 +67,7 @@ struct CompareArgs {
     /// Lock kinds, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "spin,mcs")]
     locks: Vec<Lock>,
-    /// Policies, comma-separated (ratios need `baseline`).
+    /// Policies, comma-separated (ratios need `baseline`): baseline, ple, ecs, ecs-ple.
     #[arg(long, value_delimiter = ',', default_value = "baseline,ple,ecs")]
     policies: Vec<PolicyKind>,
     /// Run every combination this many times, interleaved (round after round), and report the
@@ -98,7 +98,7 @@ struct Common {
     /// eCS extension in us (at most a quarter slice).
     #[arg(long, default_value_t = 200)]
     ext_us: u64,
-    /// Pause-loop window (spins) advertised under `ple`.
+    /// Pause-loop window (spins) advertised under `ple` and `ecs-ple`.
     #[arg(long, default_value_t = hypervisor_shim::config::DEFAULT_PLE_WINDOW)]
     ple_window: u32,
     /// Work inside the critical section (guest loop iterations).

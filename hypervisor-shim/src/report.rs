@@ -230,6 +230,7 @@ fn colour(p: PolicyKind) -> &'static str {
         PolicyKind::Baseline => "#999999",
         PolicyKind::Ple => "#E69F00",
         PolicyKind::Ecs => "#0072B2",
+        PolicyKind::EcsPle => "#009E73",
     }
 }
 

@@ -24,7 +24,7 @@
 
 use super::{Policy, TargetView, TickDecision, TickView, YieldChoice};
 use crate::config::PolicyKind;
-use ecs_sys::abi::FEATURE_HINTS;
+use ecs_sys::abi::{FEATURE_HINTS, FEATURE_PLE};
 
 /// The eCS policy.
 #[derive(Debug, Clone, Copy)]
@@ -33,6 +33,8 @@ pub struct Ecs {
     extension: u64,
     /// Wall-clock cap of an extension in ns: four slices.
     cap: u64,
+    /// Pause-loop window when the host also emulates PLE (`ecs-ple`), 0 = no PLE.
+    ple_window: u32,
 }
 
 impl Ecs {
@@ -41,6 +43,17 @@ impl Ecs {
         Ecs {
             extension: extension_ns.min(slice_ns / 4),
             cap: slice_ns.saturating_mul(4),
+            ple_window: 0,
+        }
+    }
+
+    /// The same policy on a host that also has pause-loop exiting (`ecs-ple`): the header
+    /// advertises `FEATURE_PLE` with `window`, and a `PauseExit` gives the slot to the queue
+    /// head as under `ple`. A production KVM host keeps PLE on; the paper's eCS runs on top.
+    pub fn with_ple(self, window: u32) -> Self {
+        Ecs {
+            ple_window: window,
+            ..self
         }
     }
 
@@ -52,11 +65,23 @@ impl Ecs {
 
 impl Policy for Ecs {
     fn kind(&self) -> PolicyKind {
-        PolicyKind::Ecs
+        if self.ple_window > 0 {
+            PolicyKind::EcsPle
+        } else {
+            PolicyKind::Ecs
+        }
     }
 
     fn features(&self) -> u32 {
-        FEATURE_HINTS
+        if self.ple_window > 0 {
+            FEATURE_HINTS | FEATURE_PLE
+        } else {
+            FEATURE_HINTS
+        }
+    }
+
+    fn ple_window(&self) -> u32 {
+        self.ple_window
     }
 
     fn publishes_hints(&self) -> bool {
@@ -98,7 +123,7 @@ impl Policy for Ecs {
     }
 
     fn on_pause_exit(&self) -> bool {
-        false
+        self.ple_window > 0
     }
 }
 
@@ -201,5 +226,20 @@ mod tests {
         assert_eq!(p.on_yield_to(&t(0, true)), YieldChoice::QueueHead);
         assert!(p.publishes_hints());
         assert_eq!(p.features(), FEATURE_HINTS);
+        assert!(!p.on_pause_exit());
+        assert_eq!(p.kind(), PolicyKind::Ecs);
+    }
+
+    #[test]
+    fn ecs_ple_adds_pause_loop_exits_and_keeps_the_rest() {
+        let p = Ecs::new(200_000, 4_000_000).with_ple(256);
+        assert_eq!(p.kind(), PolicyKind::EcsPle);
+        assert_eq!(p.features(), FEATURE_HINTS | FEATURE_PLE);
+        assert_eq!(p.ple_window(), 256);
+        assert!(p.on_pause_exit());
+        assert_eq!(
+            p.at_tick(&view(4_000_000, 1, None, 3)),
+            TickDecision::Extend { until: 20_000_000 }
+        );
     }
 }

@@ -124,6 +124,13 @@ pub fn policy_for(cfg: &RunConfig) -> Box<dyn Policy> {
             cfg.effective_extension().as_nanos() as u64,
             cfg.slice.as_nanos() as u64,
         )),
+        PolicyKind::EcsPle => Box::new(
+            ecs::Ecs::new(
+                cfg.effective_extension().as_nanos() as u64,
+                cfg.slice.as_nanos() as u64,
+            )
+            .with_ple(cfg.ple_window),
+        ),
     }
 }
 
