@@ -33,6 +33,19 @@ enum Cmd {
     /// throughput ratios against `baseline` (the README's main command).
     #[command(after_help = EXIT_CODES)]
     Compare(CompareArgs),
+    /// Redraw the table and the SVG chart from the JSON file of an earlier `compare --json`.
+    #[command(after_help = EXIT_CODES)]
+    Plot(PlotArgs),
+}
+
+#[derive(Args, Debug)]
+struct PlotArgs {
+    /// The JSON file `compare --json` wrote.
+    #[arg(long, value_name = "FILE")]
+    json: std::path::PathBuf,
+    /// Where to write the SVG chart.
+    #[arg(long, value_name = "FILE")]
+    out: std::path::PathBuf,
 }
 
 #[derive(Args, Debug)]
@@ -214,9 +227,34 @@ fn load_guest(c: &Common) -> Result<std::borrow::Cow<'static, [u8]>, ExitCode> {
     }
 }
 
+/// `ecs-shim plot`: the table on stdout and the chart in `out`, from a compare JSON file.
+fn plot(a: &PlotArgs) -> ExitCode {
+    #[derive(serde::Deserialize)]
+    struct Doc {
+        rows: Vec<report::Row>,
+    }
+    let doc: Doc = match std::fs::read_to_string(&a.json)
+        .map_err(|e| e.to_string())
+        .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
+    {
+        Ok(doc) => doc,
+        Err(e) => {
+            eprintln!("ecs-shim: cannot read {}: {e}", a.json.display());
+            return ExitCode::from(1);
+        }
+    };
+    print!("{}", report::table(&doc.rows));
+    if let Err(e) = std::fs::write(&a.out, report::svg(&doc.rows)) {
+        eprintln!("ecs-shim: cannot write {}: {e}", a.out.display());
+        return ExitCode::from(1);
+    }
+    ExitCode::SUCCESS
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
+        Cmd::Plot(a) => plot(&a),
         Cmd::Run(a) => {
             let cfg = a.common.config(a.vcpus, a.pcpus, a.lock, a.policy);
             let elf = match load_guest(&a.common) {

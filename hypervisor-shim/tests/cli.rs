@@ -94,7 +94,19 @@ fn compare_prints_ratios_and_writes_json_and_svg() {
     assert_eq!(v["rows"].as_array().unwrap().len(), 6);
     assert_eq!(v["runs"].as_array().unwrap().len(), 6);
     let picture = std::fs::read_to_string(&svg).unwrap();
-    assert!(picture.starts_with("<svg") && picture.contains("operations per second"));
+    assert!(picture.starts_with("<svg") && picture.contains("throughput / baseline"));
+    // `plot` redraws the same table and chart from the JSON file.
+    let again = dir.join("again.svg");
+    let out = shim(&[
+        "plot",
+        "--json",
+        json.to_str().unwrap(),
+        "--out",
+        again.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), table);
+    assert_eq!(std::fs::read_to_string(&again).unwrap(), picture);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
