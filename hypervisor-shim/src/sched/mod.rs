@@ -7,7 +7,7 @@
 //! pure functions of (vCPU state, hint snapshot, clock) in `baseline.rs`, `ple.rs`, `ecs.rs`,
 //! so they can be unit-tested and could move into a host scheduler.
 //!
-//! Preemption is `immediate_exit` plus a signal (see [`Scheduler::request_preempt`]); the
+//! Preemption is `immediate_exit` plus a signal (see `Scheduler::request_preempt`); the
 //! vCPU thread acknowledges it when `KVM_RUN` returns `EINTR`, and only then is the slot handed
 //! to the next vCPU, so two vCPUs never run on one slot.
 //!
