@@ -207,3 +207,34 @@ fn hints_are_published_under_ecs_and_not_under_baseline() {
         );
     }
 }
+
+#[test]
+fn unserved_exits_end_the_run_naming_vcpu_and_rip() {
+    if !kvm_available("unserved_exits_end_the_run_naming_vcpu_and_rip") {
+        return;
+    }
+    // `mov dx, 0x60 ; in eax, dx ; jmp $`: port input the shim does not emulate.
+    let r = go(
+        &cfg(2, 1, PolicyKind::Ecs, 100),
+        &[0x66, 0xba, 0x60, 0x00, 0xed, 0xeb, 0xfe],
+    );
+    assert!(!r.ok());
+    assert!(
+        r.failures
+            .iter()
+            .any(|f| f.contains("unexpected port input from 0x60 at rip=0x40007c")),
+        "{:?}",
+        r.failures
+    );
+    // `hlt` at CPL 3 is a #GP; with no IDT that is a triple fault (KVM_EXIT_SHUTDOWN).
+    let r = go(&cfg(2, 2, PolicyKind::Baseline, 100), &[0xf4]);
+    assert!(!r.ok());
+    assert!(
+        r.failures
+            .iter()
+            .any(|f| f.contains("shut down") && f.contains("rip=0x400078")),
+        "{:?}",
+        r.failures
+    );
+    assert!(r.per_vcpu.iter().all(|v| v.state == VcpuState::Failed));
+}
