@@ -1,6 +1,32 @@
-//! The host side of eCS (being built; see issue 3).
+//! The host side of eCS: a KVM VMM whose user-space vCPU scheduler consumes the guest's
+//! critical-section hints, and the over-commit experiment of the eCS paper (USENIX ATC 2018).
+//!
+//! ```text
+//! guest_image.rs the embedded guest program (built by build.rs from guest/)
+//! config.rs     what a run is (vCPUs, pCPU slots, lock, policy, slice, workload)
+//! vm.rs         the KVM VM: memory, page tables, guest ELF, hint area, vCPUs at CPL 3
+//! page.rs       the only (checked, atomic) ways the host touches guest memory
+//! vcpu.rs       the vCPU thread: state machine, exits, preemption by signal
+//! hypercall.rs  port write -> scheduler request or error status
+//! sched/        N vCPUs on P slots; policies baseline, ple, ecs (pure decisions)
+//! run.rs        one run end to end, with its checks
+//! report.rs     tables, JSON, ratios against baseline, SVG
+//! ```
+//!
+//! The binary `ecs-shim` is a thin command line over [`run::run`] and [`report`].
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 #![warn(missing_docs)]
 
+pub mod config;
 pub mod guest_image;
+pub mod hypercall;
+pub mod page;
+pub mod report;
+pub mod run;
+pub mod sched;
+pub mod vcpu;
+pub mod vm;
 pub mod workload;
+
+pub use config::{PolicyKind, RunConfig};
+pub use run::{RunError, RunReport, run};

@@ -1,0 +1,330 @@
+//! What one run is: vCPUs, pCPU slots, lock kind, policy, duration, scheduler and workload
+//! parameters, with documented defaults and validation.
+
+use crate::workload::{LockKind, Misbehave};
+use core::fmt;
+use core::str::FromStr;
+use std::time::Duration;
+
+/// Errors of run configuration.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    /// The vCPU count is 0 or above the ABI's maximum.
+    #[error("--vcpus must be between 1 and {max}, got {got}")]
+    Vcpus {
+        /// Value given.
+        got: u32,
+        /// Largest allowed.
+        max: u32,
+    },
+    /// The pCPU slot count is 0.
+    #[error("--pcpus must be at least 1")]
+    Pcpus,
+    /// The time slice is shorter than the scheduler tick.
+    #[error("--slice-ms ({slice:?}) must be at least the scheduler tick ({tick:?})")]
+    Slice {
+        /// Slice.
+        slice: Duration,
+        /// Tick.
+        tick: Duration,
+    },
+    /// The scheduler tick is 0.
+    #[error("the scheduler tick must be non-zero")]
+    Tick,
+    /// `read_percent` above 100.
+    #[error("--read-percent must be 0..=100, got {0}")]
+    ReadPercent(u32),
+    /// An unknown lock name.
+    #[error("unknown lock kind {0:?} (spin, ticket, mcs, spin-rw, mutex, rwlock, rcu)")]
+    LockName(String),
+    /// An unknown policy name.
+    #[error("unknown policy {0:?} (baseline, ple, ecs, ecs-ple)")]
+    PolicyName(String),
+}
+
+/// The scheduling policy of a run (see [`crate::sched`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PolicyKind {
+    /// Oblivious round robin.
+    Baseline,
+    /// Round robin plus pause-loop exiting.
+    Ple,
+    /// eCS: bounded deferral in critical sections, hints, directed yield.
+    Ecs,
+    /// eCS on a host that also has pause-loop exiting (as a production KVM host would).
+    #[serde(rename = "ecs-ple")]
+    EcsPle,
+}
+
+impl PolicyKind {
+    /// Every policy, baseline first.
+    pub const ALL: [PolicyKind; 4] = [
+        PolicyKind::Baseline,
+        PolicyKind::Ple,
+        PolicyKind::Ecs,
+        PolicyKind::EcsPle,
+    ];
+
+    /// Whether the policy publishes eCS hints and serves directed yields.
+    pub fn hints(self) -> bool {
+        matches!(self, PolicyKind::Ecs | PolicyKind::EcsPle)
+    }
+
+    /// Whether the policy emulates pause-loop exiting.
+    pub fn ple(self) -> bool {
+        matches!(self, PolicyKind::Ple | PolicyKind::EcsPle)
+    }
+
+    /// The command-line name.
+    pub fn name(self) -> &'static str {
+        match self {
+            PolicyKind::Baseline => "baseline",
+            PolicyKind::Ple => "ple",
+            PolicyKind::Ecs => "ecs",
+            PolicyKind::EcsPle => "ecs-ple",
+        }
+    }
+}
+
+impl fmt::Display for PolicyKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for PolicyKind {
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<Self, ConfigError> {
+        PolicyKind::ALL
+            .into_iter()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| ConfigError::PolicyName(s.to_owned()))
+    }
+}
+
+/// A lock kind with its command-line name (a newtype so the contract file stays `core`-only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Lock(pub LockKind);
+
+impl Lock {
+    /// The command-line name of a lock kind.
+    pub fn name(self) -> &'static str {
+        match self.0 {
+            LockKind::Spin => "spin",
+            LockKind::Ticket => "ticket",
+            LockKind::Mcs => "mcs",
+            LockKind::SpinRw => "spin-rw",
+            LockKind::Mutex => "mutex",
+            LockKind::RwLock => "rwlock",
+            LockKind::Rcu => "rcu",
+        }
+    }
+}
+
+impl fmt::Display for Lock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl serde::Serialize for Lock {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Lock {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        name.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl FromStr for Lock {
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<Self, ConfigError> {
+        LockKind::ALL
+            .into_iter()
+            .map(Lock)
+            .find(|l| l.name() == s)
+            .ok_or_else(|| ConfigError::LockName(s.to_owned()))
+    }
+}
+
+/// Default time slice: a few ms, like a busy host's CFS slice.
+pub const DEFAULT_SLICE: Duration = Duration::from_millis(4);
+/// Default scheduler tick: the granularity of preemption and of extension deadlines.
+pub const DEFAULT_TICK: Duration = Duration::from_micros(100);
+/// Default eCS extension: short (DESIGN.md pitfalls: short grants plus yield at exit beat
+/// whole extra slices); in practice one or two ticks. Bounded by a quarter slice.
+pub const DEFAULT_EXTENSION: Duration = Duration::from_micros(200);
+/// Default pause-loop window in guest `Backoff` spins (one PAUSE each). Stock KVM's
+/// `ple_window` starts at 4096 cycles and grows (x2 per useless exit) per vCPU; a PAUSE costs
+/// about 160-180 TSC cycles on this machine (measured), so 256 spins (~45k cycles, ~20 us) is
+/// the base window after three to four grows.
+pub const DEFAULT_PLE_WINDOW: u32 = 256;
+/// Default critical-section work, in guest loop iterations (well under a microsecond).
+pub const DEFAULT_CS_ITERS: u32 = 100;
+/// Default think time between acquisitions: a few times the critical section.
+pub const DEFAULT_THINK_ITERS: u32 = 400;
+/// Default grace period a vCPU gets to exit after `stop` before it is force-stopped.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(2);
+
+/// One run's configuration.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    /// vCPUs in the VM.
+    pub vcpus: u32,
+    /// pCPU slots the vCPUs share.
+    pub pcpus: u32,
+    /// The lock the workload contends on.
+    pub lock: Lock,
+    /// The scheduling policy.
+    pub policy: PolicyKind,
+    /// How long the workload runs before the host sets `stop`.
+    pub duration: Duration,
+    /// Time slice.
+    pub slice: Duration,
+    /// Scheduler tick.
+    pub tick: Duration,
+    /// eCS extension length (clamped to a quarter slice).
+    pub extension: Duration,
+    /// Pause-loop window advertised under `ple`.
+    pub ple_window: u32,
+    /// Critical-section work per operation.
+    pub cs_iters: u32,
+    /// Think time per operation.
+    pub think_iters: u32,
+    /// Share of read operations for reader-writer kinds.
+    pub read_percent: u32,
+    /// Deliberate guest misbehaviour (tests).
+    pub misbehave: Misbehave,
+    /// Operations per vCPU after which the guest stops by itself (0 = until `stop`).
+    pub max_ops: u64,
+    /// Time a vCPU gets to exit after `stop`.
+    pub grace: Duration,
+    /// Pin the thread holding pCPU slot k to host CPU k (mod the CPUs available).
+    pub pin: bool,
+}
+
+impl RunConfig {
+    /// A configuration with the documented defaults.
+    pub fn new(vcpus: u32, pcpus: u32, lock: LockKind, policy: PolicyKind) -> Self {
+        RunConfig {
+            vcpus,
+            pcpus,
+            lock: Lock(lock),
+            policy,
+            duration: Duration::from_secs(1),
+            slice: DEFAULT_SLICE,
+            tick: DEFAULT_TICK,
+            extension: DEFAULT_EXTENSION,
+            ple_window: DEFAULT_PLE_WINDOW,
+            cs_iters: DEFAULT_CS_ITERS,
+            think_iters: DEFAULT_THINK_ITERS,
+            read_percent: 80,
+            misbehave: Misbehave::None,
+            max_ops: 0,
+            grace: DEFAULT_GRACE,
+            pin: true,
+        }
+    }
+
+    /// Checks the ranges.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let max = ecs_sys::abi::MAX_VCPUS;
+        if self.vcpus == 0 || self.vcpus > max {
+            return Err(ConfigError::Vcpus {
+                got: self.vcpus,
+                max,
+            });
+        }
+        if self.pcpus == 0 {
+            return Err(ConfigError::Pcpus);
+        }
+        if self.tick.is_zero() {
+            return Err(ConfigError::Tick);
+        }
+        if self.slice < self.tick {
+            return Err(ConfigError::Slice {
+                slice: self.slice,
+                tick: self.tick,
+            });
+        }
+        if self.read_percent > 100 {
+            return Err(ConfigError::ReadPercent(self.read_percent));
+        }
+        Ok(())
+    }
+
+    /// The extension actually granted: the configured one, at most a quarter slice.
+    pub fn effective_extension(&self) -> Duration {
+        self.extension.min(self.slice / 4)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for k in LockKind::ALL {
+            assert_eq!(Lock::from_str(Lock(k).name()), Ok(Lock(k)));
+        }
+        for p in PolicyKind::ALL {
+            assert_eq!(PolicyKind::from_str(p.name()), Ok(p));
+        }
+        assert!(Lock::from_str("nope").is_err());
+        assert!(PolicyKind::from_str("cfs").is_err());
+    }
+
+    #[test]
+    fn validation() {
+        let ok = RunConfig::new(8, 2, LockKind::Spin, PolicyKind::Ecs);
+        assert_eq!(ok.validate(), Ok(()));
+        assert!(
+            RunConfig {
+                vcpus: 0,
+                ..ok.clone()
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            RunConfig {
+                vcpus: 257,
+                ..ok.clone()
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            RunConfig {
+                pcpus: 0,
+                ..ok.clone()
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            RunConfig {
+                read_percent: 101,
+                ..ok.clone()
+            }
+            .validate()
+            .is_err()
+        );
+        let c = RunConfig {
+            slice: Duration::from_micros(50),
+            ..ok.clone()
+        };
+        assert!(c.validate().is_err());
+        let c = RunConfig {
+            extension: Duration::from_secs(1),
+            ..ok
+        };
+        assert_eq!(c.effective_extension(), DEFAULT_SLICE / 4);
+    }
+}

@@ -1,0 +1,299 @@
+//! One run: build the VM, start the vCPU threads and the scheduler tick, stop the guest after
+//! the configured duration, force-stop stragglers after the grace period, check the results.
+
+use crate::config::{ConfigError, Lock, PolicyKind, RunConfig};
+use crate::page::PageError;
+use crate::sched::{Scheduler, SlotSnapshot, VcpuStats, policy_for};
+use crate::vcpu::{ImmediateExit, VcpuState, available_cpus, install_signal, vcpu_thread};
+use crate::vm::{Vm, VmError, VmSpec, layout};
+use crate::workload::exit_code;
+use std::time::{Duration, Instant};
+
+/// Errors that prevent a run from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The VM could not be built.
+    #[error(transparent)]
+    Vm(#[from] VmError),
+    /// Guest memory lookups failed (a layout bug).
+    #[error("guest memory: {0}")]
+    Memory(#[from] PageError),
+}
+
+impl RunError {
+    /// Whether the error is "no usable /dev/kvm" (exit code 3 of the command).
+    pub fn kvm_unavailable(&self) -> bool {
+        matches!(self, RunError::Vm(VmError::OpenKvm(_)))
+    }
+}
+
+/// One vCPU's outcome.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct VcpuReport {
+    /// vCPU index.
+    pub vcpu: u32,
+    /// Final state.
+    pub state: VcpuState,
+    /// Host-side metrics and guest reports.
+    #[serde(flatten)]
+    pub stats: VcpuStats,
+    /// Its hint slot as the run left it.
+    pub slot: SlotSnapshot,
+}
+
+/// The result of one run.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RunReport {
+    /// Lock kind.
+    pub lock: Lock,
+    /// Policy.
+    pub policy: PolicyKind,
+    /// vCPUs.
+    pub vcpus: u32,
+    /// pCPU slots.
+    pub pcpus: u32,
+    /// Time slice, ms.
+    pub slice_ms: f64,
+    /// Measured workload time (start to the stop request), seconds.
+    pub secs: f64,
+    /// Operations per second (all vCPUs).
+    pub ops_per_sec: f64,
+    /// Operations per second of CPU time the host gave the vCPU threads: throughput per
+    /// pCPU actually received, less sensitive to other load on a shared host.
+    pub ops_per_cpu_sec: f64,
+    /// Totals over the vCPUs.
+    pub total: VcpuStats,
+    /// The protected counter's final value, as the guest reported it.
+    pub counter: Option<u64>,
+    /// Per vCPU.
+    pub per_vcpu: Vec<VcpuReport>,
+    /// What went wrong, if anything (empty = the run passed every check).
+    pub failures: Vec<String>,
+}
+
+impl RunReport {
+    /// Whether every check passed.
+    pub fn ok(&self) -> bool {
+        self.failures.is_empty()
+    }
+}
+
+/// Live progress, for display (and for tests of the hint protocol).
+#[derive(Clone, Debug)]
+pub struct Progress {
+    /// Time since the vCPUs started.
+    pub elapsed: Duration,
+    /// Operations so far (sum of the slots' `progress`, guest-written).
+    pub ops: u64,
+    /// Every slot's guest-visible state at this moment.
+    pub slots: Vec<SlotSnapshot>,
+}
+
+fn exit_code_name(code: u32) -> &'static str {
+    match code {
+        exit_code::OK => "OK",
+        exit_code::BAD_CONFIG => "BAD_CONFIG",
+        exit_code::CHECK_FAILED => "CHECK_FAILED",
+        exit_code::REGISTER_FAILED => "REGISTER_FAILED",
+        exit_code::GARBAGE_ACCEPTED => "GARBAGE_ACCEPTED",
+        exit_code::PANIC => "PANIC",
+        exit_code::BAD_BOOT => "BAD_BOOT",
+        exit_code::NO_FAULT => "NO_FAULT",
+        _ => "unknown",
+    }
+}
+
+/// Makes the calling (tick) thread SCHED_FIFO, if permitted, so that its timer fires on time
+/// while vCPU threads and other work keep the host CPUs busy (it is a hypervisor's timer
+/// interrupt). It sleeps between ticks, so it cannot monopolise a CPU. Without the privilege
+/// it stays a normal thread.
+fn realtime_tick_thread() -> bool {
+    let param = libc::sched_param { sched_priority: 1 };
+    // SAFETY: pthread_self is the calling thread; `param` is a valid sched_param.
+    unsafe { libc::pthread_setschedparam(libc::pthread_self(), libc::SCHED_FIFO, &param) == 0 }
+}
+
+/// Runs `elf` under `cfg`; calls `progress` about every `progress_every` while it runs.
+pub fn run(
+    cfg: &RunConfig,
+    elf: &[u8],
+    progress_every: Duration,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<RunReport, RunError> {
+    cfg.validate()?;
+    let policy = policy_for(cfg);
+    let spec = VmSpec {
+        nr_vcpus: cfg.vcpus,
+        nr_pcpus: cfg.pcpus,
+        features: policy.features(),
+        ple_window: policy.ple_window(),
+        lock: cfg.lock.0,
+        cs_iters: cfg.cs_iters,
+        think_iters: cfg.think_iters,
+        read_percent: cfg.read_percent,
+        misbehave: cfg.misbehave,
+        max_ops: cfg.max_ops,
+    };
+    let mut vm = Vm::new(elf, &spec)?;
+    install_signal();
+    let cpus = if cfg.pin {
+        let c = available_cpus();
+        if c.len() >= cfg.pcpus as usize {
+            c
+        } else {
+            Vec::new()
+        }
+    } else {
+        Vec::new()
+    };
+    let (mem, fds) = vm.split();
+    let area = mem.hint_area(layout::HINT_AREA, cfg.vcpus)?;
+    let block = mem.workload_config(layout::CONFIG)?;
+    let imms = fds
+        .iter_mut()
+        // SAFETY: the fds live in `vm`, which outlives the scheduler and every thread below
+        // (all end with the scope).
+        .map(|fd| unsafe { ImmediateExit::new(fd) })
+        .collect();
+    let sched = Scheduler::new(area, block, imms, policy, cfg.pcpus, cfg.slice);
+    let duration = cfg.duration.as_nanos() as u64;
+    let grace = cfg.grace.as_nanos() as u64;
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        for (id, fd) in fds.iter_mut().enumerate() {
+            let (sched, cpus) = (&sched, &cpus);
+            let spawned = std::thread::Builder::new()
+                .name(format!("vcpu{id}"))
+                .spawn_scoped(s, move || {
+                    vcpu_thread(id as u32, fd, sched, cpus, cfg.grace)
+                });
+            if let Err(e) = spawned {
+                sched.abandon(
+                    id as u32,
+                    &format!("cannot start the thread of vCPU {id}: {e}"),
+                );
+            }
+        }
+        let sched = &sched;
+        let tick = std::thread::Builder::new().name("sched-tick".into());
+        let spawned = tick.spawn_scoped(s, move || {
+            realtime_tick_thread();
+            let mut forced = false;
+            loop {
+                std::thread::sleep(cfg.tick);
+                if sched.all_done() {
+                    break;
+                }
+                let now = sched.now();
+                match sched.stop_time() {
+                    None if now >= duration => sched.request_stop(),
+                    Some(t) if !forced && now >= t + grace => {
+                        sched.force_stop_all();
+                        forced = true;
+                    }
+                    _ => {}
+                }
+                sched.tick(now);
+            }
+        });
+        if let Err(e) = spawned {
+            // Without a tick nothing would ever stop: force-stop every vCPU now.
+            sched.abandon_all(&format!("cannot start the scheduler tick thread: {e}"));
+        }
+        let mut next = progress_every;
+        while !sched.all_done() {
+            std::thread::sleep(Duration::from_millis(20).min(progress_every));
+            if started.elapsed() >= next {
+                next += progress_every;
+                progress(Progress {
+                    elapsed: started.elapsed(),
+                    ops: sched.progress(),
+                    slots: sched.slot_snapshots(),
+                });
+            }
+        }
+    });
+    let end_ns = sched.stop_time().unwrap_or_else(|| sched.now());
+    let (vcpus, counter, mut failures) = sched.results();
+    let snapshots = sched.slot_snapshots();
+    let mut total = VcpuStats::default();
+    let mut per_vcpu = Vec::new();
+    for (id, (state, st)) in vcpus.into_iter().enumerate() {
+        match state {
+            VcpuState::Exited { code } if code != exit_code::OK => failures.push(format!(
+                "vCPU {id} exited with code {code} ({})",
+                exit_code_name(code)
+            )),
+            _ => {}
+        }
+        total.ops += st.ops;
+        total.writes += st.writes;
+        total.violations += st.violations;
+        total.preemptions += st.preemptions;
+        total.preemptions_in_cs += st.preemptions_in_cs;
+        total.preemptions_in_blocking += st.preemptions_in_blocking;
+        total.extensions += st.extensions;
+        total.preemptions_at_bound += st.preemptions_at_bound;
+        total.directed_yields += st.directed_yields;
+        total.ple_exits += st.ple_exits;
+        total.yields += st.yields;
+        total.halts += st.halts;
+        total.bad_hypercalls += st.bad_hypercalls;
+        total.run_ns += st.run_ns;
+        total.run_ns_before_stop += st.run_ns_before_stop;
+        total.cpu_ns += st.cpu_ns;
+        total.grace_periods += st.grace_periods;
+        total.grace_cycles += st.grace_cycles;
+        total.run_cycles += st.run_cycles;
+        total.garbage_rejected += st.garbage_rejected;
+        per_vcpu.push(VcpuReport {
+            vcpu: id as u32,
+            state,
+            stats: st,
+            slot: snapshots[id],
+        });
+    }
+    total.registered = per_vcpu.iter().all(|v| v.stats.registered);
+    if failures.is_empty() {
+        match counter {
+            None => failures.push("no vCPU reported the protected counter (COUNTER)".into()),
+            Some(c) if c != total.writes => failures.push(format!(
+                "mutual exclusion failed: protected counter {c} != sum of WRITES {}",
+                total.writes
+            )),
+            Some(_) => {}
+        }
+        if total.violations != 0 {
+            failures.push(format!(
+                "readers saw {} invariant violations",
+                total.violations
+            ));
+        }
+    }
+    let secs = end_ns as f64 / 1e9;
+    Ok(RunReport {
+        lock: cfg.lock,
+        policy: cfg.policy,
+        vcpus: cfg.vcpus,
+        pcpus: cfg.pcpus,
+        slice_ms: cfg.slice.as_secs_f64() * 1e3,
+        secs,
+        ops_per_sec: if secs > 0.0 {
+            total.ops as f64 / secs
+        } else {
+            0.0
+        },
+        ops_per_cpu_sec: if total.cpu_ns > 0 {
+            total.ops as f64 / (total.cpu_ns as f64 / 1e9)
+        } else {
+            0.0
+        },
+        total,
+        counter,
+        per_vcpu,
+        failures,
+    })
+}

@@ -1,0 +1,139 @@
+//! Guests that misbehave on purpose (`workload::Misbehave`): the host never panics or hangs,
+//! reports what happened with the vCPU and its RIP, and keeps the other vCPUs running.
+
+mod common;
+
+use common::kvm_available;
+use hypervisor_shim::guest_image::guest_elf;
+use hypervisor_shim::vcpu::VcpuState;
+use hypervisor_shim::workload::{LockKind, Misbehave};
+use hypervisor_shim::{PolicyKind, RunConfig, RunReport, run};
+use std::time::{Duration, Instant};
+
+fn go(vcpus: u32, pcpus: u32, policy: PolicyKind, mode: Misbehave) -> RunReport {
+    let mut c = RunConfig::new(vcpus, pcpus, LockKind::Spin, policy);
+    c.duration = Duration::from_millis(200);
+    c.grace = Duration::from_millis(200);
+    c.misbehave = mode;
+    let t = Instant::now();
+    let r = run(&c, guest_elf(), Duration::from_secs(10), &mut |_| {}).expect("run starts");
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "the run must end by itself"
+    );
+    r
+}
+
+#[test]
+fn never_leave_cs_is_preempted_at_the_bound_and_the_others_run() {
+    if !kvm_available("never_leave_cs_is_preempted_at_the_bound_and_the_others_run") {
+        return;
+    }
+    let r = go(4, 1, PolicyKind::Ecs, Misbehave::NeverLeaveCs);
+    let v0 = &r.per_vcpu[0];
+    // vCPU 0 sits in its section forever: each slice it gets at most one extension and is
+    // then preempted inside the section anyway.
+    assert!(v0.stats.preemptions_in_cs > 0, "{:?}", v0.stats);
+    assert!(v0.stats.extensions > 0, "{:?}", v0.stats);
+    assert!(
+        v0.stats.extensions <= v0.stats.preemptions + 1,
+        "more than one extension per slice: {:?}",
+        v0.stats
+    );
+    // Its time on the single pCPU is bounded (until the stop request; after it vCPU 0 is alone
+    // and runs until force-stopped): every time it got the slot, it kept it for at most a slice
+    // plus an extension (200 us of its CPU time, never more than 4 slices of wall-clock time
+    // when the host starves its thread), plus a tick of latency.
+    let c = RunConfig::new(4, 1, LockKind::Spin, PolicyKind::Ecs);
+    let per_turn = c.slice * 5 + c.tick * 2;
+    let turns = v0.stats.preemptions + v0.stats.yields + 1;
+    let mine = Duration::from_nanos(v0.stats.run_ns_before_stop);
+    assert!(
+        mine <= per_turn * turns as u32,
+        "vCPU 0 kept the pCPU: {mine:?} in {turns} turns"
+    );
+    let others: u64 = r.per_vcpu[1..]
+        .iter()
+        .map(|v| v.stats.run_ns_before_stop)
+        .sum();
+    assert!(others > 0, "the others never ran");
+    for v in &r.per_vcpu[1..] {
+        assert_eq!(v.state, VcpuState::Exited { code: 0 }, "vCPU {}", v.vcpu);
+        assert!(v.stats.ops > 0, "vCPU {} starved", v.vcpu);
+    }
+    // It never stops, so it is force-stopped and the run fails naming it.
+    assert_eq!(v0.state, VcpuState::ForceStopped);
+    assert!(!r.ok());
+    assert!(
+        r.failures
+            .iter()
+            .any(|f| f.starts_with("vCPU 0 did not stop") && f.contains("rip=0x")),
+        "{:?}",
+        r.failures
+    );
+}
+
+#[test]
+fn a_hanging_vcpu_is_force_stopped_with_its_rip() {
+    if !kvm_available("a_hanging_vcpu_is_force_stopped_with_its_rip") {
+        return;
+    }
+    let r = go(3, 2, PolicyKind::Baseline, Misbehave::Hang);
+    assert!(!r.ok());
+    assert_eq!(r.per_vcpu[0].state, VcpuState::ForceStopped);
+    let f = r
+        .failures
+        .iter()
+        .find(|f| f.starts_with("vCPU 0 did not stop"))
+        .expect("named");
+    let rip = u64::from_str_radix(f.rsplit("rip=0x").next().unwrap(), 16).unwrap();
+    assert!(
+        (0x40_0000..0x80_0000).contains(&rip),
+        "rip {rip:#x} is in the guest image"
+    );
+    for v in &r.per_vcpu[1..] {
+        assert_eq!(v.state, VcpuState::Exited { code: 0 }, "vCPU {}", v.vcpu);
+    }
+}
+
+#[test]
+fn a_faulting_guest_ends_the_run_with_vcpu_and_rip() {
+    if !kvm_available("a_faulting_guest_ends_the_run_with_vcpu_and_rip") {
+        return;
+    }
+    let r = go(3, 2, PolicyKind::Ecs, Misbehave::Fault);
+    assert!(!r.ok());
+    assert_eq!(r.per_vcpu[0].state, VcpuState::Failed);
+    assert!(
+        r.failures
+            .iter()
+            .any(|f| f.starts_with("vCPU 0 shut down") && f.contains("rip=0x4")),
+        "{:?}",
+        r.failures
+    );
+    // The fault ended the run early: the others were told to stop and exited.
+    assert!(r.secs < 0.2, "the run went on for {} s", r.secs);
+    for v in &r.per_vcpu[1..] {
+        assert!(
+            matches!(v.state, VcpuState::Exited { .. }),
+            "vCPU {}: {:?}",
+            v.vcpu,
+            v.state
+        );
+    }
+}
+
+#[test]
+fn garbage_hypercalls_get_error_statuses() {
+    if !kvm_available("garbage_hypercalls_get_error_statuses") {
+        return;
+    }
+    for policy in PolicyKind::ALL {
+        let r = go(3, 2, policy, Misbehave::GarbageHypercalls);
+        assert!(r.ok(), "{policy}: {:?}", r.failures);
+        for v in &r.per_vcpu {
+            assert_eq!(v.stats.garbage_rejected, 10, "vCPU {}", v.vcpu);
+            assert_eq!(v.stats.bad_hypercalls, 10, "vCPU {}", v.vcpu);
+        }
+    }
+}
