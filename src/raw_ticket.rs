@@ -18,9 +18,9 @@
 //! The holder is an eCS critical section ([`cs::enter`] / [`cs::exit`]). A FIFO lock has a
 //! second problem beyond lock-holder preemption: the lock is handed to the *next ticket* even
 //! if that waiter's vCPU is descheduled (lock-waiter preemption), and then nobody can use it
-//! until that vCPU runs again. So each acquirer records its vCPU in a small ring of hint
-//! slots indexed by ticket (`ring[t % RING]`, tagged with the ticket's low bits so a stale slot
-//! is recognised). A waiter with ticket `t`, while the lock serves `owner`:
+//! until that vCPU runs again. So each acquirer records its vCPU in a ring of hint slots (32
+//! in a VM, see `RING`) indexed by ticket (`ring[t % RING]`, tagged with the ticket's low bits
+//! so a stale slot is recognised). A waiter with ticket `t`, while the lock serves `owner`:
 //! 1. if the holder's vCPU (`ring[owner]`) is preempted, it directed-yields to it;
 //! 2. otherwise, if a waiter ahead of it (tickets `owner + 1 .. t`, those still in the ring) is
 //!    preempted, it directed-yields to that vCPU, so the waiter gets its pCPU back before (or
@@ -56,8 +56,12 @@ use crate::cs;
 use crate::sync::{AtomicU32, Ordering};
 use lock_api::GuardNoSend;
 
-/// Hint slots: how many tickets (holder + waiters) have their vCPU recorded.
-const RING: usize = 4;
+/// Hint slots: how many tickets (holder + waiters) have their vCPU recorded. With live hints,
+/// 32: enough for every waiter of a VM with up to 32 vCPUs to find a preempted holder or
+/// predecessor (with 4 slots, 8 or more waiters mostly could not, and spun whole slices:
+/// docs/BENCHMARKS.md, shim section); 128 bytes per lock. Natively the ring is never written,
+/// so it shrinks to one slot.
+const RING: usize = if ecs_sys::LIVE_HINTS { 32 } else { 1 };
 
 /// A raw FIFO ticket spinlock: `next`/`owner` ticket counters plus a small ring naming the
 /// vCPU of each recent ticket, so waiters can directed-yield to a preempted holder or to a
@@ -357,11 +361,12 @@ mod tests {
     #[test]
     fn ring_entries_are_tagged() {
         let raw = RawTicketMutex::new();
-        raw.ring[1].store(ring_entry(5, 7), Ordering::Relaxed);
-        assert_eq!(raw.vcpu_of(5), Some(7));
-        assert_eq!(raw.vcpu_of(1), None, "stale tag");
-        assert_eq!(raw.vcpu_of(9), None, "stale tag");
         assert_eq!(raw.vcpu_of(2), None, "never written");
+        raw.ring[5 % RING].store(ring_entry(5, 7), Ordering::Relaxed);
+        assert_eq!(raw.vcpu_of(5), Some(7));
+        // Tickets sharing ticket 5's slot see a tag that is not theirs.
+        assert_eq!(raw.vcpu_of(5 + RING as u32), None, "stale tag");
+        assert_eq!(raw.vcpu_of(5 + 2 * RING as u32), None, "stale tag");
         assert_eq!(raw.yield_target(0, 1), None, "no live hints natively");
     }
 
