@@ -119,18 +119,26 @@ impl RawTicketMutex {
         }
     }
 
+    /// The hint slot of ticket `t`.
+    #[inline(always)]
+    #[allow(clippy::modulo_one)] // RING is 1 natively
+    fn slot(&self, t: u32) -> &AtomicU32 {
+        &self.ring[t as usize % RING]
+    }
+
     /// Records that the current vCPU took ticket `t` (live hints only).
     #[inline(always)]
     fn record(&self, t: u32) {
         if ecs_sys::LIVE_HINTS {
-            self.ring[t as usize % RING].store(ring_entry(t, cs::vcpu_id()), Ordering::Relaxed);
+            self.slot(t)
+                .store(ring_entry(t, cs::vcpu_id()), Ordering::Relaxed);
         }
     }
 
     /// The vCPU that took ticket `t`, if its ring slot still names it.
     #[inline]
     fn vcpu_of(&self, t: u32) -> Option<u32> {
-        let e = self.ring[t as usize % RING].load(Ordering::Relaxed);
+        let e = self.slot(t).load(Ordering::Relaxed);
         ((e >> 16) == (t & 0xffff) && (e & 0xffff) != 0).then(|| (e & 0xffff) - 1)
     }
 
@@ -362,7 +370,7 @@ mod tests {
     fn ring_entries_are_tagged() {
         let raw = RawTicketMutex::new();
         assert_eq!(raw.vcpu_of(2), None, "never written");
-        raw.ring[5 % RING].store(ring_entry(5, 7), Ordering::Relaxed);
+        raw.slot(5).store(ring_entry(5, 7), Ordering::Relaxed);
         assert_eq!(raw.vcpu_of(5), Some(7));
         // Tickets sharing ticket 5's slot see a tag that is not theirs.
         assert_eq!(raw.vcpu_of(5 + RING as u32), None, "stale tag");
