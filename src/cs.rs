@@ -5,8 +5,15 @@
 //! vCPU's slice because it was inside a section, leaving the outermost one gives the pCPU back
 //! at once (the eCS paper's yield-at-exit; Linux's `rseq_slice_yield` does the same).
 //!
-//! With the native backend [`enter`]/[`exit`] compile to a thread-local increment/decrement and
-//! every hint is a constant `false`, so the hint checks in waiters fold away.
+//! With the native backend [`enter`]/[`exit`] compile to a thread-local increment/decrement
+//! (the blocking-section marks to nothing) and every hint is a constant `false`, so the hint
+//! checks in waiters fold away.
+//!
+//! A guard that is leaked (`mem::forget`, `MutexGuard::leak`) leaks its mark too: the lock stays
+//! held, which lock_api allows, and the vCPU stays "inside a critical section". That is safe —
+//! the host bounds every extension, so a vCPU cannot keep a pCPU by it — but the `ecs` policy
+//! then extends that vCPU's slices (within the bound) until the lock is released with
+//! `force_unlock`, which also ends the mark.
 
 /// Marks the start of an enlightened critical section. Call right after acquiring.
 #[inline(always)]

@@ -71,6 +71,9 @@
 //! the guard state of another acquisition or another lock). Debug builds catch what they cheaply
 //! can with a clear panic: unlocking an unlocked lock, a second `lock` of a non-reentrant
 //! [`Mutex`] or [`McsMutex`] by its holder (each type's docs say exactly what it checks).
+//! Leaking a guard (`mem::forget`, `MutexGuard::leak`) is safe, as lock_api requires, and leaks
+//! its critical-section mark with it: inside a VM the host keeps extending that vCPU's slices,
+//! within its bound, until `force_unlock` ends the section.
 #![cfg_attr(not(feature = "std"), no_std)]
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 #![warn(missing_docs)]

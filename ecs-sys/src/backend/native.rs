@@ -1,7 +1,9 @@
 //! The native backend: no hypervisor to talk to.
 //!
-//! With `std`, the critical-section depths live in a thread-local so tools and tests can see
-//! them; without `std` they are not tracked. Hints are constant: nothing is ever preempted or
+//! With `std`, the enlightened critical-section depth lives in a thread-local so tools and
+//! tests can see it (`cs_depth`, `examples/hints.rs`); without `std` it is not tracked. The
+//! blocking-section depth is not tracked natively: nothing reads it off a hypervisor's page, and
+//! the blocking `Mutex`'s uncontended path then costs exactly parking_lot's two atomics. Hints are constant: nothing is ever preempted or
 //! overloaded as far as this backend knows, so waiters behave like ordinary spinlocks and
 //! adaptive mutexes (bounded spinning, then the OS).
 
@@ -17,29 +19,18 @@ mod depth {
 
     std::thread_local! {
         static CS: Cell<u32> = const { Cell::new(0) };
-        static BLOCKING: Cell<u32> = const { Cell::new(0) };
     }
 
     #[inline]
-    pub(super) fn add(which: Which, delta: i32) -> u32 {
-        let key = match which {
-            Which::Cs => &CS,
-            Which::Blocking => &BLOCKING,
-        };
+    pub(super) fn add(delta: i32) -> u32 {
         // `try_with`: during thread teardown (a lock taken in a TLS destructor) the counter may
         // already be gone; the depth is a hint, so losing it there is harmless.
-        key.try_with(|d| {
+        CS.try_with(|d| {
             let v = d.get().wrapping_add_signed(delta);
             d.set(v);
             v
         })
         .unwrap_or(0)
-    }
-
-    #[derive(Clone, Copy)]
-    pub(super) enum Which {
-        Cs,
-        Blocking,
     }
 }
 
@@ -50,35 +41,29 @@ impl Backend for Native {
     #[inline]
     fn cs_enter() {
         #[cfg(feature = "std")]
-        depth::add(depth::Which::Cs, 1);
+        depth::add(1);
     }
 
     #[inline]
     fn cs_exit() -> bool {
         #[cfg(feature = "std")]
-        depth::add(depth::Which::Cs, -1);
+        depth::add(-1);
         false
     }
 
     #[inline]
     fn cs_depth() -> u32 {
         #[cfg(feature = "std")]
-        return depth::add(depth::Which::Cs, 0);
+        return depth::add(0);
         #[cfg(not(feature = "std"))]
         0
     }
 
-    #[inline]
-    fn blocking_enter() {
-        #[cfg(feature = "std")]
-        depth::add(depth::Which::Blocking, 1);
-    }
+    #[inline(always)]
+    fn blocking_enter() {}
 
-    #[inline]
-    fn blocking_exit() {
-        #[cfg(feature = "std")]
-        depth::add(depth::Which::Blocking, -1);
-    }
+    #[inline(always)]
+    fn blocking_exit() {}
 
     #[inline]
     fn vcpu_id() -> u32 {
