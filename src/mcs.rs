@@ -34,9 +34,10 @@ use crate::raw_mcs::RawMcsMutex;
 /// Because arrivals may take a free lock, a queue head that the OS (or, in a VM, the host)
 /// has descheduled delays only the flows queued behind it, never the lock itself: on bare
 /// metal with more runnable threads than cores it behaves like a test-and-set lock, where a
-/// strict FIFO queue lock hands the lock to descheduled waiters and stalls (measured with
-/// the classic MCS lock, 8 threads on 2 cores: seconds for 160 000 acquisitions, against
-/// milliseconds here). Waiters past the spin limit yield to the OS. In an eCS VM the head
+/// strict FIFO queue lock hands the lock to descheduled waiters and stalls. Measured with 8
+/// threads on 2 cores (`benches/mutex.rs`, tiny sections): the classic MCS lock this replaced
+/// took 25-100 µs per acquisition, this one takes 0.1-0.2 µs, like `SpinMutex` and within
+/// about 2x of parking_lot's `Mutex`. Waiters past the spin limit yield to the OS. In an eCS VM the head
 /// directed-yields to a preempted holder, and queued waiters, after spinning a while, to a
 /// preempted predecessor.
 ///

@@ -74,7 +74,9 @@
 //!
 //! # Enlightenment
 //!
-//! The holder is an eCS critical section ([`cs::enter`] / [`cs::exit`]). The lock word names
+//! The holder is an eCS critical section ([`cs::enter`] right after the CAS that takes the
+//! word, so a queue head passing head-ness on is already inside it; [`cs::exit`] right after
+//! the release store). The lock word names
 //! the holder's vCPU, so the head (and a node-less waiter) passes it to
 //! `Backoff::snooze(Some(holder))`: directed yield the moment the holder is preempted. A
 //! queued non-head waiter copies its predecessor's vCPU before linking and, after
@@ -243,14 +245,17 @@ impl RawMcsMutex {
                 Ordering::Acquire,
                 Ordering::Relaxed,
             )
-            .is_err()
+            .is_ok()
         {
+            cs::enter();
+        } else {
+            // Enters the critical section itself, right after taking the word: a queue head
+            // still passes head-ness on after that, as the holder.
             self.lock_slow();
         }
         if cfg!(debug_assertions) {
             slots::note_held(self.id());
         }
-        cs::enter();
         GuardNoSend::new()
     }
 
@@ -320,7 +325,8 @@ impl RawMcsMutex {
         }
     }
 
-    /// Queue head: spin on the lock word until it is free (or handed to the head) and take it.
+    /// Queue head: spin on the lock word until it is free (or handed to the head), take it
+    /// and enter the critical section.
     #[inline]
     fn take_as_head(&self) {
         let me = Self::my_word();
@@ -333,6 +339,7 @@ impl RawMcsMutex {
                     .compare_exchange(w, me, Ordering::Acquire, Ordering::Relaxed)
                     .is_ok()
                 {
+                    cs::enter();
                     return;
                 }
                 // An arrival took the free word first: go on waiting.
@@ -357,7 +364,8 @@ impl RawMcsMutex {
         }
     }
 
-    /// Node-less wait (see "Fallback" in the module docs): test-and-test-and-set.
+    /// Node-less wait (see "Fallback" in the module docs): test-and-test-and-set, then enter
+    /// the critical section.
     #[cold]
     #[inline(never)]
     fn lock_unqueued(&self) {
@@ -371,6 +379,7 @@ impl RawMcsMutex {
                     .compare_exchange(UNLOCKED, me, Ordering::Acquire, Ordering::Relaxed)
                     .is_ok()
                 {
+                    cs::enter();
                     return;
                 }
                 backoff.spin();
@@ -755,6 +764,8 @@ mod tests {
         let m2 = Arc::clone(&m);
         let t = std::thread::spawn(move || {
             let g = m2.lock();
+            // Queued (the main thread waits for that): the queue head entered exactly once.
+            assert_eq!(ecs_sys::cs_depth(), 1);
             // SAFETY: `g` is the state of the acquisition above.
             unsafe { m2.unlock(g) };
         });
