@@ -20,6 +20,11 @@
 //!   its node go, and returns.
 //! - **release**: a plain `store(locked: 0, Release)`: no queue work, no RMW.
 //!
+//! The new holder waits for a late successor's link (a flow between its `tail` swap and its
+//! `pred.next` store) while it already holds the word, as Linux's qspinlock does: the window
+//! is two instructions of the successor, and a waiter descheduled inside it delays one
+//! holder, not every acquisition.
+//!
 //! Nobody is ever *handed* the lock (except by the opt-in fair unlock): the lock word is free
 //! for whoever CASes it first. That is what survives preemption. A strict FIFO queue lock
 //! hands the lock to the next waiter even when the OS (or the host, for a vCPU) has
