@@ -100,7 +100,7 @@ mod ticket;
 #[cfg(any(feature = "std", feature = "guest"))]
 pub use mcs::{MappedMcsMutexGuard, McsMutex, McsMutexGuard};
 #[cfg(any(feature = "std", feature = "guest"))]
-pub use raw_mcs::{McsHandle, RawMcsMutex};
+pub use raw_mcs::RawMcsMutex;
 pub use raw_spin::RawSpinMutex;
 pub use raw_spin_rwlock::RawSpinRwLock;
 pub use raw_ticket::RawTicketMutex;

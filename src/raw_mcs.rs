@@ -1,171 +1,206 @@
-//! `RawMcsMutex`: the MCS queue lock, with queue nodes in stable per-thread (per-vCPU) slots.
+//! `RawMcsMutex`: a queued spinlock in the style of Linux's qspinlock: a lock word that any
+//! flow may take with one CAS, plus an MCS queue that orders the flows that had to wait.
 //!
 //! # Algorithm
 //!
-//! Mellor-Crummey & Scott, "Algorithms for scalable synchronization on shared-memory
-//! multiprocessors", ACM TOCS 9(1), 1991, figure 5 (the list-based queue lock):
+//! Linux's qspinlock (Waiman Long, `kernel/locking/qspinlock.c`, 2015), which builds on the
+//! MCS list lock of Mellor-Crummey & Scott ("Algorithms for scalable synchronization on
+//! shared-memory multiprocessors", ACM TOCS 9(1), 1991, figure 5), and its answer to
+//! lock-waiter preemption in guests, `virt_spin_lock` (arrivals may take a free lock word even
+//! while others are queued):
 //!
-//! - **acquire**: initialise my node (`next = null`, `locked = true`) and swap it into `tail`.
-//!   A null predecessor means the lock was free. Otherwise link myself (`pred.next = me`) and
-//!   spin on *my own* node's `locked` flag, so each waiter spins on its own cache line.
-//!   Uncontended this is one CAS `tail: null -> me`.
-//! - **release**: if `me.next` is null, CAS `tail: me -> null`; if that fails a successor is
-//!   between its swap and its link, so wait for `me.next`. Then clear `next.locked` (the
-//!   hand-off). Every release hands the lock to the next waiter in FIFO order.
+//! - **fast path** (`lock`, `try_lock`): one `compare_exchange(locked: 0 -> vcpu + 1)`. No
+//!   queue node, no thread-local access.
+//! - **slow path**: take this flow's queue node, reset it and swap it into `tail`. With a
+//!   predecessor, link into it (`pred.next = me`) and spin on *my own* node until the
+//!   predecessor makes me the queue **head** (`me.head = true`). The head spins on `locked`
+//!   and takes it with a CAS when it reads 0 (or [`HANDOFF`], see below). Now the holder, it
+//!   passes head-ness on: if `tail` is still its own node it CASes `tail` back to null,
+//!   otherwise it waits for its successor's link and sets `next.head`. Only then does it let
+//!   its node go, and returns.
+//! - **release**: a plain `store(locked: 0, Release)`: no queue work, no RMW.
+//!
+//! The new holder waits for a late successor's link (a flow between its `tail` swap and its
+//! `pred.next` store) while it already holds the word, as Linux's qspinlock does: the window
+//! is two instructions of the successor, and a waiter descheduled inside it delays one
+//! holder, not every acquisition.
+//!
+//! Nobody is ever *handed* the lock (except by the opt-in fair unlock): the lock word is free
+//! for whoever CASes it first. That is what survives preemption. A strict FIFO queue lock
+//! hands the lock to the next waiter even when the OS (or the host, for a vCPU) has
+//! descheduled it, and then nobody can use the lock until that waiter runs again (measured
+//! with the classic MCS lock, 8 threads on 2 cores: seconds for 160 000 acquisitions, against
+//! milliseconds for a test-and-set lock). Here a descheduled queue head only delays the
+//! waiters queued behind it; flows that arrive meanwhile, and the releasing flow itself, keep
+//! using the lock.
+//!
+//! # Fairness
+//!
+//! Queued waiters are served in queue order among themselves. Flows that find the word free
+//! when they arrive (fast path, `try_lock`), including the flow that just released, overtake
+//! them (barging, as parking_lot's `Mutex` and Linux's `virt_spin_lock` allow). A flow that
+//! finds the word held queues at once and never overtakes a queued flow. So this is not
+//! strictly FIFO, and a queued waiter has no bound on how often it is overtaken (in practice
+//! it loses only to a flow that re-locks within the few nanoseconds it takes the head to see
+//! the release); pick `TicketMutex` for strict FIFO.
+//!
+//! Starvation is not bounded by a "head waiting, stop stealing" flag on purpose: a flag set by
+//! a head that is then descheduled makes every arrival wait for that one flow again, which is
+//! the stall this design removes, and natively nobody can tell that the flag's owner is not
+//! running (Linux's paravirtual qspinlock has the same tension and clears its flag before the
+//! head halts, which a preempted flow cannot do). What is offered instead is the opt-in fair
+//! unlock: `unlock_fair` (and `bump`) store [`HANDOFF`] when flows are queued, which only the
+//! queue head may take.
 //!
 //! # Where the nodes live
 //!
-//! lock_api 0.5 guards are movable (no `Pin`), so a node cannot live in the guard. As Linux's
-//! qspinlock does per CPU, each thread (or vCPU) owns [`NODES_PER_FLOW`] nodes, one per nesting
-//! level of MCS locks held or awaited at once; the guard state ([`McsHandle`]) names one.
-//! - `std`: a `thread_local!` names a node block that is leaked, so it stays valid forever even
-//!   if a guard is `mem::forget`ten and its thread exits while the node is still queued. At
-//!   thread exit the block goes to a global free list for the next thread, but only if none of
-//!   its nodes is in use (a forgotten guard keeps its block out of circulation for good). No
-//!   heap allocation per acquisition; one per thread at most, and none once blocks recycle.
-//!   Under loom blocks are not recycled (loom objects cannot outlive one execution).
-//! - `guest` (`no_std`, one flow per vCPU, no TLS): a static array of node blocks indexed by
+//! A node is needed only while its flow *waits*: holding needs none, so the guard state is a
+//! plain `!Send` marker and guards move freely. A flow waits on one lock at a time, so each
+//! flow owns exactly one node, as Linux keeps one per CPU and context:
+//! - `std`: a node in a `thread_local!`.
+//! - `guest` (`no_std`, one flow per vCPU, no TLS): a static array of nodes indexed by
 //!   `cs::vcpu_id()`, bounded by `ecs_sys::abi::MAX_VCPUS`.
-//! - neither: `McsMutex` is not available (there is nowhere to keep a stable node).
+//! - neither: `McsMutex` is not available (there is nowhere to keep a node).
 //!
-//! **Fallback.** When a flow nests deeper than its nodes, when its vCPU id is out of range, or
-//! when its thread-local storage is already destroyed (a lock taken in a TLS destructor), it
-//! acquires *without a node*: it waits until `tail` is null and CASes in the `ANON` sentinel.
-//! A waiter whose swap returns `ANON` cannot link into a node, so it publishes itself in the
-//! `handoff` word instead, and the anonymous holder's release hands off through it. At most one
-//! `ANON` is ever queued (it enters only into an empty queue), so one `handoff` word suffices.
-//! The fallback is correct but not FIFO for the anonymous acquirer (it barges only into an
-//! empty queue, and can wait long under sustained contention).
+//! **Node reuse.** A node is touched by others only while its owner waits, and the owner's
+//! wait ends only after the last such touch: the predecessor's `head` store is read by the
+//! owner (`Acquire`) before the owner can end its wait; the successor reads the node's
+//! `vcpu` and then stores `next` (`Release`), which the owner reads (`Acquire`) before passing
+//! head-ness on, or the owner's CAS of `tail` from its node to null proves no successor
+//! exists. So a node is free for the next wait (or to be freed with its thread) as soon as
+//! its owner returns from `lock`. Predecessors are never read after linking (their `vcpu` is
+//! copied first). The loom models check this with `vcpu` as a plain cell.
+//!
+//! **Fallback.** If a flow has no node (its thread-local is already destroyed, as in a lock
+//! taken by a TLS destructor; its vCPU id is out of range; or its node is in use, which the
+//! protocol never does), it waits without queueing: it reads `locked` until it is 0 and
+//! CASes it (test-and-test-and-set, as `SpinMutex` does). Correct, it never blocks the queue,
+//! and it competes with the queue head like any arrival.
 //!
 //! # Enlightenment
 //!
-//! The holder is an eCS critical section ([`cs::enter`] / [`cs::exit`]). Each node records its
-//! owner's vCPU (live hints only). A waiter copies its predecessor's vCPU before linking and,
-//! after [`DAMP_ROUNDS`] backoff rounds of plain spinning, directed-yields to it whenever that
-//! vCPU is preempted: the predecessor is the holder or the waiter who will hand the lock on, so
-//! a preempted waiter in the middle of the queue (lock-waiter preemption) gets the pCPU of the
-//! flow right behind it. Waiters never halt and never act on the hint before spinning a while:
-//! Linux once let qspinlock waiters halt on a preempted predecessor and throughput under heavy
-//! over-commit fell about 8x (DESIGN.md, pitfalls).
+//! The holder is an eCS critical section ([`cs::enter`] right after the CAS that takes the
+//! word, so a queue head passing head-ness on is already inside it; [`cs::exit`] right after
+//! the release store). The lock word names
+//! the holder's vCPU, so the head (and a node-less waiter) passes it to
+//! `Backoff::snooze(Some(holder))`: directed yield the moment the holder is preempted. A
+//! queued non-head waiter copies its predecessor's vCPU before linking and, after
+//! [`DAMP_ROUNDS`] backoff rounds of plain spinning, directed-yields to it whenever it is
+//! preempted (that predecessor is the one who will make it head). Waiters never halt and do
+//! not act on the predecessor's hint before spinning a while: Linux once let qspinlock
+//! waiters halt on a preempted predecessor and throughput under heavy over-commit fell about
+//! 8x (DESIGN.md, pitfalls). Natively (no live hints) every waiter past the spin limit yields
+//! its thread to the OS (`Backoff`).
 //!
 //! # Words
 //!
 //! | word | value | meaning |
 //! |---|---|---|
-//! | `tail` | null | free |
-//! | `tail` | `ANON` (address 1) | held by a node-less (fallback) holder, no waiters |
-//! | `tail` | node address | held; this node is the last in the queue (holder or waiter) |
-//! | `handoff` | null / node | the successor of a node-less holder, published by that successor |
-//! | `node.locked` | `true` / `false` | still waiting / lock handed to this node |
+//! | `locked` | `0` (`UNLOCKED`) | free: the next CAS takes it |
+//! | `locked` | `v + 1`, `v < ecs_sys::abi::MAX_VCPUS` | held by a flow on vCPU `v` (`v = 0` natively) |
+//! | `locked` | `u32::MAX` ([`HANDOFF`]) | released by a fair unlock, reserved for the queue head |
+//! | `tail` | null | no flow queued |
+//! | `tail` | node address | the last queued node |
+//! | `node.head` | `false` / `true` | waiting behind a predecessor / queue head (spins on `locked`) |
 //! | `node.next` | null / node | successor not linked yet / successor |
-//! | `node.vcpu` | `u32` | owner's vCPU (live hints only) |
+//! | `node.vcpu` | `u32` | owner's vCPU, read by the successor before it links |
 //!
 //! # Misuse caught in debug builds
 //!
-//! - A flow that `lock`s a *held* MCS lock at an address for which one of its own nodes is in
-//!   use panics (instead of deadlocking behind itself); `try_lock` just fails. Not caught when
-//!   the first acquisition was node-less. (A false positive needs a forgotten or moved-while-held
-//!   guard whose lock was dropped, and a new lock at the same address held by someone else.)
-//! - Unlocking a lock that is not held (e.g. with a handle from another lock, raw API) panics,
-//!   as does unlocking with a handle whose node is no longer in use. A handle of another lock
-//!   that is *also* held is not detected (lock_api allows moving a held lock, so the address
-//!   in a node cannot be trusted to name its lock).
+//! - A flow that `lock`s an MCS lock it already holds panics (instead of deadlocking behind
+//!   itself); `try_lock` just fails. Debug builds keep a short per-flow list of held lock
+//!   addresses for this ([`DEBUG_HELD`] entries; deeper nesting goes unchecked). A false
+//!   positive needs a held lock that was moved (or whose guard was forgotten and the lock
+//!   dropped) and another lock, held by someone else, at its old address.
+//! - Unlocking a lock that is not held (a guard of another lock through the raw API) panics.
+//!   A guard of another lock that is *also* held is not detected.
 
 use crate::backoff::Backoff;
 use crate::cs;
-use crate::sync::{AtomicBool, AtomicPtr, AtomicU32, Ordering};
-use core::marker::PhantomData;
+use crate::sync::{AtomicBool, AtomicPtr, AtomicU32, Ordering, UnsafeCell};
 use core::ptr;
+use lock_api::GuardNoSend;
 
-/// Nodes per thread (per vCPU in the guest): how many MCS locks one flow can hold or await at
-/// once before falling back to node-less acquisition. Linux's qspinlock keeps 4 per CPU (task,
-/// soft IRQ, hard IRQ, NMI); here 4 is a nesting depth of distinct MCS locks.
-pub(crate) const NODES_PER_FLOW: usize = 4;
+/// `locked` value of a free mutex.
+const UNLOCKED: u32 = 0;
+
+/// `locked` value after a fair unlock with flows queued: only the queue head may take it.
+/// Never a holder value (`vcpu + 1 <= MAX_VCPUS`).
+const HANDOFF: u32 = u32::MAX;
 
 /// Backoff rounds a queued waiter spins before it acts on its predecessor's preempted hint.
 const DAMP_ROUNDS: u32 = 16;
 
-/// A queue node. One cache line each (natively), so neighbours' spinning does not collide.
+/// Held-lock addresses a flow records in debug builds, for the reentrancy check.
+const DEBUG_HELD: usize = 8;
+
+/// A queue node: one per flow, used only while that flow waits. One cache line each
+/// (natively), so neighbours' spinning does not collide.
 #[cfg_attr(not(loom), repr(align(64)))]
 #[derive(Debug)]
 pub(crate) struct Node {
-    /// `true` while the owner waits; the predecessor clears it to hand the lock over.
-    locked: AtomicBool,
+    /// Set by the predecessor when it makes this node the queue head.
+    head: AtomicBool,
     /// The successor, once it has linked itself.
     next: AtomicPtr<Node>,
-    /// The owner's vCPU (written with live hints only).
-    vcpu: AtomicU32,
+    /// The owner's vCPU: written by the owner before it publishes the node, read by the
+    /// successor between its swap and its link. A plain cell, so loom checks node reuse.
+    vcpu: UnsafeCell<u32>,
 }
+
+// SAFETY: `head` and `next` are atomics. `vcpu` is written only by the owner while no other
+// flow can reach the node (before its `tail` swap publishes it, and only after the node's
+// last successor has linked or none exists: "Node reuse" in the module docs), and read only
+// by the successor between its `tail` swap (`Acquire`, after the owner's `Release` swap) and
+// its link (`Release`, read by the owner with `Acquire` before the next write).
+unsafe impl Sync for Node {}
 
 impl Node {
     #[cfg(not(loom))]
     const fn new() -> Self {
         Self {
-            locked: AtomicBool::new(false),
+            head: AtomicBool::new(false),
             next: AtomicPtr::new(ptr::null_mut()),
-            vcpu: AtomicU32::new(0),
+            vcpu: UnsafeCell::new(0),
         }
     }
 
     #[cfg(loom)]
     fn new() -> Self {
         Self {
-            locked: AtomicBool::new(false),
+            head: AtomicBool::new(false),
             next: AtomicPtr::new(ptr::null_mut()),
-            vcpu: AtomicU32::new(0),
+            vcpu: UnsafeCell::new(0),
         }
     }
 }
 
-/// The tail value of a node-less holder. Never dereferenced; nodes are aligned, so no node
-/// has this address.
-#[inline(always)]
-fn anon() -> *mut Node {
-    ptr::without_provenance_mut(1)
-}
-
-/// Guard state of one [`RawMcsMutex`] acquisition: a handle to the queue node it used (or
-/// none, for a node-less fallback acquisition).
+/// A raw queued spinlock (qspinlock-style): a lock word that any flow takes with one CAS and
+/// clears with one store, and an MCS queue of waiting flows, each spinning on its own node;
+/// only the queue head spins on the lock word. Arrivals may take a free word while flows are
+/// queued, so a descheduled waiter never blocks the lock. The guard state is a plain `!Send`
+/// marker. The protocol, fairness, node storage and words are documented at the top of
+/// `src/raw_mcs.rs`.
 ///
-/// `!Send`: the node belongs to the acquiring thread (vCPU), and so does the critical-section
-/// depth. `Sync`: a shared reference gives no access to the node.
-#[derive(Debug)]
-pub struct McsHandle {
-    /// The node, or null for a node-less acquisition.
-    node: *mut Node,
-    /// The node's index in its flow's block.
-    index: u8,
-    _not_send: PhantomData<*mut ()>,
-}
-
-// SAFETY: `McsHandle` has no methods usable through `&McsHandle`; sharing a reference cannot
-// touch the node.
-unsafe impl Sync for McsHandle {}
-
-/// A raw MCS queue lock (Mellor-Crummey & Scott 1991): waiters queue FIFO, each spinning on
-/// its own node; nodes live in a few stable per-thread (per-vCPU in the guest) slots and the
-/// guard state is a handle to one. The full protocol, the node-less fallback and the words are
-/// documented at the top of `src/raw_mcs.rs`.
-///
-/// Use it through [`McsMutex`](crate::McsMutex). The inherent methods expose the same protocol
-/// as the `lock_api` impls, for models and low-level code.
+/// Use it through [`McsMutex`](crate::McsMutex). The inherent methods expose the same
+/// protocol as the `lock_api` impls, for models and low-level code.
 ///
 /// ```
 /// use ecs_locks::RawMcsMutex;
 ///
 /// let raw = RawMcsMutex::new();
-/// let h = raw.lock();
+/// let g = raw.lock();
 /// assert!(raw.try_lock().is_none());
-/// // SAFETY: `h` is the state of the acquisition above.
-/// unsafe { raw.unlock(h) };
+/// // SAFETY: `g` is the state of the acquisition above.
+/// unsafe { raw.unlock(g) };
 /// assert!(!raw.is_locked());
 /// ```
 #[derive(Debug)]
 pub struct RawMcsMutex {
-    /// Last node in the queue, `ANON`, or null when free.
+    /// `UNLOCKED`, the holder's vCPU + 1, or `HANDOFF`.
+    locked: AtomicU32,
+    /// Last queued node, or null.
     tail: AtomicPtr<Node>,
-    /// Successor of a node-less holder.
-    handoff: AtomicPtr<Node>,
 }
 
 impl RawMcsMutex {
@@ -174,8 +209,8 @@ impl RawMcsMutex {
     #[inline]
     pub const fn new() -> Self {
         Self {
+            locked: AtomicU32::new(UNLOCKED),
             tail: AtomicPtr::new(ptr::null_mut()),
-            handoff: AtomicPtr::new(ptr::null_mut()),
         }
     }
 
@@ -183,81 +218,110 @@ impl RawMcsMutex {
     #[cfg(loom)]
     pub fn new() -> Self {
         Self {
+            locked: AtomicU32::new(UNLOCKED),
             tail: AtomicPtr::new(ptr::null_mut()),
-            handoff: AtomicPtr::new(ptr::null_mut()),
         }
     }
-
-    /// Queue nodes per thread (per vCPU in the guest): MCS locks one flow can hold or await
-    /// at once before its acquisitions fall back to node-less (see the module docs).
-    pub const NODES_PER_FLOW: usize = NODES_PER_FLOW;
 
     #[inline(always)]
     fn id(&self) -> usize {
         ptr::from_ref(self).addr()
     }
 
-    /// Acquires the mutex, queueing (FIFO) behind the current holder and waiters.
+    /// The lock word value that names this vCPU as the holder.
+    #[inline(always)]
+    fn my_word() -> u32 {
+        cs::vcpu_id().wrapping_add(1)
+    }
+
+    /// Acquires the mutex: one CAS if it is free, otherwise queue and wait (see the module
+    /// docs for the order in which waiters are served).
     ///
     /// # Panics
     ///
-    /// In debug builds, if this flow already holds or awaits this lock through a node.
+    /// In debug builds, if this flow already holds this lock.
     #[inline]
-    pub fn lock(&self) -> McsHandle {
-        let Some((node, index)) =
-            slots::claim(self.id(), cfg!(debug_assertions) && self.is_locked())
-        else {
-            return self.lock_anon();
-        };
-        // SAFETY: `claim` hands out a node of this flow's block that no acquisition uses;
-        // blocks are never freed, so the node is valid.
-        let n = unsafe { &*node };
-        n.next.store(ptr::null_mut(), Ordering::Relaxed);
-        if ecs_sys::LIVE_HINTS {
-            n.vcpu.store(cs::vcpu_id(), Ordering::Relaxed);
-        }
-        // Release: a successor that finds `node` in `tail` writes `node.next` after our reset.
+    pub fn lock(&self) -> GuardNoSend {
         if self
-            .tail
-            .compare_exchange(ptr::null_mut(), node, Ordering::AcqRel, Ordering::Relaxed)
-            .is_err()
+            .locked
+            .compare_exchange(
+                UNLOCKED,
+                Self::my_word(),
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            )
+            .is_ok()
         {
-            self.lock_queued(n, node);
+            cs::enter();
+        } else {
+            // Enters the critical section itself, right after taking the word: a queue head
+            // still passes head-ness on after that, as the holder.
+            self.lock_slow();
         }
-        cs::enter();
-        McsHandle {
-            node,
-            index,
-            _not_send: PhantomData,
+        if cfg!(debug_assertions) {
+            slots::note_held(self.id());
         }
+        GuardNoSend::new()
     }
 
     #[cold]
     #[inline(never)]
-    fn lock_queued(&self, n: &Node, node: *mut Node) {
-        n.locked.store(true, Ordering::Relaxed);
-        let pred = self.tail.swap(node, Ordering::AcqRel);
-        if pred.is_null() {
-            return; // freed between our CAS and our swap
+    fn lock_slow(&self) {
+        if cfg!(debug_assertions) {
+            assert!(
+                !slots::holds(self.id()),
+                "McsMutex locked twice by the same flow (reentrant lock would deadlock)"
+            );
         }
-        let pred_vcpu = if pred == anon() {
-            self.handoff.store(node, Ordering::Release);
-            None
-        } else {
-            // SAFETY: `pred` was the tail, so it is a node of some flow's block (blocks are
-            // never freed) that stays in use until its owner has handed the lock on, which
-            // needs our link below; we touch it only before linking.
+        if slots::with_node(|n| self.lock_queued(n)).is_none() {
+            self.lock_unqueued();
+        }
+    }
+
+    /// Queue on `n`, wait to become head, take the word, pass head-ness on.
+    fn lock_queued(&self, n: &Node) {
+        let node = ptr::from_ref(n).cast_mut();
+        n.next.store(ptr::null_mut(), Ordering::Relaxed);
+        n.head.store(false, Ordering::Relaxed);
+        // SAFETY: the node is ours and unpublished: no other flow reaches it until the swap
+        // below (module docs, "Node reuse").
+        n.vcpu.with_mut(|v| unsafe { *v = cs::vcpu_id() });
+        // Release: a successor reads our reset node; Acquire: we read the predecessor's.
+        let pred = self.tail.swap(node, Ordering::AcqRel);
+        if !pred.is_null() {
+            // SAFETY: `pred` was the tail, so it is the node of a flow that waits (nodes are
+            // used only while waiting) and cannot end its wait before it reads our link
+            // below; we touch it only up to that link.
             let p = unsafe { &*pred };
-            let v = ecs_sys::LIVE_HINTS.then(|| p.vcpu.load(Ordering::Relaxed));
+            // SAFETY: the predecessor wrote `vcpu` before its swap, which our swap read; it
+            // rewrites it only after reading our link (module docs, "Node reuse").
+            let pred_vcpu = p.vcpu.with(|v| unsafe { *v });
             p.next.store(node, Ordering::Release);
-            v
-        };
+            self.wait_for_head(n, pred_vcpu);
+        }
+        self.take_as_head();
+        // Holder now. Pass head-ness on before letting the node go.
+        if self
+            .tail
+            .compare_exchange(node, ptr::null_mut(), Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+        {
+            let next = Self::wait_for_link(n);
+            // SAFETY: `next` linked itself into our node, so it is a waiting flow's node that
+            // stays valid until it reads this store; this is our last access to it.
+            unsafe { (*next).head.store(true, Ordering::Release) };
+        }
+    }
+
+    /// Spins on our own node until the predecessor makes it the queue head.
+    #[inline]
+    fn wait_for_head(&self, n: &Node, pred_vcpu: u32) {
         let mut backoff = Backoff::new();
         let mut rounds = 0u32;
-        while n.locked.load(Ordering::Acquire) {
+        while !n.head.load(Ordering::Acquire) {
             // Damped: act on the predecessor's preempted hint only after spinning a while.
             let target = if rounds >= DAMP_ROUNDS {
-                pred_vcpu
+                Some(pred_vcpu)
             } else {
                 rounds += 1;
                 None
@@ -266,114 +330,29 @@ impl RawMcsMutex {
         }
     }
 
-    /// Node-less acquisition (see "Fallback" in the module docs).
-    #[cold]
-    #[inline(never)]
-    fn lock_anon(&self) -> McsHandle {
+    /// Queue head: spin on the lock word until it is free (or handed to the head), take it
+    /// and enter the critical section.
+    #[inline]
+    fn take_as_head(&self) {
+        let me = Self::my_word();
         let mut backoff = Backoff::new();
         loop {
-            if self.tail.load(Ordering::Relaxed).is_null()
-                && self
-                    .tail
-                    .compare_exchange(
-                        ptr::null_mut(),
-                        anon(),
-                        Ordering::Acquire,
-                        Ordering::Relaxed,
-                    )
+            let w = self.locked.load(Ordering::Relaxed);
+            if w == UNLOCKED || w == HANDOFF {
+                if self
+                    .locked
+                    .compare_exchange(w, me, Ordering::Acquire, Ordering::Relaxed)
                     .is_ok()
-            {
-                cs::enter();
-                return McsHandle {
-                    node: ptr::null_mut(),
-                    index: 0,
-                    _not_send: PhantomData,
-                };
-            }
-            backoff.snooze(None);
-        }
-    }
-
-    /// Acquires the mutex if nobody holds or waits for it.
-    #[inline]
-    pub fn try_lock(&self) -> Option<McsHandle> {
-        let (node, index, tail) = match slots::claim(self.id(), false) {
-            Some((node, index)) => {
-                // SAFETY: as in `lock`.
-                let n = unsafe { &*node };
-                n.next.store(ptr::null_mut(), Ordering::Relaxed);
-                if ecs_sys::LIVE_HINTS {
-                    n.vcpu.store(cs::vcpu_id(), Ordering::Relaxed);
+                {
+                    cs::enter();
+                    return;
                 }
-                (node, index, node)
+                // An arrival took the free word first: go on waiting.
+                backoff.spin();
+            } else {
+                backoff.snooze(Some(w - 1));
             }
-            None => (ptr::null_mut(), 0, anon()),
-        };
-        if self
-            .tail
-            .compare_exchange(ptr::null_mut(), tail, Ordering::AcqRel, Ordering::Relaxed)
-            .is_ok()
-        {
-            cs::enter();
-            Some(McsHandle {
-                node,
-                index,
-                _not_send: PhantomData,
-            })
-        } else {
-            if !node.is_null() {
-                slots::release(index);
-            }
-            None
         }
-    }
-
-    /// Releases the mutex, handing it to the next waiter if there is one.
-    ///
-    /// # Safety
-    ///
-    /// The mutex must be held in the current context, and `handle` must be the state returned
-    /// by the [`lock`](Self::lock) or [`try_lock`](Self::try_lock) that acquired it.
-    #[inline]
-    pub unsafe fn unlock(&self, handle: McsHandle) {
-        if handle.node.is_null() {
-            self.unlock_anon();
-        } else {
-            if cfg!(debug_assertions) {
-                assert!(
-                    self.is_locked(),
-                    "RawMcsMutex::unlock called on an unlocked mutex (a handle of another lock?)"
-                );
-                slots::check_owner(handle.index);
-            }
-            // SAFETY: the caller's contract: `handle` names the node that holds this lock.
-            unsafe { self.unlock_node(handle.node) };
-            slots::release(handle.index);
-        }
-        cs::exit();
-    }
-
-    /// # Safety
-    ///
-    /// `node` holds this lock.
-    #[inline]
-    unsafe fn unlock_node(&self, node: *mut Node) {
-        // SAFETY: `node` is ours (caller) and blocks are never freed.
-        let n = unsafe { &*node };
-        let mut next = n.next.load(Ordering::Acquire);
-        if next.is_null() {
-            if self
-                .tail
-                .compare_exchange(node, ptr::null_mut(), Ordering::Release, Ordering::Relaxed)
-                .is_ok()
-            {
-                return;
-            }
-            next = Self::wait_for_link(n);
-        }
-        // SAFETY: `next` linked itself and waits for this store; its node is in use until it
-        // has the lock, so it is valid. This is our last access to it.
-        unsafe { (*next).locked.store(false, Ordering::Release) };
     }
 
     /// A successor swapped itself into `tail` but has not linked yet: wait for the link.
@@ -390,54 +369,120 @@ impl RawMcsMutex {
         }
     }
 
+    /// Node-less wait (see "Fallback" in the module docs): test-and-test-and-set, then enter
+    /// the critical section.
     #[cold]
     #[inline(never)]
-    fn unlock_anon(&self) {
-        if cfg!(debug_assertions) {
-            assert!(
-                !self.tail.load(Ordering::Relaxed).is_null(),
-                "RawMcsMutex::unlock called on an unlocked mutex"
-            );
-        }
-        if self
-            .tail
-            .compare_exchange(
-                anon(),
-                ptr::null_mut(),
-                Ordering::Release,
-                Ordering::Relaxed,
-            )
-            .is_ok()
-        {
-            return;
-        }
+    fn lock_unqueued(&self) {
+        let me = Self::my_word();
         let mut backoff = Backoff::new();
         loop {
-            if !self.handoff.load(Ordering::Relaxed).is_null() {
-                let next = self.handoff.swap(ptr::null_mut(), Ordering::Acquire);
-                // SAFETY: the successor published its node and waits for this store; its node
-                // is in use (valid) until it has the lock.
-                unsafe { (*next).locked.store(false, Ordering::Release) };
-                return;
+            let w = self.locked.load(Ordering::Relaxed);
+            if w == UNLOCKED {
+                if self
+                    .locked
+                    .compare_exchange(UNLOCKED, me, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    cs::enter();
+                    return;
+                }
+                backoff.spin();
+            } else {
+                backoff.snooze((w != HANDOFF).then(|| w - 1));
             }
-            backoff.snooze(None);
         }
     }
 
-    /// Whether the mutex is held (a momentary snapshot).
+    /// Acquires the mutex if its word is free, without waiting (it may overtake queued
+    /// waiters, like the fast path of [`lock`](Self::lock)).
+    #[inline]
+    pub fn try_lock(&self) -> Option<GuardNoSend> {
+        self.locked
+            .compare_exchange(
+                UNLOCKED,
+                Self::my_word(),
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            )
+            .ok()
+            .map(|_| {
+                if cfg!(debug_assertions) {
+                    slots::note_held(self.id());
+                }
+                cs::enter();
+                GuardNoSend::new()
+            })
+    }
+
+    /// Debug check shared by the unlocks; runs before any state changes.
+    #[inline]
+    fn debug_check_unlock(&self) {
+        if cfg!(debug_assertions) {
+            let w = self.locked.load(Ordering::Relaxed);
+            assert!(
+                w != UNLOCKED && w != HANDOFF,
+                "RawMcsMutex::unlock called on an unlocked mutex (a guard of another lock?)"
+            );
+            slots::note_released(self.id());
+        }
+    }
+
+    /// Releases the mutex: one store. Queued waiters and arrivals then compete for it.
+    ///
+    /// # Safety
+    ///
+    /// The mutex must be held in the current context, and `guard` must be the state returned
+    /// by the [`lock`](Self::lock) or [`try_lock`](Self::try_lock) that acquired it.
+    #[inline]
+    pub unsafe fn unlock(&self, guard: GuardNoSend) {
+        let _ = guard;
+        self.debug_check_unlock();
+        self.locked.store(UNLOCKED, Ordering::Release);
+        cs::exit();
+    }
+
+    /// Releases the mutex to the queue head if flows are queued (no arrival can take it
+    /// meanwhile), otherwise as [`unlock`](Self::unlock) does.
+    ///
+    /// # Safety
+    ///
+    /// As for [`unlock`](Self::unlock).
+    #[inline]
+    pub unsafe fn unlock_fair(&self, guard: GuardNoSend) {
+        let _ = guard;
+        self.debug_check_unlock();
+        // A queued flow exists, and while we hold the lock it is the head or becomes it
+        // without the lock word (our own acquisition passed head-ness on before returning):
+        // it will take `HANDOFF`.
+        let word = if self.has_waiters() {
+            HANDOFF
+        } else {
+            UNLOCKED
+        };
+        self.locked.store(word, Ordering::Release);
+        cs::exit();
+    }
+
+    /// Whether the mutex is held, or reserved for the queue head by a fair unlock (a
+    /// momentary snapshot).
     #[inline]
     pub fn is_locked(&self) -> bool {
+        self.locked.load(Ordering::Relaxed) != UNLOCKED
+    }
+
+    /// Whether flows are queued (a momentary snapshot; node-less waiters are not counted).
+    #[inline]
+    pub fn has_waiters(&self) -> bool {
         !self.tail.load(Ordering::Relaxed).is_null()
     }
 
-    /// Whether flows wait behind the holder of `handle` (a momentary snapshot).
+    /// The vCPU of the current holder, if any (a momentary snapshot; 0 natively).
     #[inline]
-    pub fn has_waiters(&self, handle: &McsHandle) -> bool {
-        let tail = self.tail.load(Ordering::Relaxed);
-        if handle.node.is_null() {
-            tail != anon()
-        } else {
-            tail != handle.node
+    pub fn holder_vcpu(&self) -> Option<u32> {
+        match self.locked.load(Ordering::Relaxed) {
+            UNLOCKED | HANDOFF => None,
+            w => Some(w - 1),
         }
     }
 }
@@ -448,12 +493,14 @@ impl Default for RawMcsMutex {
     }
 }
 
-// SAFETY: the holder is the queue head: a flow returns from `lock` only after finding a null
-// tail or being handed the lock through its `locked` flag (`Release` store, `Acquire` load),
-// and `try_lock` only through the CAS `null -> node`; `unlock` hands to exactly one successor or
-// empties the queue with a `Release` CAS. Nodes are never freed, so a forgotten handle leaves
-// the lock held forever but never dangling. Unwinding: the only panics are debug checks that
-// run before any state changes (`claim` in `lock`, the owner/unlocked checks in `unlock`).
+// SAFETY: ownership is the lock word: every acquisition succeeds only by a CAS from
+// `UNLOCKED` (or, for the unique queue head, from `HANDOFF`) to a holder value, with `Acquire`,
+// so at most one is outstanding; `unlock`/`unlock_fair` store a non-holder value with
+// `Release`. The queue only decides which waiter spins on the word; nodes are used only while
+// waiting and are free again when `lock` returns, so a moved, dropped-while-held (by its
+// exclusive owner) or forgotten guard leaves no node behind. Unwinding: the only panics are
+// debug checks that run before any state changes (the reentrancy check in `lock`, the
+// unlocked check in the unlocks).
 unsafe impl lock_api::RawMutex for RawMcsMutex {
     #[cfg(not(loom))]
     #[allow(clippy::declare_interior_mutable_const)]
@@ -462,20 +509,20 @@ unsafe impl lock_api::RawMutex for RawMcsMutex {
     #[allow(clippy::declare_interior_mutable_const)]
     const INIT: Self = panic!("loom atomics are not const: build with RawMcsMutex::new()");
 
-    type Guard = McsHandle;
+    type Guard = GuardNoSend;
 
     #[inline]
-    fn lock(&self) -> McsHandle {
+    fn lock(&self) -> GuardNoSend {
         RawMcsMutex::lock(self)
     }
 
     #[inline]
-    fn try_lock(&self) -> Option<McsHandle> {
+    fn try_lock(&self) -> Option<GuardNoSend> {
         RawMcsMutex::try_lock(self)
     }
 
     #[inline]
-    unsafe fn unlock(&self, guard: McsHandle) {
+    unsafe fn unlock(&self, guard: GuardNoSend) {
         // SAFETY: forwarded caller contract.
         unsafe { RawMcsMutex::unlock(self, guard) }
     }
@@ -486,91 +533,56 @@ unsafe impl lock_api::RawMutex for RawMcsMutex {
     }
 }
 
-// SAFETY: every unlock hands the lock to the queue successor (FIFO), the fair protocol. `bump`
-// re-queues only when there are waiters, restoring a valid handle or aborting.
+// SAFETY: `unlock_fair` reserves the word for the queue head when flows are queued, so no
+// arrival can take it first; `bump` does that and re-queues only when flows are queued. The
+// guard state is a marker, so there is nothing to restore; the re-lock cannot panic (the
+// reentrancy check passes after the unlock), and is under an abort guard anyway.
 unsafe impl lock_api::RawMutexFair for RawMcsMutex {
     #[inline]
-    unsafe fn unlock_fair(&self, guard: McsHandle) {
+    unsafe fn unlock_fair(&self, guard: GuardNoSend) {
         // SAFETY: forwarded caller contract.
-        unsafe { RawMcsMutex::unlock(self, guard) }
+        unsafe { RawMcsMutex::unlock_fair(self, guard) }
     }
 
     #[inline]
-    unsafe fn bump(&self, guard: &mut McsHandle) {
-        if self.has_waiters(guard) {
+    unsafe fn bump(&self, guard: &mut GuardNoSend) {
+        if self.has_waiters() {
             crate::raw_ticket::abort_on_unwind(|| {
-                // SAFETY: the caller holds the lock with `guard`; its state is moved out and
-                // replaced by a fresh acquisition before returning (or the process aborts).
-                unsafe {
-                    let old = ptr::read(guard);
-                    RawMcsMutex::unlock(self, old);
-                    ptr::write(guard, RawMcsMutex::lock(self));
-                }
+                // SAFETY: the caller holds the lock; it is re-acquired before returning, and
+                // `GuardNoSend` carries no state to restore.
+                unsafe { RawMcsMutex::unlock_fair(self, GuardNoSend::new()) };
+                *guard = RawMcsMutex::lock(self);
             });
         }
     }
 }
 
-/// Per-flow node storage: a thread-local block (`std`) or a per-vCPU block (`guest`).
+/// Per-flow node storage: a thread-local node (`std`) or a per-vCPU node (`guest`).
 ///
-/// `claim(lock, check)` returns a free node of the current flow and marks it busy (and, with
-/// `check`, panics if the flow already uses a node for the lock at address `lock`);
-/// `release(index)` frees it; `check_owner(index)` panics unless the node is in use. Only the
-/// owning flow touches the busy marks.
+/// `with_node(f)` runs `f` with this flow's node, marked in use meanwhile, or returns `None`
+/// if the flow has no usable node. In debug builds, `note_held`/`note_released`/`holds` keep
+/// the flow's list of held lock addresses (reentrancy check). Only the owning flow touches
+/// the marks.
 #[cfg(not(feature = "guest"))]
 mod slots {
-    use super::{NODES_PER_FLOW, Node};
+    use super::{DEBUG_HELD, Node};
     use core::cell::Cell;
 
-    /// One thread's nodes. Leaked: valid for the rest of the program.
-    struct Block {
-        nodes: [Node; NODES_PER_FLOW],
-    }
-
-    /// The thread's view of its block.
+    /// One thread's node and marks.
     struct Local {
-        block: &'static Block,
-        /// Bit `i`: node `i` is in use by an acquisition (or a forgotten guard).
-        busy: Cell<u8>,
-        /// Lock each busy node is used for (debug reentrancy check).
-        held: [Cell<usize>; NODES_PER_FLOW],
+        node: Node,
+        /// The node is in use by a wait.
+        busy: Cell<bool>,
+        /// Addresses of the locks this thread holds (debug builds; 0 = empty).
+        held: [Cell<usize>; DEBUG_HELD],
     }
-
-    #[cfg(not(loom))]
-    static FREE: std::sync::Mutex<Vec<&'static Block>> = std::sync::Mutex::new(Vec::new());
 
     impl Local {
         fn new() -> Self {
-            let fresh = || -> &'static Block {
-                Box::leak(Box::new(Block {
-                    nodes: core::array::from_fn(|_| Node::new()),
-                }))
-            };
-            #[cfg(not(loom))]
-            let block = FREE
-                .lock()
-                .ok()
-                .and_then(|mut f| f.pop())
-                .unwrap_or_else(fresh);
-            #[cfg(loom)]
-            let block = fresh();
             Self {
-                block,
-                busy: Cell::new(0),
+                node: Node::new(),
+                busy: Cell::new(false),
                 held: Default::default(),
-            }
-        }
-    }
-
-    impl Drop for Local {
-        fn drop(&mut self) {
-            // A busy node may still be queued (a forgotten guard): then the block is never
-            // reused. Otherwise no other flow can reach its nodes any more.
-            #[cfg(not(loom))]
-            if self.busy.get() == 0
-                && let Ok(mut free) = FREE.lock()
-            {
-                free.push(self.block);
             }
         }
     }
@@ -580,112 +592,99 @@ mod slots {
     }
 
     #[inline]
-    pub(super) fn claim(lock: usize, check: bool) -> Option<(*mut Node, u8)> {
+    pub(super) fn with_node<R>(f: impl FnOnce(&Node) -> R) -> Option<R> {
         LOCAL
             .try_with(|l| {
-                let busy = l.busy.get();
-                if cfg!(debug_assertions) && check {
-                    for (i, h) in l.held.iter().enumerate() {
-                        assert!(
-                            busy & (1 << i) == 0 || h.get() != lock,
-                            "McsMutex locked twice by the same thread (reentrant lock would deadlock)"
-                        );
-                    }
-                }
-                let i = (!busy).trailing_zeros() as usize;
-                if i >= NODES_PER_FLOW {
+                if l.busy.replace(true) {
                     return None;
                 }
-                l.busy.set(busy | (1 << i));
-                l.held[i].set(lock);
-                Some((core::ptr::from_ref(&l.block.nodes[i]).cast_mut(), i as u8))
+                let r = f(&l.node);
+                l.busy.set(false);
+                Some(r)
             })
             .ok()
             .flatten()
     }
 
-    #[inline]
-    pub(super) fn release(index: u8) {
-        // If the thread-local is gone, its destructor saw this node busy and leaked the block.
-        let _ = LOCAL.try_with(|l| l.busy.set(l.busy.get() & !(1 << index)));
-    }
-
-    pub(super) fn check_owner(index: u8) {
+    pub(super) fn note_held(lock: usize) {
         let _ = LOCAL.try_with(|l| {
-            assert!(
-                l.busy.get() & (1 << index) != 0,
-                "RawMcsMutex::unlock called with a handle whose node is not in use"
-            );
+            if let Some(slot) = l.held.iter().find(|h| h.get() == 0) {
+                slot.set(lock);
+            }
         });
     }
 
-    #[cfg(all(test, not(loom)))]
-    pub(super) fn busy() -> u8 {
-        LOCAL.with(|l| l.busy.get())
+    pub(super) fn note_released(lock: usize) {
+        let _ = LOCAL.try_with(|l| {
+            if let Some(slot) = l.held.iter().find(|h| h.get() == lock) {
+                slot.set(0);
+            }
+        });
+    }
+
+    pub(super) fn holds(lock: usize) -> bool {
+        LOCAL
+            .try_with(|l| l.held.iter().any(|h| h.get() == lock))
+            .unwrap_or(false)
     }
 }
 
-/// Per-flow node storage: a static block per vCPU (`guest`: one flow per vCPU, no TLS).
+/// Per-flow node storage: a static node per vCPU (`guest`: one flow per vCPU, no TLS).
 #[cfg(feature = "guest")]
 mod slots {
-    use super::{NODES_PER_FLOW, Node};
-    use crate::sync::{AtomicU32, AtomicUsize, Ordering};
+    use super::{DEBUG_HELD, Node};
+    use crate::sync::{AtomicBool, AtomicUsize, Ordering};
     use ecs_sys::abi::MAX_VCPUS;
 
-    /// One vCPU's nodes. The atomics are touched only by the owning vCPU (`Relaxed`).
-    struct Block {
-        nodes: [Node; NODES_PER_FLOW],
-        busy: AtomicU32,
-        held: [AtomicUsize; NODES_PER_FLOW],
+    /// One vCPU's node and marks. The marks are touched only by the owning vCPU (`Relaxed`).
+    struct Slot {
+        node: Node,
+        busy: AtomicBool,
+        held: [AtomicUsize; DEBUG_HELD],
     }
 
-    static BLOCKS: [Block; MAX_VCPUS as usize] = [const {
-        Block {
-            nodes: [const { Node::new() }; NODES_PER_FLOW],
-            busy: AtomicU32::new(0),
-            held: [const { AtomicUsize::new(0) }; NODES_PER_FLOW],
+    static SLOTS: [Slot; MAX_VCPUS as usize] = [const {
+        Slot {
+            node: Node::new(),
+            busy: AtomicBool::new(false),
+            held: [const { AtomicUsize::new(0) }; DEBUG_HELD],
         }
     }; MAX_VCPUS as usize];
 
-    fn mine() -> Option<&'static Block> {
-        BLOCKS.get(crate::cs::vcpu_id() as usize)
+    fn mine() -> Option<&'static Slot> {
+        SLOTS.get(crate::cs::vcpu_id() as usize)
     }
 
     #[inline]
-    pub(super) fn claim(lock: usize, check: bool) -> Option<(*mut Node, u8)> {
-        let b = mine()?;
-        let busy = b.busy.load(Ordering::Relaxed);
-        if cfg!(debug_assertions) && check {
-            for (i, h) in b.held.iter().enumerate() {
-                assert!(
-                    busy & (1 << i) == 0 || h.load(Ordering::Relaxed) != lock,
-                    "McsMutex locked twice by the same vCPU (reentrant lock would deadlock)"
-                );
-            }
-        }
-        let i = (!busy).trailing_zeros() as usize;
-        if i >= NODES_PER_FLOW {
+    pub(super) fn with_node<R>(f: impl FnOnce(&Node) -> R) -> Option<R> {
+        let s = mine()?;
+        if s.busy.load(Ordering::Relaxed) {
             return None;
         }
-        b.busy.store(busy | (1 << i), Ordering::Relaxed);
-        b.held[i].store(lock, Ordering::Relaxed);
-        Some((core::ptr::from_ref(&b.nodes[i]).cast_mut(), i as u8))
+        s.busy.store(true, Ordering::Relaxed);
+        let r = f(&s.node);
+        s.busy.store(false, Ordering::Relaxed);
+        Some(r)
     }
 
-    #[inline]
-    pub(super) fn release(index: u8) {
-        if let Some(b) = mine() {
-            b.busy.fetch_and(!(1 << index), Ordering::Relaxed);
+    pub(super) fn note_held(lock: usize) {
+        if let Some(s) = mine()
+            && let Some(slot) = s.held.iter().find(|h| h.load(Ordering::Relaxed) == 0)
+        {
+            slot.store(lock, Ordering::Relaxed);
         }
     }
 
-    pub(super) fn check_owner(index: u8) {
-        if let Some(b) = mine() {
-            assert!(
-                b.busy.load(Ordering::Relaxed) & (1 << index) != 0,
-                "RawMcsMutex::unlock called with a handle whose node is not in use"
-            );
+    pub(super) fn note_released(lock: usize) {
+        if let Some(s) = mine()
+            && let Some(slot) = s.held.iter().find(|h| h.load(Ordering::Relaxed) == lock)
+        {
+            slot.store(0, Ordering::Relaxed);
         }
+    }
+
+    pub(super) fn holds(lock: usize) -> bool {
+        mine().is_some_and(|s| s.held.iter().any(|h| h.load(Ordering::Relaxed) == lock))
     }
 }
 
@@ -694,133 +693,121 @@ mod tests {
     use super::*;
 
     #[test]
-    fn nodes_are_claimed_and_released() {
+    fn word_names_holder_and_guard_needs_no_node() {
         let a = RawMcsMutex::new();
         let b = RawMcsMutex::new();
-        let before = slots::busy();
-        let ha = a.lock();
-        let hb = b.lock();
-        assert_eq!(slots::busy().count_ones(), before.count_ones() + 2);
-        assert!(a.try_lock().is_none());
-        assert_eq!(
-            slots::busy().count_ones(),
-            before.count_ones() + 2,
-            "failed try_lock frees"
-        );
-        // Out of order release: handles are independent.
-        // SAFETY: each handle is the state of its lock's acquisition above.
-        unsafe { a.unlock(ha) };
+        assert_eq!(a.holder_vcpu(), None);
+        let ga = a.lock();
+        let gb = b.lock();
+        assert_eq!(a.holder_vcpu(), Some(ecs_sys::vcpu_id()));
+        assert!(!a.has_waiters() && !b.has_waiters());
+        // Holding needs no node: this thread's node is free for a wait.
+        assert_eq!(slots::with_node(|_| ()), Some(()));
+        // Out of order release.
+        // SAFETY: each guard is the state of its lock's acquisition above.
+        unsafe { a.unlock(ga) };
         // SAFETY: as above.
-        unsafe { b.unlock(hb) };
-        assert_eq!(slots::busy(), before);
+        unsafe { b.unlock(gb) };
+        assert!(!a.is_locked() && !b.is_locked());
     }
 
     #[test]
-    fn nesting_deeper_than_nodes_falls_back() {
-        let locks: Vec<RawMcsMutex> = (0..NODES_PER_FLOW + 3)
-            .map(|_| RawMcsMutex::new())
-            .collect();
+    fn deep_nesting_needs_no_fallback() {
+        let locks: Vec<RawMcsMutex> = (0..12).map(|_| RawMcsMutex::new()).collect();
         let depth = ecs_sys::cs_depth();
-        let handles: Vec<McsHandle> = locks.iter().map(RawMcsMutex::lock).collect();
+        let guards: Vec<GuardNoSend> = locks.iter().map(RawMcsMutex::lock).collect();
         assert_eq!(ecs_sys::cs_depth(), depth + locks.len() as u32);
-        let anon_count = handles.iter().filter(|h| h.node.is_null()).count();
-        assert_eq!(anon_count, 3);
-        assert!(locks.iter().all(RawMcsMutex::is_locked));
         assert!(locks.iter().all(|l| l.try_lock().is_none()));
-        for (l, h) in locks.iter().zip(handles) {
-            // SAFETY: each handle is the state of its lock's acquisition above.
-            unsafe { l.unlock(h) };
+        for (l, g) in locks.iter().zip(guards) {
+            // SAFETY: each guard is the state of its lock's acquisition above.
+            unsafe { l.unlock(g) };
         }
         assert!(!locks.iter().any(RawMcsMutex::is_locked));
         assert_eq!(ecs_sys::cs_depth(), depth);
     }
 
-    #[test]
-    fn anon_holder_hands_off_to_queued_waiter() {
-        use std::sync::Arc;
-        // Hold NODES_PER_FLOW other locks so the next acquisition is node-less.
-        let fillers: Vec<RawMcsMutex> = (0..NODES_PER_FLOW).map(|_| RawMcsMutex::new()).collect();
-        let fh: Vec<McsHandle> = fillers.iter().map(RawMcsMutex::lock).collect();
-        let m = Arc::new(RawMcsMutex::new());
-        let h = m.lock();
-        assert!(h.node.is_null());
-        let m2 = Arc::clone(&m);
-        let t = std::thread::spawn(move || {
-            let h = m2.lock(); // queues behind ANON through `handoff`
-            assert!(!h.node.is_null());
-            // SAFETY: `h` is the state of the acquisition above.
-            unsafe { m2.unlock(h) };
-        });
-        while !m.has_waiters(&h) {
+    /// Waits until `m` has a queued flow (bounded by iterations, not time).
+    fn wait_queued(m: &RawMcsMutex) {
+        for _ in 0..10_000_000u32 {
+            if m.has_waiters() {
+                return;
+            }
             std::thread::yield_now();
         }
-        // SAFETY: `h` is the state of the acquisition above.
-        unsafe { m.unlock(h) };
-        t.join().unwrap();
-        assert!(!m.is_locked());
-        for (l, h) in fillers.iter().zip(fh) {
-            // SAFETY: as above.
-            unsafe { l.unlock(h) };
+        panic!("no waiter queued");
+    }
+
+    #[test]
+    fn arrival_barges_past_queued_waiter() {
+        use std::sync::Arc;
+        let m = Arc::new(RawMcsMutex::new());
+        let g = m.lock();
+        let m2 = Arc::clone(&m);
+        let t = std::thread::spawn(move || {
+            let g = m2.lock();
+            // SAFETY: `g` is the state of the acquisition above.
+            unsafe { m2.unlock(g) };
+        });
+        wait_queued(&m);
+        // SAFETY: `g` is the state of the acquisition above.
+        unsafe { m.unlock(g) };
+        // A free word can be taken although a flow is (or just was) queued; either way the
+        // queued flow gets it eventually.
+        if let Some(g) = m.try_lock() {
+            // SAFETY: `g` is the state of the acquisition above.
+            unsafe { m.unlock(g) };
         }
+        t.join().unwrap();
+        assert!(!m.is_locked() && !m.has_waiters());
     }
 
     #[test]
-    #[cfg(debug_assertions)]
-    #[should_panic(expected = "locked twice")]
-    fn debug_reentrant_lock_panics() {
-        let m = RawMcsMutex::new();
-        let _h = m.lock();
-        let _ = m.lock();
+    fn fair_unlock_reserves_word_for_head() {
+        use std::sync::Arc;
+        let m = Arc::new(RawMcsMutex::new());
+        let g = m.lock();
+        let m2 = Arc::clone(&m);
+        let t = std::thread::spawn(move || {
+            let g = m2.lock();
+            // Queued (the main thread waits for that): the queue head entered exactly once.
+            assert_eq!(ecs_sys::cs_depth(), 1);
+            // SAFETY: `g` is the state of the acquisition above.
+            unsafe { m2.unlock(g) };
+        });
+        wait_queued(&m);
+        // SAFETY: `g` is the state of the acquisition above.
+        unsafe { m.unlock_fair(g) };
+        // Reserved for (or already taken by) the queued flow: no arrival can take it.
+        assert!(m.try_lock().is_none() || !m.has_waiters());
+        t.join().unwrap();
+        assert!(!m.is_locked() && !m.has_waiters());
     }
 
     #[test]
-    #[cfg(debug_assertions)]
-    #[should_panic(expected = "unlocked mutex")]
-    fn debug_unlock_with_foreign_handle_panics() {
-        let a = RawMcsMutex::new();
-        let b = RawMcsMutex::new();
-        let ha = a.lock();
-        // SAFETY: deliberately violated to check the debug diagnostic, which fires before any
-        // state changes.
-        unsafe { b.unlock(ha) };
-    }
-
-    #[test]
-    fn moved_locked_mutex_unlocks_and_relocks() {
-        // lock_api allows moving a held mutex one owns exclusively; the handle stays valid and
-        // the same thread can then lock a new mutex at the old address.
-        let mut slot = [RawMcsMutex::new()];
-        let h = slot[0].lock();
-        let moved = core::mem::take(&mut slot[0]);
-        let h2 = slot[0].lock(); // same address as the held one: not reentrant
-        // SAFETY: `h` is the state of `moved`'s acquisition (it moved with its tail word).
-        unsafe { moved.unlock(h) };
-        // SAFETY: `h2` is the state of the acquisition above.
-        unsafe { slot[0].unlock(h2) };
-        assert!(!moved.is_locked() && !slot[0].is_locked());
-    }
-
-    #[test]
-    fn forgotten_guard_keeps_block_out_of_circulation() {
-        // A thread forgets a handle and exits: its node stays queued in `m` and valid.
-        let m = std::sync::Arc::new(crate::McsMutex::new(()));
-        let m2 = std::sync::Arc::clone(&m);
-        std::thread::spawn(move || core::mem::forget(m2.lock()))
-            .join()
-            .unwrap();
-        assert!(m.is_locked());
-        assert!(m.try_lock().is_none());
-        // Fresh threads get fresh or recycled blocks, never the leaked one: they can still
-        // use other MCS locks.
-        let other = std::sync::Arc::new(RawMcsMutex::new());
-        let hs: Vec<_> = (0..4)
-            .map(|_| {
-                let other = std::sync::Arc::clone(&other);
+    fn node_less_fallback_excludes() {
+        // Threads whose node is in use (`with_node` entered around their work) wait without
+        // queueing; they mix with queued waiters and barging arrivals on one counter.
+        use std::sync::Arc;
+        let m = Arc::new(crate::McsMutex::new(0u64));
+        let hs: Vec<_> = (0..6)
+            .map(|t| {
+                let m = Arc::clone(&m);
                 std::thread::spawn(move || {
-                    for _ in 0..100 {
-                        let h = other.lock();
-                        // SAFETY: `h` is the state of the acquisition above.
-                        unsafe { other.unlock(h) };
+                    let work = || {
+                        for i in 0..300u64 {
+                            let mut g = m.lock();
+                            let v = core::hint::black_box(*g);
+                            if i % 50 == 0 {
+                                std::thread::yield_now();
+                            }
+                            *g = v + 1;
+                        }
+                    };
+                    if t % 2 == 0 {
+                        // Our node is busy inside: every contended `lock` is node-less.
+                        assert!(slots::with_node(|_| work()).is_some());
+                    } else {
+                        work();
                     }
                 })
             })
@@ -828,6 +815,75 @@ mod tests {
         for h in hs {
             h.join().unwrap();
         }
-        assert!(!other.is_locked());
+        assert_eq!(*m.lock(), 6 * 300);
+        // SAFETY: only a snapshot query; nothing is unlocked through the raw mutex.
+        assert!(!unsafe { m.raw() }.has_waiters());
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "locked twice")]
+    fn debug_reentrant_lock_panics() {
+        let m = RawMcsMutex::new();
+        let _g = m.lock();
+        let _ = m.lock();
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "unlocked mutex")]
+    fn debug_unlock_with_foreign_guard_panics() {
+        let a = RawMcsMutex::new();
+        let b = RawMcsMutex::new();
+        let ga = a.lock();
+        // SAFETY: deliberately violated to check the debug diagnostic, which fires before any
+        // state changes.
+        unsafe { b.unlock(ga) };
+    }
+
+    #[test]
+    fn moved_locked_mutex_unlocks_and_relocks() {
+        // lock_api allows moving a held mutex one owns exclusively; the same thread can then
+        // lock a new mutex at the old address.
+        let mut slot = [RawMcsMutex::new()];
+        let g = slot[0].lock();
+        let moved = core::mem::take(&mut slot[0]);
+        let g2 = slot[0].lock(); // same address as the held one, but free: fast path
+        // SAFETY: `g` is the state of `moved`'s acquisition (it moved with its words).
+        unsafe { moved.unlock(g) };
+        // SAFETY: `g2` is the state of the acquisition above.
+        unsafe { slot[0].unlock(g2) };
+        assert!(!moved.is_locked() && !slot[0].is_locked());
+    }
+
+    #[test]
+    fn forgotten_guard_leaves_no_node_behind() {
+        // A thread forgets a guard and exits: the lock stays held, but no node is queued.
+        let m = std::sync::Arc::new(crate::McsMutex::new(()));
+        let m2 = std::sync::Arc::clone(&m);
+        std::thread::spawn(move || core::mem::forget(m2.lock()))
+            .join()
+            .unwrap();
+        // SAFETY: only a snapshot query; nothing is unlocked through the raw mutex.
+        assert!(m.is_locked() && !unsafe { m.raw() }.has_waiters());
+        assert!(m.try_lock().is_none());
+        // Other threads still use other MCS locks, contended.
+        let other = std::sync::Arc::new(RawMcsMutex::new());
+        let hs: Vec<_> = (0..4)
+            .map(|_| {
+                let other = std::sync::Arc::clone(&other);
+                std::thread::spawn(move || {
+                    for _ in 0..100 {
+                        let g = other.lock();
+                        // SAFETY: `g` is the state of the acquisition above.
+                        unsafe { other.unlock(g) };
+                    }
+                })
+            })
+            .collect();
+        for h in hs {
+            h.join().unwrap();
+        }
+        assert!(!other.is_locked() && !other.has_waiters());
     }
 }

@@ -15,8 +15,8 @@ use proptest::prelude::*;
 use std::sync::mpsc;
 use std::thread;
 
-/// Distinct locks per case: more than `RawMcsMutex::NODES_PER_FLOW`, so nesting them all
-/// exercises the MCS node-less fallback too.
+/// Distinct locks per case, any number of them held at once (MCS holders need no queue
+/// node, only waiters do).
 const LOCKS: usize = 6;
 
 // ----------------------------------------------------------------------------------------

@@ -85,18 +85,17 @@ fn ticket_mutex_counter_with_try_lock_and_bump() {
 }
 
 #[test]
-fn mcs_mutex_counter_nested_and_fallback() {
-    // Every thread takes `outer` and, inside it, `inner`; some take a chain of locks deeper
-    // than their queue nodes, so the last acquisitions are node-less (the fallback path) while
-    // other threads queue with nodes.
-    let chain: Vec<McsMutex<u64>> = (0..ecs_locks::RawMcsMutex::NODES_PER_FLOW + 2)
-        .map(|_| McsMutex::new(0))
-        .collect();
+fn mcs_mutex_counter_nested_barging_and_fair() {
+    // Every fourth thread takes a chain of six locks at once (holding needs no queue node, so
+    // any depth works) and releases them out of order, some fairly; others barge in with
+    // `try_lock` or queue on the last chain lock and on `single`, so queued waiters, arrivals
+    // taking a free word ahead of them, and fair hand-offs to the queue head all mix.
+    let chain: Vec<McsMutex<u64>> = (0..6).map(|_| McsMutex::new(0)).collect();
     let single = McsMutex::new(0u64);
     on_threads(THREADS, |t| {
         for i in 0..ITERS {
             if t % 4 == 0 {
-                // Fixed order: no deadlock. The last two acquisitions are node-less.
+                // Fixed order: no deadlock.
                 let mut guards: Vec<McsMutexGuard<'_, u64>> =
                     chain.iter().map(McsMutex::lock).collect();
                 for g in &mut guards {
@@ -106,7 +105,7 @@ fn mcs_mutex_counter_nested_and_fallback() {
                     let g = guards.pop().unwrap();
                     McsMutexGuard::unlock_fair(g);
                 }
-                // Released in acquisition order (not LIFO): nodes are independent.
+                // Released in acquisition order (not LIFO): guards are independent.
                 guards.reverse();
                 while let Some(g) = guards.pop() {
                     drop(g);

@@ -1,6 +1,8 @@
-//! Loom models of `RawMcsMutex`: mutual exclusion, queue hand-off (including a waiter that
-//! enqueues while the holder releases), nesting of distinct locks on per-thread nodes, and the
-//! node-less fallback's hand-off.
+//! Loom models of `RawMcsMutex` (qspinlock-style): mutual exclusion between queued waiters
+//! and arrivals that take the free lock word ahead of them, hand-off of head-ness down the
+//! queue (including a successor that links late), reuse of a waiter's node for its next wait
+//! while its successor may still be linking into it (the node's `vcpu` is a plain cell, so a
+//! premature reuse is a reported data race), nesting, and the fair unlock to the queue head.
 #![cfg(loom)]
 
 use ecs_locks::RawMcsMutex;
@@ -93,8 +95,8 @@ fn try_lock_excludes() {
     });
 }
 
-/// Nested acquisition of two distinct locks uses two nodes of the same thread; the other
-/// thread contends on the inner one.
+/// Nested acquisition of two distinct locks (holding needs no node); the other thread
+/// contends on the inner one, so this thread may queue on it while holding the outer.
 #[test]
 fn nested_distinct_locks() {
     loom::model(|| {
@@ -111,26 +113,80 @@ fn nested_distinct_locks() {
     });
 }
 
-/// A thread whose nodes are all in use acquires node-less; a queued waiter must get the lock
-/// through the `handoff` word.
+/// Node reuse, the classic queue-lock bug: both flows acquire twice, so a flow that was
+/// queued reuses its node for its next wait while the other flow may have swapped in behind
+/// it and not linked yet (or linked, and the owner must not erase that link with its reset).
+/// The owner must not reset its node before its successor has linked.
 #[test]
-fn node_less_holder_hands_off() {
+fn node_reused_only_after_successor_linked() {
     loom::model(|| {
-        let fillers: Vec<RawMcsMutex> = (0..RawMcsMutex::NODES_PER_FLOW)
-            .map(|_| RawMcsMutex::new())
-            .collect();
-        let held: Vec<_> = fillers.iter().map(RawMcsMutex::lock).collect();
         let g = Guarded::new();
         let g2 = Arc::clone(&g);
-        let t = thread::spawn(move || g2.add(1));
-        g.add(1); // node-less: this thread's nodes all hold fillers
+        let t = thread::spawn(move || {
+            g2.add(1);
+            g2.add(1);
+        });
+        g.add(1);
+        g.add(1);
         t.join().unwrap();
-        assert_eq!(g.value(), 2);
+        assert_eq!(g.value(), 4);
         assert!(!g.raw.is_locked());
-        for (l, h) in fillers.iter().zip(held) {
-            // SAFETY: `h` is the state of `l`'s acquisition above.
-            unsafe { l.unlock(h) };
+        assert!(!g.raw.has_waiters());
+    });
+}
+
+/// Node reuse with a third flow: the main flow acquires twice while two others queue, so its
+/// second wait can reuse its node after a successor linked into it in the first.
+#[test]
+fn node_reused_with_three_flows() {
+    loom::model(|| {
+        let g = Guarded::new();
+        let ts: Vec<_> = (0..2)
+            .map(|_| {
+                let g = Arc::clone(&g);
+                thread::spawn(move || g.add(1))
+            })
+            .collect();
+        g.add(1);
+        g.add(1);
+        for t in ts {
+            t.join().unwrap();
         }
+        assert_eq!(g.value(), 4);
+        assert!(!g.raw.is_locked());
+        assert!(!g.raw.has_waiters());
+    });
+}
+
+/// A queued waiter and a barging arrival: the holder releases while one flow is queued and
+/// another takes the word with `try_lock` (ahead of the queue, or failing). Exclusion holds
+/// and the queued flow still gets the lock.
+#[test]
+fn queued_waiter_and_barging_arrival() {
+    loom::model(|| {
+        let g = Guarded::new();
+        let h = g.raw.lock();
+        let g2 = Arc::clone(&g);
+        let waiter = thread::spawn(move || g2.add(1));
+        let g3 = Arc::clone(&g);
+        let arrival = thread::spawn(move || {
+            if let Some(h) = g3.raw.try_lock() {
+                // SAFETY: the lock is held.
+                g3.data.with_mut(|p| unsafe { *p += 10 });
+                // SAFETY: `h` is the state of the acquisition above.
+                unsafe { g3.raw.unlock(h) };
+            }
+        });
+        // SAFETY: the lock is held.
+        g.data.with_mut(|p| unsafe { *p += 100 });
+        // SAFETY: `h` is the state of the acquisition above.
+        unsafe { g.raw.unlock(h) };
+        waiter.join().unwrap();
+        arrival.join().unwrap();
+        let v = g.value();
+        assert!(v == 101 || v == 111, "{v}");
+        assert!(!g.raw.is_locked());
+        assert!(!g.raw.has_waiters());
     });
 }
 
@@ -175,6 +231,32 @@ fn bump_keeps_exclusion() {
         unsafe { g.raw.unlock(h) };
         t.join().unwrap();
         assert_eq!(g.value(), 12);
+        assert!(!g.raw.is_locked());
+    });
+}
+
+/// Fair unlock: with a flow queued, the word is reserved for the queue head, and an arrival's
+/// `try_lock` cannot take it until the head has had it.
+#[test]
+fn fair_unlock_reserves_for_head() {
+    loom::model(|| {
+        let g = Guarded::new();
+        let h = g.raw.lock();
+        let g2 = Arc::clone(&g);
+        let waiter = thread::spawn(move || g2.add(1));
+        let queued = g.raw.has_waiters();
+        // SAFETY: `h` is the state of the acquisition above.
+        unsafe { g.raw.unlock_fair(h) };
+        if let Some(h) = g.raw.try_lock() {
+            // SAFETY: the lock is held.
+            let v = g.data.with(|p| unsafe { *p });
+            // The waiter was queued at the fair unlock, so it went first.
+            assert!(!queued || v == 1, "arrival overtook a fair hand-off");
+            // SAFETY: `h` is the state of the acquisition above.
+            unsafe { g.raw.unlock(h) };
+        }
+        waiter.join().unwrap();
+        assert_eq!(g.value(), 1);
         assert!(!g.raw.is_locked());
     });
 }
