@@ -306,9 +306,10 @@ pub fn run(
             )),
             _ => {}
         }
-        total.ops += st.ops;
-        total.writes += st.writes;
-        total.violations += st.violations;
+        // Guest-reported values (the guest may report anything) add up saturating.
+        total.ops = total.ops.saturating_add(st.ops);
+        total.writes = total.writes.saturating_add(st.writes);
+        total.violations = total.violations.saturating_add(st.violations);
         total.preemptions += st.preemptions;
         total.preemptions_in_cs += st.preemptions_in_cs;
         total.preemptions_in_blocking += st.preemptions_in_blocking;
@@ -322,10 +323,10 @@ pub fn run(
         total.run_ns += st.run_ns;
         total.run_ns_before_stop += st.run_ns_before_stop;
         total.cpu_ns += st.cpu_ns;
-        total.grace_periods += st.grace_periods;
-        total.grace_cycles += st.grace_cycles;
-        total.run_cycles += st.run_cycles;
-        total.garbage_rejected += st.garbage_rejected;
+        total.grace_periods = total.grace_periods.saturating_add(st.grace_periods);
+        total.grace_cycles = total.grace_cycles.saturating_add(st.grace_cycles);
+        total.run_cycles = total.run_cycles.saturating_add(st.run_cycles);
+        total.garbage_rejected = total.garbage_rejected.saturating_add(st.garbage_rejected);
         per_vcpu.push(VcpuReport {
             vcpu: id as u32,
             state,

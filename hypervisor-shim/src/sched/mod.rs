@@ -911,13 +911,14 @@ impl<'m> Scheduler<'m> {
         self.lock().vcpus.iter().all(|v| v.state.is_terminal())
     }
 
-    /// The guest's live progress (sum of the slots' `progress`).
+    /// The guest's live progress (sum of the slots' `progress`, saturating: the guest writes
+    /// them, and may write anything).
     pub fn progress(&self) -> u64 {
         self.area
             .slots()
             .iter()
             .map(|s| s.progress.load(Ordering::Relaxed))
-            .sum()
+            .fold(0, u64::saturating_add)
     }
 
     /// A snapshot of every slot's hint fields and counters (guest-visible state).
