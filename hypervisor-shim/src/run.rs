@@ -375,22 +375,3 @@ pub fn run(
         failures,
     })
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn guarded_turns_a_panic_into_a_message() {
-        let mut got = None;
-        guarded(|| panic!("boom {}", 42), |m| got = Some(m.to_owned()));
-        assert_eq!(got.as_deref(), Some("boom 42"));
-        guarded(|| panic!("literal"), |m| got = Some(m.to_owned()));
-        assert_eq!(got.as_deref(), Some("literal"));
-        guarded(|| std::panic::panic_any(7u32), |m| got = Some(m.to_owned()));
-        assert_eq!(got.as_deref(), Some("(a non-string payload)"));
-        let mut called = false;
-        guarded(|| {}, |_| called = true);
-        assert!(!called, "no panic, no report");
-    }
-}
