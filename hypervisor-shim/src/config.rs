@@ -17,9 +17,25 @@ pub enum ConfigError {
         /// Largest allowed.
         max: u32,
     },
-    /// The pCPU slot count is 0.
-    #[error("--pcpus must be at least 1")]
-    Pcpus,
+    /// The pCPU slot count is 0 or above the ABI's maximum vCPU count (more slots than vCPUs
+    /// stay idle, and every tick walks them all).
+    #[error("--pcpus must be between 1 and {max}, got {got}")]
+    Pcpus {
+        /// Value given.
+        got: u32,
+        /// Largest allowed.
+        max: u32,
+    },
+    /// A duration is longer than [`MAX_DURATION`] (the scheduler counts ns in a `u64`).
+    #[error("{what} must be at most {max:?}, got {got:?}")]
+    TooLong {
+        /// Which setting.
+        what: &'static str,
+        /// Value given.
+        got: Duration,
+        /// Largest allowed.
+        max: Duration,
+    },
     /// The time slice is shorter than the scheduler tick.
     #[error("--slice-ms ({slice:?}) must be at least the scheduler tick ({tick:?})")]
     Slice {
@@ -171,6 +187,10 @@ pub const DEFAULT_THINK_ITERS: u32 = 400;
 /// Default grace period a vCPU gets to exit after `stop` before it is force-stopped.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(2);
 
+/// The longest duration a run accepts for any setting (about 31.7 years): nanoseconds since
+/// the start of a run are `u64`s, and sums of a few such durations must not overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(1_000_000_000);
+
 /// One run's configuration.
 #[derive(Clone, Debug)]
 pub struct RunConfig {
@@ -240,8 +260,26 @@ impl RunConfig {
                 max,
             });
         }
-        if self.pcpus == 0 {
-            return Err(ConfigError::Pcpus);
+        if self.pcpus == 0 || self.pcpus > max {
+            return Err(ConfigError::Pcpus {
+                got: self.pcpus,
+                max,
+            });
+        }
+        for (what, got) in [
+            ("--secs", self.duration),
+            ("--slice-ms", self.slice),
+            ("--tick-us", self.tick),
+            ("--ext-us", self.extension),
+            ("--grace-secs", self.grace),
+        ] {
+            if got > MAX_DURATION {
+                return Err(ConfigError::TooLong {
+                    what,
+                    got,
+                    max: MAX_DURATION,
+                });
+            }
         }
         if self.tick.is_zero() {
             return Err(ConfigError::Tick);
@@ -307,6 +345,58 @@ mod tests {
             }
             .validate()
             .is_err()
+        );
+        assert_eq!(
+            RunConfig {
+                pcpus: 4_000_000_000,
+                ..ok.clone()
+            }
+            .validate(),
+            Err(ConfigError::Pcpus {
+                got: 4_000_000_000,
+                max: 256
+            })
+        );
+        assert_eq!(
+            RunConfig {
+                pcpus: 256,
+                ..ok.clone()
+            }
+            .validate(),
+            Ok(())
+        );
+        // 2^64 ns is about 584 years: one of these would overflow the scheduler's clock.
+        let huge = Duration::from_secs(18_446_744_073);
+        for c in [
+            RunConfig {
+                grace: huge,
+                ..ok.clone()
+            },
+            RunConfig {
+                duration: huge,
+                ..ok.clone()
+            },
+            RunConfig {
+                slice: huge,
+                ..ok.clone()
+            },
+            RunConfig {
+                extension: huge,
+                ..ok.clone()
+            },
+        ] {
+            assert!(
+                matches!(c.validate(), Err(ConfigError::TooLong { got, .. }) if got == huge),
+                "{c:?}"
+            );
+        }
+        assert_eq!(
+            RunConfig {
+                grace: MAX_DURATION,
+                ..ok.clone()
+            }
+            .validate(),
+            Ok(())
         );
         assert!(
             RunConfig {

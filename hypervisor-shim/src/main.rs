@@ -189,7 +189,7 @@ fn run_one(cfg: &RunConfig, elf: &[u8], label: &str) -> Result<RunReport, ExitCo
     let mut last = 0u64;
     let mut last_t = Duration::ZERO;
     let mut show = |p: Progress| {
-        let rate = (p.ops - last) as f64 / (p.elapsed - last_t).as_secs_f64().max(1e-9);
+        let rate = p.ops.saturating_sub(last) as f64 / (p.elapsed - last_t).as_secs_f64().max(1e-9);
         last = p.ops;
         last_t = p.elapsed;
         eprintln!(

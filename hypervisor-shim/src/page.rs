@@ -153,15 +153,19 @@ impl GuestMemory {
         self.write_bytes(gpa, &value.to_le_bytes())
     }
 
-    /// Reads `len` bytes at `gpa` into a new vector (a snapshot; the guest may be writing).
-    pub fn read_bytes(&self, gpa: u64, len: usize) -> Result<Vec<u8>, PageError> {
+    /// Reads `len` bytes at `gpa` into a new vector. Needs `&mut self`, as [`write_bytes`]
+    /// does, so only while no vCPU exists (module docs): plain reads would race with the
+    /// guest's writes and the host's atomic accesses (and byte-sized atomics would mix access
+    /// sizes with them, which Rust's memory model does not allow either).
+    ///
+    /// [`write_bytes`]: GuestMemory::write_bytes
+    pub fn read_bytes(&mut self, gpa: u64, len: usize) -> Result<Vec<u8>, PageError> {
         let src = self.check(gpa, len, 1)?;
         let mut out = vec![0u8; len];
-        for (i, b) in out.iter_mut().enumerate() {
-            // SAFETY: `check` proved the range is inside the mapping. A volatile byte read of
-            // memory another agent may write yields some byte value; no reference is formed.
-            *b = unsafe { core::ptr::read_volatile(src.add(i)) };
-        }
+        // SAFETY: `check` proved `src..src + len` is inside the mapping; `&mut self` excludes
+        // any other access to it (no vCPU, no atomic accessor); the destination is a distinct
+        // host vector of `len` bytes.
+        unsafe { core::ptr::copy_nonoverlapping(src.cast_const(), out.as_mut_ptr(), len) };
         Ok(out)
     }
 

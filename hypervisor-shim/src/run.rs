@@ -4,9 +4,11 @@
 use crate::config::{ConfigError, Lock, PolicyKind, RunConfig};
 use crate::page::PageError;
 use crate::sched::{Scheduler, SlotSnapshot, VcpuStats, policy_for};
-use crate::vcpu::{ImmediateExit, VcpuState, available_cpus, install_signal, vcpu_thread};
+use crate::vcpu::{SignalError, VcpuState, available_cpus, install_signal, vcpu_thread};
 use crate::vm::{Vm, VmError, VmSpec, layout};
 use crate::workload::exit_code;
+use std::any::Any;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};
 
 /// Errors that prevent a run from starting.
@@ -21,6 +23,9 @@ pub enum RunError {
     /// Guest memory lookups failed (a layout bug).
     #[error("guest memory: {0}")]
     Memory(#[from] PageError),
+    /// The preemption signal's handler could not be installed.
+    #[error(transparent)]
+    Signal(#[from] SignalError),
 }
 
 impl RunError {
@@ -116,6 +121,48 @@ fn realtime_tick_thread() -> bool {
     unsafe { libc::pthread_setschedparam(libc::pthread_self(), libc::SCHED_FIFO, &param) == 0 }
 }
 
+/// Runs `body`; if it panics, passes the panic's message to `on_panic` instead of unwinding
+/// further (a host thread's panic must end the run with a message, never hang it).
+fn guarded(body: impl FnOnce(), on_panic: impl FnOnce(&str)) {
+    // The closures only share the scheduler, whose lock tolerates poisoning: carrying on after a
+    // panic is what it is built for.
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(body)) {
+        on_panic(panic_message(payload.as_ref()));
+    }
+}
+
+/// The text of a panic payload (`panic!` with a literal or with format arguments).
+fn panic_message(payload: &(dyn Any + Send)) -> &str {
+    if let Some(s) = payload.downcast_ref::<&'static str>() {
+        s
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s
+    } else {
+        "(a non-string payload)"
+    }
+}
+
+/// Fault injection for the tests of the run's panic handling (a host bug has no other way to
+/// be triggered on purpose). Not part of the interface.
+#[doc(hidden)]
+pub mod test_hooks {
+    use core::sync::atomic::{AtomicU8, Ordering};
+
+    /// Makes vCPU 0's thread panic as it starts.
+    pub const VCPU0: u8 = 1;
+    /// Makes the scheduler tick thread panic as it starts.
+    pub const TICK: u8 = 2;
+    /// Which host thread of every later run panics (0 = none; process-wide, so only for a test
+    /// binary of its own).
+    pub static PANIC_IN: AtomicU8 = AtomicU8::new(0);
+
+    pub(super) fn maybe_panic(which: u8, here: bool) {
+        if here && PANIC_IN.load(Ordering::Relaxed) == which {
+            panic!("injected panic (test_hooks::PANIC_IN = {which})");
+        }
+    }
+}
+
 /// Runs `elf` under `cfg`; calls `progress` about every `progress_every` while it runs.
 pub fn run(
     cfg: &RunConfig,
@@ -138,7 +185,7 @@ pub fn run(
         max_ops: cfg.max_ops,
     };
     let mut vm = Vm::new(elf, &spec)?;
-    install_signal();
+    install_signal()?;
     let cpus = if cfg.pin {
         let c = available_cpus();
         if c.len() >= cfg.pcpus as usize {
@@ -152,60 +199,90 @@ pub fn run(
     let (mem, fds) = vm.split();
     let area = mem.hint_area(layout::HINT_AREA, cfg.vcpus)?;
     let block = mem.workload_config(layout::CONFIG)?;
-    let imms = fds
-        .iter_mut()
-        // SAFETY: the fds live in `vm`, which outlives the scheduler and every thread below
-        // (all end with the scope).
-        .map(|fd| unsafe { ImmediateExit::new(fd) })
-        .collect();
-    let sched = Scheduler::new(area, block, imms, policy, cfg.pcpus, cfg.slice);
+    let sched = Scheduler::new(area, block, policy, cfg.pcpus, cfg.slice);
+    // `validate` bounded both (a u64 of ns holds them, with room for the sums below).
     let duration = cfg.duration.as_nanos() as u64;
     let grace = cfg.grace.as_nanos() as u64;
     let started = Instant::now();
     std::thread::scope(|s| {
+        let mut vcpu_threads = Vec::new();
         for (id, fd) in fds.iter_mut().enumerate() {
             let (sched, cpus) = (&sched, &cpus);
             let spawned = std::thread::Builder::new()
                 .name(format!("vcpu{id}"))
                 .spawn_scoped(s, move || {
-                    vcpu_thread(id as u32, fd, sched, cpus, cfg.grace)
+                    // A panic (a host bug) must end the run with a message, not leave the
+                    // vCPU "running" forever for the loop below to wait on.
+                    guarded(
+                        || {
+                            test_hooks::maybe_panic(test_hooks::VCPU0, id == 0);
+                            vcpu_thread(id as u32, fd, sched, cpus, cfg.grace)
+                        },
+                        |msg| {
+                            sched.abandon(id as u32, &format!("vCPU {id} thread panicked: {msg}"))
+                        },
+                    )
                 });
-            if let Err(e) = spawned {
-                sched.abandon(
+            match spawned {
+                Ok(h) => vcpu_threads.push((id as u32, h)),
+                Err(e) => sched.abandon(
                     id as u32,
                     &format!("cannot start the thread of vCPU {id}: {e}"),
-                );
+                ),
             }
         }
         let sched = &sched;
         let tick = std::thread::Builder::new().name("sched-tick".into());
         let spawned = tick.spawn_scoped(s, move || {
-            realtime_tick_thread();
-            let mut forced = false;
-            loop {
-                std::thread::sleep(cfg.tick);
-                if sched.all_done() {
-                    break;
-                }
-                let now = sched.now();
-                match sched.stop_time() {
-                    None if now >= duration => sched.request_stop(),
-                    Some(t) if !forced && now >= t + grace => {
-                        sched.force_stop_all();
-                        forced = true;
+            // Without the tick nothing stops the guest: a panic stops every vCPU at once.
+            guarded(
+                || {
+                    test_hooks::maybe_panic(test_hooks::TICK, true);
+                    realtime_tick_thread();
+                    let mut forced = false;
+                    loop {
+                        std::thread::sleep(cfg.tick);
+                        if sched.all_done() {
+                            break;
+                        }
+                        let now = sched.now();
+                        match sched.stop_time() {
+                            None if now >= duration => sched.request_stop(),
+                            Some(t) if !forced && now >= t.saturating_add(grace) => {
+                                sched.force_stop_all();
+                                forced = true;
+                            }
+                            _ => {}
+                        }
+                        sched.tick(now);
                     }
-                    _ => {}
-                }
-                sched.tick(now);
-            }
+                },
+                |msg| sched.abandon_all(&format!("scheduler tick thread panicked: {msg}")),
+            )
         });
-        if let Err(e) = spawned {
-            // Without a tick nothing would ever stop: force-stop every vCPU now.
-            sched.abandon_all(&format!("cannot start the scheduler tick thread: {e}"));
-        }
+        let tick = match spawned {
+            Ok(h) => Some(h),
+            Err(e) => {
+                // Without a tick nothing would ever stop: force-stop every vCPU now.
+                sched.abandon_all(&format!("cannot start the scheduler tick thread: {e}"));
+                None
+            }
+        };
         let mut next = progress_every;
+        let mut tick_gone = false;
         while !sched.all_done() {
             std::thread::sleep(Duration::from_millis(20).min(progress_every));
+            // Belt and braces (`guarded` already reports panics): a thread that ended while
+            // its vCPU is not done would leave this loop waiting forever.
+            for (id, h) in &vcpu_threads {
+                if h.is_finished() && !sched.is_done(*id) {
+                    sched.abandon(*id, &format!("vCPU {id} thread ended before its vCPU did"));
+                }
+            }
+            if !tick_gone && tick.as_ref().is_some_and(|h| h.is_finished()) && !sched.all_done() {
+                tick_gone = true;
+                sched.abandon_all("the scheduler tick thread ended before the vCPUs");
+            }
             if started.elapsed() >= next {
                 next += progress_every;
                 progress(Progress {
@@ -229,9 +306,10 @@ pub fn run(
             )),
             _ => {}
         }
-        total.ops += st.ops;
-        total.writes += st.writes;
-        total.violations += st.violations;
+        // Guest-reported values (the guest may report anything) add up saturating.
+        total.ops = total.ops.saturating_add(st.ops);
+        total.writes = total.writes.saturating_add(st.writes);
+        total.violations = total.violations.saturating_add(st.violations);
         total.preemptions += st.preemptions;
         total.preemptions_in_cs += st.preemptions_in_cs;
         total.preemptions_in_blocking += st.preemptions_in_blocking;
@@ -245,10 +323,10 @@ pub fn run(
         total.run_ns += st.run_ns;
         total.run_ns_before_stop += st.run_ns_before_stop;
         total.cpu_ns += st.cpu_ns;
-        total.grace_periods += st.grace_periods;
-        total.grace_cycles += st.grace_cycles;
-        total.run_cycles += st.run_cycles;
-        total.garbage_rejected += st.garbage_rejected;
+        total.grace_periods = total.grace_periods.saturating_add(st.grace_periods);
+        total.grace_cycles = total.grace_cycles.saturating_add(st.grace_cycles);
+        total.run_cycles = total.run_cycles.saturating_add(st.run_cycles);
+        total.garbage_rejected = total.garbage_rejected.saturating_add(st.garbage_rejected);
         per_vcpu.push(VcpuReport {
             vcpu: id as u32,
             state,

@@ -10,15 +10,16 @@
 //!
 //! The thread calls `KVM_RUN` only in `Running`. Every exit maps to one of handled (resume),
 //! preempted (wait for a slot again), stopped, or an error naming the vCPU and its RIP.
-//! Preemption is `immediate_exit` plus SIGUSR1, whose handler is installed without
-//! `SA_RESTART` so that `KVM_RUN` returns `EINTR` (handled explicitly below).
+//! Preemption is a signal ([`kick_signal`]) whose handler, installed without `SA_RESTART`, sets
+//! the vCPU thread's own `immediate_exit`, so that `KVM_RUN` returns `EINTR` (handled
+//! explicitly below) whether the signal lands inside or between two `KVM_RUN`s.
 
 use crate::hypercall::decode_io;
 use crate::sched::{After, Scheduler};
+use core::cell::Cell;
 use core::marker::PhantomData;
 use core::sync::atomic::{AtomicU8, Ordering};
 use kvm_ioctls::{VcpuExit, VcpuFd};
-use std::sync::Once;
 use std::time::Duration;
 
 /// A vCPU's scheduling state.
@@ -127,72 +128,125 @@ pub enum VcpuError {
     },
 }
 
-/// A handle on one vCPU's `kvm_run.immediate_exit` byte, usable from the scheduler thread.
-#[derive(Debug)]
-pub struct ImmediateExit<'a> {
-    byte: *const AtomicU8,
-    _vcpu: PhantomData<&'a VcpuFd>,
+thread_local! {
+    /// The calling vCPU thread's `kvm_run.immediate_exit` byte, registered by [`vcpu_thread`]
+    /// for the kick signal's handler (null on every other thread). Const-initialised and
+    /// without a destructor, so reading it is a plain TLS load, safe in a signal handler.
+    static IMMEDIATE_EXIT: Cell<*mut u8> = const { Cell::new(core::ptr::null_mut()) };
 }
 
-// SAFETY: the pointer targets a byte of the vCPU's kvm_run page, a shared mapping that lives as
-// long as the VcpuFd (`'a`); it is only accessed atomically, from any thread (the kernel reads
-// it on KVM_RUN entry, as it does for Firecracker's signal-handler write of the same byte).
-unsafe impl Send for ImmediateExit<'_> {}
-// SAFETY: as for Send.
-unsafe impl Sync for ImmediateExit<'_> {}
-
-impl<'a> ImmediateExit<'a> {
-    /// The handle for `fd`'s kvm_run page.
-    ///
-    /// # Safety
-    /// `fd` (and so its kvm_run mapping) must outlive the handle (`'a`): the handle keeps a raw
-    /// pointer into the mapping, not a borrow, so that the vCPU thread can go on using `fd`.
-    pub unsafe fn new(fd: &mut VcpuFd) -> Self {
-        let run: *mut kvm_bindings::kvm_run = fd.get_kvm_run();
-        // SAFETY: `run` points at the live, mapped kvm_run; `addr_of_mut!` forms no reference;
-        // the caller keeps the mapping alive for `'a`.
-        let byte = unsafe { core::ptr::addr_of_mut!((*run).immediate_exit) };
-        ImmediateExit {
-            byte: byte.cast::<AtomicU8>().cast_const(),
-            _vcpu: PhantomData,
-        }
-    }
-
-    fn atomic(&self) -> &AtomicU8 {
-        // SAFETY: see the Send/Sync impls: the byte is mapped for `'a`, `AtomicU8` has the
-        // alignment and size of `u8`, and every access to it goes through this atomic.
-        unsafe { &*self.byte }
-    }
-
-    /// Makes the next (or current) `KVM_RUN` return `EINTR` before entering the guest.
-    pub fn set(&self) {
-        self.atomic().store(1, Ordering::SeqCst);
-    }
-
-    /// Clears the flag (by the vCPU thread, once the preemption is acknowledged).
-    pub fn clear(&self) {
-        self.atomic().store(0, Ordering::SeqCst);
-    }
-}
-
-extern "C" fn on_sigusr1(_: libc::c_int) {
-    // Nothing to do: the signal's only job is to make KVM_RUN return EINTR.
-}
-
-/// Installs the SIGUSR1 handler once per process, without `SA_RESTART`.
-pub fn install_signal() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        // SAFETY: a zeroed sigaction is a valid starting value; the handler is an
-        // async-signal-safe no-op; sigaction is called with valid pointers.
-        unsafe {
-            let mut sa: libc::sigaction = core::mem::zeroed();
-            sa.sa_sigaction = on_sigusr1 as *const () as usize;
-            sa.sa_flags = 0; // no SA_RESTART: KVM_RUN must return EINTR
-            libc::sigemptyset(&mut sa.sa_mask);
-            libc::sigaction(libc::SIGUSR1, &sa, core::ptr::null_mut());
+/// Sets (`true`) or clears the calling vCPU thread's `immediate_exit` byte; a no-op on a thread
+/// that runs no vCPU. Called by the vCPU thread itself (the scheduler calls it from
+/// `on_eintr` and `wait_for_slot`, which only vCPU threads call) and by the kick signal's
+/// handler, which runs on that same thread: no other thread touches the byte.
+pub(crate) fn set_immediate_exit(on: bool) {
+    let _ = IMMEDIATE_EXIT.try_with(|p| {
+        let p = p.get();
+        if !p.is_null() {
+            // SAFETY: a non-null pointer was registered by this thread (`ImmediateExitReg`) and
+            // points at its vCPU's `immediate_exit`, mapped for as long as the registration
+            // lives. Only this thread accesses the byte from Rust (its own code or its signal
+            // handler), always through this atomic, so there is no data race; the kernel reads
+            // it on KVM_RUN entry. kvm-ioctls' `run`/`get_kvm_run` form `&mut kvm_run`s that
+            // cover the byte, but never read or write it through them (only the exit reason,
+            // the exit union and the I/O data), so no value the compiler could assume for it
+            // exists; the kernel writes that shared page behind Rust's back in any case. This is
+            // Firecracker's pattern (its handler writes the byte the same way); the remaining
+            // formal gap, those wider `&mut`s, is kvm-ioctls' API and is accepted here.
+            unsafe { AtomicU8::from_ptr(p) }.store(u8::from(on), Ordering::SeqCst);
         }
     });
+}
+
+/// While alive, the calling thread's `immediate_exit` byte is registered for the kick signal's
+/// handler; dropping it (also on unwinding) unregisters it.
+struct ImmediateExitReg(PhantomData<*mut u8>);
+
+impl ImmediateExitReg {
+    /// Registers `byte` as the calling thread's `immediate_exit` and clears it.
+    ///
+    /// # Safety
+    /// `byte` must stay valid for reads and writes, and be accessed by Rust code only through
+    /// [`set_immediate_exit`], for as long as the returned value lives.
+    unsafe fn new(byte: *mut u8) -> Self {
+        IMMEDIATE_EXIT.with(|p| p.set(byte));
+        set_immediate_exit(false);
+        ImmediateExitReg(PhantomData)
+    }
+}
+
+impl Drop for ImmediateExitReg {
+    fn drop(&mut self) {
+        let _ = IMMEDIATE_EXIT.try_with(|p| p.set(core::ptr::null_mut()));
+    }
+}
+
+/// The signal the scheduler sends a vCPU thread to preempt it (`SIGRTMIN`, as Firecracker's
+/// vCPU kick: real-time signals are rarely used by other code, unlike SIGUSR1).
+pub fn kick_signal() -> libc::c_int {
+    libc::SIGRTMIN()
+}
+
+extern "C" fn on_kick(_: libc::c_int) {
+    // Runs on the vCPU thread the scheduler signalled: make its next (or current) KVM_RUN
+    // return EINTR. The signal's other job, taking a vCPU out of guest mode, needs no code.
+    set_immediate_exit(true);
+}
+
+/// Why the kick signal's handler could not be installed.
+#[derive(Debug, thiserror::Error)]
+pub enum SignalError {
+    /// `sigaction` failed.
+    #[error("cannot install the handler of signal {signal} (the vCPU kick): {source}")]
+    Install {
+        /// The signal.
+        signal: libc::c_int,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Other code in the process already handles the signal; replacing its handler would break
+    /// it, and leaving it would break preemption.
+    #[error(
+        "signal {signal} (SIGRTMIN, the vCPU kick) already has another handler in this process"
+    )]
+    InUse {
+        /// The signal.
+        signal: libc::c_int,
+    },
+}
+
+/// Installs the kick signal's handler, without `SA_RESTART`; idempotent. Refuses to replace
+/// another handler of the signal.
+pub fn install_signal() -> Result<(), SignalError> {
+    let signal = kick_signal();
+    let ours = on_kick as *const () as libc::sighandler_t;
+    // SAFETY: a zeroed sigaction is a valid out-parameter; a null `act` only queries.
+    let mut old: libc::sigaction = unsafe { core::mem::zeroed() };
+    // SAFETY: valid signal number and pointers.
+    if unsafe { libc::sigaction(signal, core::ptr::null(), &mut old) } != 0 {
+        let source = std::io::Error::last_os_error();
+        return Err(SignalError::Install { signal, source });
+    }
+    if old.sa_sigaction == ours {
+        return Ok(());
+    }
+    if old.sa_sigaction != libc::SIG_DFL && old.sa_sigaction != libc::SIG_IGN {
+        return Err(SignalError::InUse { signal });
+    }
+    // SAFETY: a zeroed sigaction is a valid starting value; the handler is async-signal-safe (a
+    // TLS load and an atomic byte store); sigaction is called with valid pointers.
+    let rc = unsafe {
+        let mut sa: libc::sigaction = core::mem::zeroed();
+        sa.sa_sigaction = ours;
+        sa.sa_flags = 0; // no SA_RESTART: KVM_RUN must return EINTR
+        libc::sigemptyset(&mut sa.sa_mask);
+        libc::sigaction(signal, &sa, core::ptr::null_mut())
+    };
+    if rc != 0 {
+        let source = std::io::Error::last_os_error();
+        return Err(SignalError::Install { signal, source });
+    }
+    Ok(())
 }
 
 /// Exit data copied out of the kvm_run page (so the fd is free to read registers).
@@ -343,6 +397,12 @@ pub fn vcpu_thread(
     cpus: &[usize],
     grace: Duration,
 ) {
+    let run: *mut kvm_bindings::kvm_run = fd.get_kvm_run();
+    // SAFETY: `run` points at the live, mapped kvm_run; `addr_of_mut!` forms no reference.
+    let byte = unsafe { core::ptr::addr_of_mut!((*run).immediate_exit) };
+    // SAFETY: the mapping lives as long as `fd`, which outlives this function and so the
+    // registration; nothing else in the shim names `immediate_exit`.
+    let _imm = unsafe { ImmediateExitReg::new(byte) };
     sched.register_thread(id);
     let mut pinned: Option<usize> = None;
     let end = 'outer: loop {
@@ -385,4 +445,54 @@ fn thread_cpu_ns() -> u64 {
     // out-pointer.
     unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raise_kick() {
+        // SAFETY: pthread_self is the calling thread; the kick handler is installed.
+        let rc = unsafe { libc::pthread_kill(libc::pthread_self(), kick_signal()) };
+        assert_eq!(rc, 0);
+    }
+
+    // One test, so that no other test of this binary sees the signal's disposition change.
+    #[test]
+    fn the_kick_handler_sets_only_the_registered_byte_and_a_foreign_handler_is_refused() {
+        install_signal().expect("installed");
+        install_signal().expect("idempotent");
+        // An unregistered thread: the handler does nothing.
+        raise_kick();
+        let mut byte = 7u8;
+        {
+            // SAFETY: `byte` outlives the registration and is read below only after it ends.
+            let _reg = unsafe { ImmediateExitReg::new(&mut byte) };
+            raise_kick(); // delivered before pthread_kill returns (a signal to oneself)
+        }
+        assert_eq!(byte, 1, "the handler set immediate_exit");
+        byte = 0;
+        raise_kick();
+        assert_eq!(byte, 0, "unregistered when the registration ended");
+
+        extern "C" fn foreign(_: libc::c_int) {}
+        let set = |h: libc::sighandler_t| {
+            // SAFETY: a zeroed sigaction with a valid handler (a no-op or SIG_DFL).
+            unsafe {
+                let mut sa: libc::sigaction = core::mem::zeroed();
+                sa.sa_sigaction = h;
+                libc::sigemptyset(&mut sa.sa_mask);
+                assert_eq!(
+                    libc::sigaction(kick_signal(), &sa, core::ptr::null_mut()),
+                    0
+                );
+            }
+        };
+        set(foreign as *const () as libc::sighandler_t);
+        let err = install_signal().expect_err("another handler is not replaced");
+        assert!(matches!(err, SignalError::InUse { .. }), "{err}");
+        assert!(err.to_string().contains("already has another handler"));
+        set(libc::SIG_DFL);
+        install_signal().expect("installed over the default action");
+    }
 }

@@ -22,6 +22,11 @@ fn bad_arguments_exit_2() {
         &["run", "--read-percent", "101"],
         &["run", "--secs", "-1"],
         &["run", "--slice-ms", "0.01"],
+        // Bounded: one scheduler slot per pCPU; ns counts that fit a u64.
+        &["run", "--pcpus", "4000000000"],
+        &["run", "--grace-secs", "18446744073"],
+        &["run", "--secs", "1e12"],
+        &["compare", "--pcpus", "257"],
         &["compare", "--locks", "spin,bogus"],
         &["frobnicate"],
     ] {

@@ -29,14 +29,12 @@ fn one_vcpu_runs_the_guest_and_exits_cleanly() {
     eprintln!("{:?}", r.total);
 }
 
-const KINDS: [LockKind; 6] = [
-    LockKind::Spin,
-    LockKind::Ticket,
-    LockKind::Mcs,
-    LockKind::SpinRw,
-    LockKind::Mutex,
-    LockKind::RwLock,
-];
+/// Every lock kind the embedded guest runs: all of `LockKind::ALL` (so a new kind is tested
+/// here without anyone adding it) except `Rcu`, whose guest workload belongs to the RCU issue
+/// (the guest answers it with `BAD_CONFIG` until then).
+fn kinds() -> impl Iterator<Item = LockKind> {
+    LockKind::ALL.into_iter().filter(|&k| k != LockKind::Rcu)
+}
 
 fn check_exact(r: &RunReport, what: &str) {
     assert!(r.ok(), "{what}: {:?}", r.failures);
@@ -59,7 +57,7 @@ fn every_lock_kind_on_one_vcpu() {
     if !kvm_available("every_lock_kind_on_one_vcpu") {
         return;
     }
-    for lock in KINDS {
+    for lock in kinds() {
         let r = go(1, 1, lock, PolicyKind::Ecs, 40);
         check_exact(&r, &format!("{lock:?} 1/1"));
     }
@@ -70,7 +68,7 @@ fn every_lock_kind_and_policy_over_committed() {
     if !kvm_available("every_lock_kind_and_policy_over_committed") {
         return;
     }
-    for lock in KINDS {
+    for lock in kinds() {
         for policy in PolicyKind::ALL {
             let r = go(4, 2, lock, policy, 120);
             let what = format!("{lock:?} 4/2 {policy}");

@@ -7,7 +7,7 @@
 //! pure functions of (vCPU state, hint snapshot, clock) in `baseline.rs`, `ple.rs`, `ecs.rs`,
 //! so they can be unit-tested and could move into a host scheduler.
 //!
-//! Preemption is `immediate_exit` plus a signal (see `Scheduler::request_preempt`); the
+//! Preemption is a signal that sets `immediate_exit` (see `Scheduler::request_preempt`); the
 //! vCPU thread acknowledges it when `KVM_RUN` returns `EINTR`, and only then is the slot handed
 //! to the next vCPU, so two vCPUs never run on one slot.
 //!
@@ -21,7 +21,7 @@ pub mod ple;
 use crate::config::{PolicyKind, RunConfig};
 use crate::hypercall::Request;
 use crate::page::HintArea;
-use crate::vcpu::{ImmediateExit, VcpuError, VcpuState};
+use crate::vcpu::{VcpuError, VcpuState, kick_signal, set_immediate_exit};
 use crate::workload::{WorkloadConfig, report};
 use core::fmt;
 use core::sync::atomic::Ordering;
@@ -273,7 +273,6 @@ pub struct Scheduler<'m> {
     policy: Box<dyn Policy>,
     area: HintArea<'m>,
     config: &'m WorkloadConfig,
-    immediate_exit: Vec<ImmediateExit<'m>>,
     start: Instant,
     slice: u64,
     hints: bool,
@@ -295,7 +294,6 @@ impl<'m> Scheduler<'m> {
     pub fn new(
         area: HintArea<'m>,
         config: &'m WorkloadConfig,
-        immediate_exit: Vec<ImmediateExit<'m>>,
         policy: Box<dyn Policy>,
         nr_pcpus: u32,
         slice: Duration,
@@ -331,7 +329,6 @@ impl<'m> Scheduler<'m> {
             policy,
             area,
             config,
-            immediate_exit,
             start: Instant::now(),
             slice: slice.as_nanos() as u64,
             hints,
@@ -447,11 +444,9 @@ impl<'m> Scheduler<'m> {
             v.stats.run_ns += now.saturating_sub(since);
         }
         v.ext_until = None;
-        if v.preempt_pending {
-            // The vCPU leaves the slot anyway: the pending preemption is moot.
-            v.preempt_pending = false;
-            self.immediate_exit[id as usize].clear();
-        }
+        // The vCPU leaves the slot anyway: a pending preemption is moot. (Its thread clears a
+        // stale `immediate_exit` itself, when it gets a slot again: `wait_for_slot`.)
+        v.preempt_pending = false;
         let slot = self.slot(id);
         if self.hints {
             slot.ext_granted.store(0, Ordering::Relaxed);
@@ -577,7 +572,12 @@ impl<'m> Scheduler<'m> {
                 return Err(After::ForceStop);
             }
             match v.state {
-                VcpuState::Running { slot } => return Ok(slot),
+                VcpuState::Running { slot } => {
+                    // Only this (vCPU) thread writes its `immediate_exit`, besides its signal
+                    // handler: drop a stale preemption, keep one requested since the grant.
+                    set_immediate_exit(v.preempt_pending);
+                    return Ok(slot);
+                }
                 s if s.is_terminal() => return Err(After::Stopped),
                 _ => {}
             }
@@ -593,17 +593,19 @@ impl<'m> Scheduler<'m> {
         let now = self.now();
         let mut guard = self.lock();
         let core = &mut *guard;
+        // Acknowledge the signal (this is the vCPU thread). Safe under the lock: a request made
+        // before it was taken is visible below; a later one sends a new signal, whose handler
+        // sets the flag again (at worst one spurious EINTR, which resumes).
+        set_immediate_exit(false);
         let v = &mut core.vcpus[id as usize];
         if v.force_stop {
             return After::ForceStop;
         }
         if !v.preempt_pending {
-            self.immediate_exit[id as usize].clear();
             return After::Resume;
         }
         let VcpuState::Running { slot: k } = v.state else {
             v.preempt_pending = false;
-            self.immediate_exit[id as usize].clear();
             return After::Resume;
         };
         // The vCPU is out of guest mode: its depth is stable, this is "the moment of
@@ -617,7 +619,6 @@ impl<'m> Scheduler<'m> {
             TickDecision::Preempt => {}
             decision => {
                 v.preempt_pending = false;
-                self.immediate_exit[id as usize].clear();
                 self.apply(core, id, decision);
                 return After::Resume;
             }
@@ -757,18 +758,21 @@ impl<'m> Scheduler<'m> {
         self.lock().vcpus[id as usize].stats.cpu_ns = cpu_ns;
     }
 
-    /// vCPU `id`'s thread could not be started: it is marked failed and the run ends.
+    /// vCPU `id`'s thread could not be started, or panicked: `why` is recorded, the vCPU is
+    /// marked failed (unless it had already finished) and the run ends.
     pub fn abandon(&self, id: u32, why: &str) {
         let now = self.now();
         let mut guard = self.lock();
         let core = &mut *guard;
         core.failures.push(why.to_owned());
-        let prev = core::mem::replace(&mut core.vcpus[id as usize].state, VcpuState::Failed);
-        if let VcpuState::Running { slot: k } = prev {
-            self.vacate(core, id, k, None, now);
+        if !core.vcpus[id as usize].state.is_terminal() {
+            let prev = core::mem::replace(&mut core.vcpus[id as usize].state, VcpuState::Failed);
+            if let VcpuState::Running { slot: k } = prev {
+                self.vacate(core, id, k, None, now);
+            }
+            core.queue.retain(|&q| q != id);
+            self.sync_overloaded(core);
         }
-        core.queue.retain(|&q| q != id);
-        self.sync_overloaded(core);
         self.stop_now(core, now);
     }
 
@@ -807,17 +811,20 @@ impl<'m> Scheduler<'m> {
     fn request_preempt(&self, core: &mut Core, id: u32) {
         let v = &mut core.vcpus[id as usize];
         v.preempt_pending = true;
-        // Ordering: `immediate_exit` first, then the signal. KVM checks `immediate_exit` on
-        // entry to KVM_RUN, so a vCPU thread that is between two KVM_RUNs (serving an exit)
-        // returns EINTR at its next entry; the signal covers a vCPU already inside KVM_RUN,
-        // whose guest mode the signal's IPI ends. The other order leaves a window: the signal
-        // lands while the thread is outside KVM_RUN, then the thread enters with the flag
-        // still clear and runs on until the next tick.
-        self.immediate_exit[id as usize].set();
+        // Ordering: `preempt_pending` (under the lock), then the signal, whose handler runs on
+        // the vCPU thread and sets that thread's `immediate_exit` (vcpu.rs, Firecracker's
+        // pattern: only the vCPU thread ever writes its kvm_run). KVM checks `immediate_exit`
+        // on entry to KVM_RUN, so a vCPU thread that is between two KVM_RUNs (serving an exit)
+        // when the signal lands returns EINTR at its next entry; a vCPU inside KVM_RUN is taken
+        // out of guest mode by the signal's IPI. A signal alone would leave a window: it lands
+        // while the thread is outside KVM_RUN, then the thread enters with nothing pending and
+        // runs on until the next tick. The thread re-syncs its flag with `preempt_pending`
+        // under this lock (`on_eintr`, `wait_for_slot`), so no request is lost.
         if let Some(t) = v.thread {
             // SAFETY: `t` is the live thread of vCPU `id` (registered by itself and joined only
-            // after the scheduler stops); SIGUSR1's handler is installed (vcpu::install_signal).
-            unsafe { libc::pthread_kill(t, libc::SIGUSR1) };
+            // after the scheduler stops); the kick signal's handler is installed
+            // (vcpu::install_signal, before any vCPU thread starts).
+            unsafe { libc::pthread_kill(t, kick_signal()) };
         }
     }
 
@@ -894,18 +901,24 @@ impl<'m> Scheduler<'m> {
         }
     }
 
+    /// Whether vCPU `id` has finished (exited, failed or force-stopped).
+    pub fn is_done(&self, id: u32) -> bool {
+        self.lock().vcpus[id as usize].state.is_terminal()
+    }
+
     /// Whether every vCPU has finished (exited, failed or force-stopped).
     pub fn all_done(&self) -> bool {
         self.lock().vcpus.iter().all(|v| v.state.is_terminal())
     }
 
-    /// The guest's live progress (sum of the slots' `progress`).
+    /// The guest's live progress (sum of the slots' `progress`, saturating: the guest writes
+    /// them, and may write anything).
     pub fn progress(&self) -> u64 {
         self.area
             .slots()
             .iter()
             .map(|s| s.progress.load(Ordering::Relaxed))
-            .sum()
+            .fold(0, u64::saturating_add)
     }
 
     /// A snapshot of every slot's hint fields and counters (guest-visible state).

@@ -86,3 +86,25 @@ pub const TOKEN_RING: &[u8] = &[
     0x00, 0x00, 0xef, 0xb8, 0x06, 0x03, 0x00, 0x00, 0xef, 0xb8, 0x07, 0x00, 0x00, 0x00, 0xef, 0xeb,
     0xfe,
 ];
+
+/// Runs `cfg` on the embedded guest on a thread of its own and waits at most `limit` for the
+/// result: a shim that hangs fails the test, naming the configuration, instead of hanging it.
+/// (On a timeout the stuck run's thread is left behind; the test binary exits anyway.)
+pub fn run_with_watchdog(
+    cfg: &hypervisor_shim::RunConfig,
+    limit: std::time::Duration,
+) -> Result<hypervisor_shim::RunReport, hypervisor_shim::run::RunError> {
+    use std::sync::mpsc::{RecvTimeoutError, channel};
+    let (tx, rx) = channel();
+    let c = cfg.clone();
+    std::thread::spawn(move || {
+        let elf = hypervisor_shim::guest_image::guest_elf();
+        let r = hypervisor_shim::run(&c, elf, std::time::Duration::from_secs(10), &mut |_| {});
+        let _ = tx.send(r);
+    });
+    match rx.recv_timeout(limit) {
+        Ok(r) => r,
+        Err(RecvTimeoutError::Timeout) => panic!("the run did not end within {limit:?}: {cfg:?}"),
+        Err(RecvTimeoutError::Disconnected) => panic!("the run panicked (see above): {cfg:?}"),
+    }
+}
