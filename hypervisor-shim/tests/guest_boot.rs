@@ -29,13 +29,14 @@ fn one_vcpu_runs_the_guest_and_exits_cleanly() {
     eprintln!("{:?}", r.total);
 }
 
-const KINDS: [LockKind; 6] = [
+const KINDS: [LockKind; 7] = [
     LockKind::Spin,
     LockKind::Ticket,
     LockKind::Mcs,
     LockKind::SpinRw,
     LockKind::Mutex,
     LockKind::RwLock,
+    LockKind::Rcu,
 ];
 
 fn check_exact(r: &RunReport, what: &str) {
