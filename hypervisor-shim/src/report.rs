@@ -30,6 +30,9 @@ pub struct Row {
     pub directed_yields: u64,
     /// Pause-loop exits.
     pub ple_exits: u64,
+    /// Halts: blocking waiters that gave their slot up (WAIT), to be woken by a KICK.
+    #[serde(default)]
+    pub halts: u64,
     /// Throughput over `baseline`'s on the same (vcpus, pcpus, lock), if that run exists.
     pub ratio_to_baseline: Option<f64>,
     /// The same ratio for operations per CPU-second.
@@ -110,6 +113,7 @@ pub fn rows(runs: &[RunReport]) -> Vec<Row> {
                 extensions: r.total.extensions,
                 directed_yields: r.total.directed_yields,
                 ple_exits: r.total.ple_exits,
+                halts: r.total.halts,
                 ratio_to_baseline: ratio,
                 cpu_ratio_to_baseline: cpu_ratio,
                 in_cs_reduction_pct: reduction,
@@ -130,7 +134,7 @@ pub fn table(rows: &[Row]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:>5} {:>5} {:<8} {:<8} {:>12} {:>12} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>10} {:>9} {:>7} {:>4}",
+        "{:>5} {:>5} {:<8} {:<8} {:>12} {:>12} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>10} {:>9} {:>7} {:>4}",
         "vcpus",
         "pcpus",
         "lock",
@@ -142,6 +146,7 @@ pub fn table(rows: &[Row]) -> String {
         "ext",
         "dyield",
         "ple-exit",
+        "halts",
         "x-base",
         "x-cpu",
         "in-CS cut",
@@ -152,7 +157,7 @@ pub fn table(rows: &[Row]) -> String {
     for r in rows {
         let _ = writeln!(
             s,
-            "{:>5} {:>5} {:<8} {:<8} {:>12.0} {:>12.0} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>10} {:>9} {:>7} {:>4}",
+            "{:>5} {:>5} {:<8} {:<8} {:>12.0} {:>12.0} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>10} {:>9} {:>7} {:>4}",
             r.vcpus,
             r.pcpus,
             r.lock.name(),
@@ -164,6 +169,7 @@ pub fn table(rows: &[Row]) -> String {
             r.extensions,
             r.directed_yields,
             r.ple_exits,
+            r.halts,
             opt(r.ratio_to_baseline, 2, "x"),
             opt(r.cpu_ratio_to_baseline, 2, "x"),
             opt(r.in_cs_reduction_pct, 1, "%"),
@@ -225,7 +231,16 @@ pub fn summary(rows: &[Row]) -> String {
             let _ = write!(s, "  {:<22} grace period: baseline {bg:.1} us", "");
             for r in &others {
                 if let (Some(g), Some(x)) = (r.grace_us, r.grace_shorter) {
-                    let _ = write!(s, ", {} {g:.1} us ({x:.1}x shorter)", r.policy.name());
+                    let _ = if x >= 1.0 {
+                        write!(s, ", {} {g:.1} us ({x:.1}x shorter)", r.policy.name())
+                    } else {
+                        write!(
+                            s,
+                            ", {} {g:.1} us ({:.1}x longer)",
+                            r.policy.name(),
+                            1.0 / x
+                        )
+                    };
                 }
             }
             let _ = writeln!(s);
