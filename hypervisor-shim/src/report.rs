@@ -479,7 +479,11 @@ pub fn svg(rows: &[Row]) -> String {
                         s,
                         r#"<circle cx="{cx:.1}" cy="{cy:.1}" r="3.5" fill="black"/>"#
                     );
-                    label_y = label_y.min(cy - 6.0);
+                    // The label names the bar: it stays at the bar's top unless the dot
+                    // would sit on it, then it moves just above the dot.
+                    if cy < top_y + 4.0 && cy > label_y - 14.0 {
+                        label_y = cy - 6.0;
+                    }
                 }
                 let _ = writeln!(
                     s,

@@ -8,7 +8,8 @@
 //! read  (read_percent %):  g = ring.read()                       (read-side section)
 //!                          a = g.version; c = g.canary;  cs_iters of work;
 //!                          b = g.mirror;  d = g.canary
-//!                          check a == b and c == d == LIVE
+//!                          check a == b and c == d == LIVE, and a >= the last version
+//!                          this vCPU saw (a reader never goes back in time)
 //!                          end of section
 //! write (the rest):        ring.defer_update(|s| s.version + 1)  (under the ring's writer lock)
 //!                          t0 = rdtsc; rcu::synchronize(); GRACE_CYCLES += rdtsc - t0
@@ -30,6 +31,7 @@
 
 use crate::run::{Grace, Workload, rdtsc, work};
 use core::ptr::read_volatile;
+use core::sync::atomic::{AtomicU64, Ordering};
 use ecs_locks::RcuRing;
 use ecs_locks::rcu;
 
@@ -82,6 +84,10 @@ fn peek(field: &u64) -> u64 {
     unsafe { read_volatile(field) }
 }
 
+/// The last version each vCPU read (only that vCPU touches its entry).
+static LAST_SEEN: [AtomicU64; ecs_sys::abi::MAX_VCPUS as usize] =
+    [const { AtomicU64::new(0) }; ecs_sys::abi::MAX_VCPUS as usize];
+
 /// The RCU cell of the workload (in `.bss`/`.data`, shared by every vCPU).
 pub(crate) struct Cell(RcuRing<Snapshot, SLOTS>);
 
@@ -114,7 +120,12 @@ impl Workload for Cell {
         let b = peek(&g.mirror);
         let d = peek(&g.canary);
         drop(g);
-        (a != b || c != LIVE || d != LIVE, acc)
+        // Writers serialize and each publishes the next version, and every read loads the
+        // published slot index with Acquire: later reads of one vCPU never see older versions.
+        let last = &LAST_SEEN[ecs_sys::vcpu_id() as usize];
+        let went_back = a < last.load(Ordering::Relaxed);
+        last.store(a, Ordering::Relaxed);
+        (a != b || c != LIVE || d != LIVE || went_back, acc)
     }
 
     fn total(&self) -> (u64, bool) {
