@@ -31,6 +31,12 @@ enum Cmd {
     Run(RunArgs),
     /// Every combination of vCPU counts, lock kinds and policies on the same workload, with
     /// throughput ratios against `baseline` (the README's main command).
+    ///
+    /// With no flags it runs the paper's experiment in a few minutes: under-commit (2 vCPUs on
+    /// 2 pCPU slots) and over-commit (8 and 16 on 2) on spin, mcs, the blocking mutex and RCU,
+    /// policies baseline, ple and ecs, 1 s per run, 3 rounds (the median run of each
+    /// combination is reported), then prints the table and a summary of the ratios. Every flag
+    /// narrows or widens that set.
     #[command(after_help = EXIT_CODES)]
     Compare(CompareArgs),
     /// Redraw the table and the SVG chart from the JSON file of an earlier `compare --json`.
@@ -56,7 +62,7 @@ struct RunArgs {
     /// pCPU slots the vCPUs share.
     #[arg(long, default_value_t = 2)]
     pcpus: u32,
-    /// Lock kind: spin, ticket, mcs, spin-rw, mutex, rwlock.
+    /// Lock kind: spin, ticket, mcs, spin-rw, mutex, rwlock, rcu.
     #[arg(long, default_value = "spin")]
     lock: Lock,
     /// Scheduling policy: baseline, ple, ecs, ecs-ple.
@@ -71,21 +77,21 @@ struct RunArgs {
 
 #[derive(Args, Debug)]
 struct CompareArgs {
-    /// vCPU counts, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "8,16")]
+    /// vCPU counts, comma-separated (at or below --pcpus is under-commit).
+    #[arg(long, value_delimiter = ',', default_value = "2,8,16")]
     vcpus: Vec<u32>,
     /// pCPU slots.
     #[arg(long, default_value_t = 2)]
     pcpus: u32,
-    /// Lock kinds, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "spin,mcs")]
+    /// Lock kinds, comma-separated: spin, ticket, mcs, spin-rw, mutex, rwlock, rcu.
+    #[arg(long, value_delimiter = ',', default_value = "spin,mcs,mutex,rcu")]
     locks: Vec<Lock>,
     /// Policies, comma-separated (ratios need `baseline`): baseline, ple, ecs, ecs-ple.
     #[arg(long, value_delimiter = ',', default_value = "baseline,ple,ecs")]
     policies: Vec<PolicyKind>,
     /// Run every combination this many times, interleaved (round after round), and report the
     /// run with the median throughput of each (this machine is shared and noisy).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     repeat: u32,
     /// Write every run's full report and the table rows as JSON to FILE.
     #[arg(long, value_name = "FILE")]
@@ -120,7 +126,7 @@ struct Common {
     /// Work between acquisitions (guest loop iterations).
     #[arg(long, default_value_t = hypervisor_shim::config::DEFAULT_THINK_ITERS)]
     think_iters: u32,
-    /// Share of read operations for spin-rw and rwlock (0-100).
+    /// Share of read operations for spin-rw, rwlock and rcu (0-100).
     #[arg(long, default_value_t = 80, value_parser = clap::value_parser!(u32).range(0..=100))]
     read_percent: u32,
     /// Do not pin the thread holding pCPU slot k to host CPU k.
@@ -244,6 +250,7 @@ fn plot(a: &PlotArgs) -> ExitCode {
         }
     };
     print!("{}", report::table(&doc.rows));
+    print!("{}", report::summary(&doc.rows));
     if let Err(e) = std::fs::write(&a.out, report::svg(&doc.rows)) {
         eprintln!("ecs-shim: cannot write {}: {e}", a.out.display());
         return ExitCode::from(1);
@@ -323,6 +330,7 @@ fn main() -> ExitCode {
             }
             let rows = report::rows(&report::medians(&runs));
             print!("{}", report::table(&rows));
+            print!("{}", report::summary(&rows));
             if let Some(path) = &a.json {
                 let doc = serde_json::json!({ "rows": rows, "runs": runs });
                 let text = serde_json::to_string_pretty(&doc).expect("reports serialize");

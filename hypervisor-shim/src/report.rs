@@ -30,12 +30,22 @@ pub struct Row {
     pub directed_yields: u64,
     /// Pause-loop exits.
     pub ple_exits: u64,
+    /// Halts: blocking waiters that gave their slot up (WAIT), to be woken by a KICK.
+    #[serde(default)]
+    pub halts: u64,
     /// Throughput over `baseline`'s on the same (vcpus, pcpus, lock), if that run exists.
     pub ratio_to_baseline: Option<f64>,
     /// The same ratio for operations per CPU-second.
     pub cpu_ratio_to_baseline: Option<f64>,
     /// Reduction of in-CS preemptions against `baseline`, percent, if baseline had any.
     pub in_cs_reduction_pct: Option<f64>,
+    /// RCU: the writers' mean grace-period wait, microseconds.
+    #[serde(default)]
+    pub grace_us: Option<f64>,
+    /// RCU: how many times shorter the mean grace-period wait is than `baseline`'s (baseline's
+    /// mean in cycles over this run's; > 1 is better).
+    #[serde(default)]
+    pub grace_shorter: Option<f64>,
     /// Whether the run passed its checks.
     pub ok: bool,
 }
@@ -86,6 +96,11 @@ pub fn rows(runs: &[RunReport]) -> Vec<Row> {
                         * (1.0
                             - r.total.preemptions_in_cs as f64 / b.total.preemptions_in_cs as f64)
                 });
+            let grace_shorter = base
+                .and_then(|b| b.grace_mean_cycles)
+                .zip(r.grace_mean_cycles.filter(|_| r.ok()))
+                .filter(|&(_, mine)| mine > 0.0)
+                .map(|(b, mine)| b / mine);
             Row {
                 vcpus: r.vcpus,
                 pcpus: r.pcpus,
@@ -98,9 +113,12 @@ pub fn rows(runs: &[RunReport]) -> Vec<Row> {
                 extensions: r.total.extensions,
                 directed_yields: r.total.directed_yields,
                 ple_exits: r.total.ple_exits,
+                halts: r.total.halts,
                 ratio_to_baseline: ratio,
                 cpu_ratio_to_baseline: cpu_ratio,
                 in_cs_reduction_pct: reduction,
+                grace_us: r.grace_mean_us,
+                grace_shorter,
                 ok: r.ok(),
             }
         })
@@ -116,7 +134,7 @@ pub fn table(rows: &[Row]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:>5} {:>5} {:<8} {:<8} {:>12} {:>12} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>10} {:>4}",
+        "{:>5} {:>5} {:<8} {:<8} {:>12} {:>12} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>10} {:>9} {:>7} {:>4}",
         "vcpus",
         "pcpus",
         "lock",
@@ -128,15 +146,18 @@ pub fn table(rows: &[Row]) -> String {
         "ext",
         "dyield",
         "ple-exit",
+        "halts",
         "x-base",
         "x-cpu",
         "in-CS cut",
+        "gp-us",
+        "gp-x",
         "ok"
     );
     for r in rows {
         let _ = writeln!(
             s,
-            "{:>5} {:>5} {:<8} {:<8} {:>12.0} {:>12.0} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>10} {:>4}",
+            "{:>5} {:>5} {:<8} {:<8} {:>12.0} {:>12.0} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>10} {:>9} {:>7} {:>4}",
             r.vcpus,
             r.pcpus,
             r.lock.name(),
@@ -148,11 +169,82 @@ pub fn table(rows: &[Row]) -> String {
             r.extensions,
             r.directed_yields,
             r.ple_exits,
+            r.halts,
             opt(r.ratio_to_baseline, 2, "x"),
             opt(r.cpu_ratio_to_baseline, 2, "x"),
             opt(r.in_cs_reduction_pct, 1, "%"),
+            opt(r.grace_us, 1, ""),
+            opt(r.grace_shorter, 2, "x"),
             if r.ok { "yes" } else { "NO" }
         );
+    }
+    s
+}
+
+/// The ratios in words, one line per (lock kind, vCPUs, pCPUs) that has a passing
+/// `baseline`: each other policy's throughput ratio (wall clock, then per CPU-second) and,
+/// for RCU, how many times shorter its grace periods are.
+pub fn summary(rows: &[Row]) -> String {
+    let mut s = String::new();
+    let mut seen = Vec::new();
+    for b in rows
+        .iter()
+        .filter(|r| r.policy == PolicyKind::Baseline && r.ok)
+    {
+        let key = (b.lock, b.vcpus, b.pcpus);
+        if seen.contains(&key) {
+            continue;
+        }
+        seen.push(key);
+        let others: Vec<&Row> = rows
+            .iter()
+            .filter(|r| (r.lock, r.vcpus, r.pcpus) == key && r.policy != PolicyKind::Baseline)
+            .collect();
+        if others.is_empty() {
+            continue;
+        }
+        if s.is_empty() {
+            let _ = writeln!(s, "\nagainst baseline (ops/s ratio, ops/cpu-s ratio):");
+        }
+        let _ = write!(
+            s,
+            "  {:<7} {:>3} on {:<3} ({}):",
+            b.lock.name(),
+            b.vcpus,
+            b.pcpus,
+            commit_label(b.vcpus, b.pcpus)
+        );
+        for r in &others {
+            let _ = write!(
+                s,
+                "  {} {} / {}",
+                r.policy.name(),
+                opt(r.ratio_to_baseline, 2, "x"),
+                opt(r.cpu_ratio_to_baseline, 2, "x")
+            );
+            if !r.ok {
+                let _ = write!(s, " (FAILED)");
+            }
+        }
+        let _ = writeln!(s);
+        if let Some(bg) = b.grace_us {
+            let _ = write!(s, "  {:<22} grace period: baseline {bg:.1} us", "");
+            for r in &others {
+                if let (Some(g), Some(x)) = (r.grace_us, r.grace_shorter) {
+                    let _ = if x >= 1.0 {
+                        write!(s, ", {} {g:.1} us ({x:.1}x shorter)", r.policy.name())
+                    } else {
+                        write!(
+                            s,
+                            ", {} {g:.1} us ({:.1}x longer)",
+                            r.policy.name(),
+                            1.0 / x
+                        )
+                    };
+                }
+            }
+            let _ = writeln!(s);
+        }
     }
     s
 }
@@ -186,6 +278,14 @@ pub fn run_summary(r: &RunReport) -> String {
         t.halts,
         t.bad_hypercalls
     );
+    if let (Some(c), Some(us)) = (r.grace_mean_cycles, r.grace_mean_us) {
+        let _ = writeln!(
+            s,
+            "RCU grace periods {}  mean wait {c:.0} cycles = {us:.1} us (TSC {:.3} GHz)",
+            t.grace_periods,
+            r.tsc_hz / 1e9
+        );
+    }
     let _ = writeln!(
         s,
         "{:>5} {:>10} {:>8} {:>6} {:>6} {:>6} {:>6} {:>7} {:>8}  state",
@@ -234,23 +334,54 @@ fn colour(p: PolicyKind) -> &'static str {
     }
 }
 
+/// The over-commit ratio `vcpus / pcpus` as an axis label: `1x`, `4x`, `1.5x`.
+fn commit_label(vcpus: u32, pcpus: u32) -> String {
+    let r = f64::from(vcpus) / f64::from(pcpus.max(1));
+    if (r - r.round()).abs() < 1e-9 {
+        format!("{r:.0}x")
+    } else {
+        let t = format!("{r:.2}");
+        format!("{}x", t.trim_end_matches('0').trim_end_matches('.'))
+    }
+}
+
 /// Grouped bars: each policy's throughput relative to `baseline` (ops/s ratio, the bar) with
-/// the ratio in operations per CPU-second as a dot on the bar, one group per (lock kind,
-/// vCPUs on pCPU slots); a dashed line marks baseline (1.0). Normalising makes FIFO locks,
-/// whose absolute throughput under over-commit is a hundred times lower, readable beside the
+/// the ratio in operations per CPU-second as a dot on the bar. One block per lock kind (in
+/// first-seen order), and inside it one group per over-commit ratio (vCPUs / pCPU slots,
+/// ascending), so under-commit (<= 1x) and over-commit sit side by side on one x axis. A
+/// dashed line marks baseline (1.0). Under RCU groups a line `ecs GP ÷N` gives how many
+/// times shorter the `ecs` grace periods are than `baseline`'s. Normalising makes FIFO locks, whose
+/// absolute throughput under over-commit is a hundred times lower, readable beside the
 /// others. Axis labels and a legend included; no plotting dependency.
 pub fn svg(rows: &[Row]) -> String {
-    let mut groups: Vec<(Lock, u32, u32)> = Vec::new();
+    let mut locks: Vec<Lock> = Vec::new();
     let mut policies: Vec<PolicyKind> = Vec::new();
     for r in rows {
-        let g = (r.lock, r.vcpus, r.pcpus);
-        if !groups.contains(&g) {
-            groups.push(g);
+        if !locks.contains(&r.lock) {
+            locks.push(r.lock);
         }
         if !policies.contains(&r.policy) {
             policies.push(r.policy);
         }
     }
+    // Per lock kind, its (vcpus, pcpus) groups by ascending over-commit ratio.
+    let blocks: Vec<(Lock, Vec<(u32, u32)>)> = locks
+        .iter()
+        .map(|&lock| {
+            let mut gs: Vec<(u32, u32)> = Vec::new();
+            for r in rows.iter().filter(|r| r.lock == lock) {
+                if !gs.contains(&(r.vcpus, r.pcpus)) {
+                    gs.push((r.vcpus, r.pcpus));
+                }
+            }
+            gs.sort_by(|a, b| {
+                (u64::from(a.0) * u64::from(b.1))
+                    .cmp(&(u64::from(b.0) * u64::from(a.1)))
+                    .then(a.1.cmp(&b.1))
+            });
+            (lock, gs)
+        })
+        .collect();
     let max = rows
         .iter()
         .flat_map(|r| [r.ratio_to_baseline, r.cpu_ratio_to_baseline])
@@ -262,10 +393,11 @@ pub fn svg(rows: &[Row]) -> String {
     } else {
         max.ceil()
     };
-    let (bar_w, gap) = (26.0, 34.0);
+    let (bar_w, gap, block_gap) = (22.0, 18.0, 26.0);
     let group_w = bar_w * policies.len().max(1) as f64 + gap;
-    let (left, top, plot_h, bottom) = (80.0, 60.0, 320.0, 100.0);
-    let plot_w = group_w * groups.len().max(1) as f64;
+    let (left, top, plot_h, bottom) = (80.0, 60.0, 320.0, 112.0);
+    let n_groups: usize = blocks.iter().map(|(_, g)| g.len()).sum();
+    let plot_w = group_w * n_groups.max(1) as f64 + block_gap * blocks.len().max(1) as f64;
     let width = left + plot_w + 190.0;
     let height = top + plot_h + bottom;
     let y = |v: f64| top + plot_h - plot_h * v / axis_max;
@@ -300,56 +432,94 @@ pub fn svg(rows: &[Row]) -> String {
         r#"<text transform="translate(22,{:.0}) rotate(-90)" text-anchor="middle">throughput / baseline throughput</text>"#,
         top + plot_h / 2.0
     );
-    for (gi, (lock, vcpus, pcpus)) in groups.iter().enumerate() {
-        let gx = left + gap / 2.0 + group_w * gi as f64;
-        for (pi, p) in policies.iter().enumerate() {
-            let Some(r) = rows.iter().find(|r| {
-                r.lock == *lock && r.vcpus == *vcpus && r.pcpus == *pcpus && r.policy == *p
-            }) else {
-                continue;
-            };
-            let x = gx + bar_w * pi as f64;
-            let cx = x + (bar_w - 3.0) / 2.0;
-            let (label, top_y) = match (r.ok, r.ratio_to_baseline) {
-                (true, Some(v)) => {
-                    let yy = y(v);
-                    let _ = writeln!(
-                        s,
-                        r#"<rect x="{x:.1}" y="{yy:.1}" width="{:.1}" height="{:.1}" fill="{}"><title>{} {} {vcpus}/{pcpus}: {:.0} ops/s, {:.0} ops/cpu-s</title></rect>"#,
-                        bar_w - 3.0,
-                        top + plot_h - yy,
-                        colour(*p),
-                        p.name(),
-                        esc(lock.name()),
-                        r.ops_per_sec,
-                        r.ops_per_cpu_sec
-                    );
-                    (format!("{v:.1}x"), yy)
-                }
-                (false, _) => ("FAIL".to_owned(), y(0.0)),
-                (true, None) => ("n/a".to_owned(), y(0.0)),
-            };
-            let mut label_y = top_y - 4.0;
-            if let (true, Some(c)) = (r.ok, r.cpu_ratio_to_baseline) {
-                let cy = y(c);
-                let _ = writeln!(
-                    s,
-                    r#"<circle cx="{cx:.1}" cy="{cy:.1}" r="3.5" fill="black"/>"#
-                );
-                label_y = label_y.min(cy - 6.0);
-            }
+    let mut gx = left;
+    for (bi, (lock, groups)) in blocks.iter().enumerate() {
+        if bi > 0 {
             let _ = writeln!(
                 s,
-                r#"<text x="{cx:.1}" y="{label_y:.1}" font-size="9" text-anchor="middle">{label}</text>"#
+                r##"<line x1="{gx:.1}" y1="{top}" x2="{gx:.1}" y2="{:.1}" stroke="#bbbbbb"/>"##,
+                top + plot_h + 44.0
             );
         }
-        let cx = gx + bar_w * policies.len() as f64 / 2.0;
+        let block_start = gx;
+        gx += block_gap / 2.0;
+        for &(vcpus, pcpus) in groups {
+            let bx = gx + gap / 2.0;
+            for (pi, p) in policies.iter().enumerate() {
+                let Some(r) = rows.iter().find(|r| {
+                    r.lock == *lock && r.vcpus == vcpus && r.pcpus == pcpus && r.policy == *p
+                }) else {
+                    continue;
+                };
+                let x = bx + bar_w * pi as f64;
+                let cx = x + (bar_w - 3.0) / 2.0;
+                let (label, top_y) = match (r.ok, r.ratio_to_baseline) {
+                    (true, Some(v)) => {
+                        let yy = y(v);
+                        let _ = writeln!(
+                            s,
+                            r#"<rect x="{x:.1}" y="{yy:.1}" width="{:.1}" height="{:.1}" fill="{}"><title>{} {} {vcpus}/{pcpus}: {:.0} ops/s, {:.0} ops/cpu-s</title></rect>"#,
+                            bar_w - 3.0,
+                            top + plot_h - yy,
+                            colour(*p),
+                            p.name(),
+                            esc(lock.name()),
+                            r.ops_per_sec,
+                            r.ops_per_cpu_sec
+                        );
+                        (format!("{v:.1}x"), yy)
+                    }
+                    (false, _) => ("FAIL".to_owned(), y(0.0)),
+                    (true, None) => ("n/a".to_owned(), y(0.0)),
+                };
+                let mut label_y = top_y - 4.0;
+                if let (true, Some(c)) = (r.ok, r.cpu_ratio_to_baseline) {
+                    let cy = y(c);
+                    let _ = writeln!(
+                        s,
+                        r#"<circle cx="{cx:.1}" cy="{cy:.1}" r="3.5" fill="black"/>"#
+                    );
+                    // The label names the bar: it stays at the bar's top unless the dot
+                    // would sit on it, then it moves just above the dot.
+                    if cy < top_y + 4.0 && cy > label_y - 14.0 {
+                        label_y = cy - 6.0;
+                    }
+                }
+                let _ = writeln!(
+                    s,
+                    r#"<text x="{cx:.1}" y="{label_y:.1}" font-size="9" text-anchor="middle">{label}</text>"#
+                );
+            }
+            let cx = bx + bar_w * policies.len() as f64 / 2.0;
+            let _ = writeln!(
+                s,
+                r##"<text x="{cx:.1}" y="{:.1}" text-anchor="middle">{}</text><text x="{cx:.1}" y="{:.1}" text-anchor="middle" font-size="9" fill="#555555">{vcpus} on {pcpus}</text>"##,
+                top + plot_h + 16.0,
+                commit_label(vcpus, pcpus),
+                top + plot_h + 28.0
+            );
+            let gp = rows.iter().find(|r| {
+                r.lock == *lock
+                    && r.vcpus == vcpus
+                    && r.pcpus == pcpus
+                    && r.policy == PolicyKind::Ecs
+            });
+            if let Some(g) = gp.and_then(|r| r.grace_shorter) {
+                let _ = writeln!(
+                    s,
+                    r#"<text x="{cx:.1}" y="{:.1}" text-anchor="middle" font-size="9">ecs GP ÷{g:.1}</text>"#,
+                    top + plot_h + 40.0
+                );
+            }
+            gx += group_w;
+        }
+        gx += block_gap / 2.0;
         let _ = writeln!(
             s,
-            r#"<text x="{cx:.1}" y="{:.1}" text-anchor="middle">{}</text><text x="{cx:.1}" y="{:.1}" text-anchor="middle" font-size="11">{vcpus} vCPU / {pcpus} pCPU</text>"#,
-            top + plot_h + 18.0,
-            esc(lock.name()),
-            top + plot_h + 34.0
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle" font-weight="bold">{}</text>"#,
+            (block_start + gx) / 2.0,
+            top + plot_h + 60.0,
+            esc(lock.name())
         );
     }
     let _ = writeln!(
@@ -369,9 +539,9 @@ pub fn svg(rows: &[Row]) -> String {
     );
     let _ = writeln!(
         s,
-        r#"<text x="{:.0}" y="{:.0}" text-anchor="middle">lock kind and over-commit (vCPUs on pCPU slots)</text>"#,
+        r#"<text x="{:.0}" y="{:.0}" text-anchor="middle">over-commit (vCPUs / pCPU slots) per lock kind; 1x and below is under-commit</text>"#,
         left + plot_w / 2.0,
-        top + plot_h + 62.0
+        top + plot_h + 84.0
     );
     let lx = left + plot_w + 20.0;
     for (i, p) in policies.iter().enumerate() {
@@ -401,6 +571,15 @@ pub fn svg(rows: &[Row]) -> String {
         lx + 20.0,
         ly + 48.0
     );
+    if rows.iter().any(|r| r.grace_shorter.is_some()) {
+        let _ = writeln!(
+            s,
+            r#"<text x="{lx:.0}" y="{:.0}" font-size="11">ecs GP ÷N: RCU grace</text><text x="{lx:.0}" y="{:.0}" font-size="11">periods N times shorter</text><text x="{lx:.0}" y="{:.0}" font-size="11">than baseline's</text>"#,
+            ly + 74.0,
+            ly + 88.0,
+            ly + 102.0
+        );
+    }
     s.push_str("</svg>\n");
     s
 }
@@ -427,6 +606,9 @@ mod tests {
                 ..VcpuStats::default()
             },
             counter: Some(0),
+            tsc_hz: 2e9,
+            grace_mean_cycles: None,
+            grace_mean_us: None,
             per_vcpu: Vec::new(),
             failures: Vec::new(),
         }
@@ -458,6 +640,56 @@ mod tests {
             "3 CPU-ratio dots and the legend's"
         );
         assert!(svg.contains(">3.0x<") && svg.contains("throughput / baseline throughput"));
+    }
+
+    #[test]
+    fn chart_groups_by_lock_then_over_commit_and_shows_grace_periods() {
+        let mut runs = Vec::new();
+        for (vcpus, lock) in [
+            (8, LockKind::Mutex),
+            (2, LockKind::Mutex),
+            (8, LockKind::Rcu),
+        ] {
+            for (policy, ops, gp) in [
+                (PolicyKind::Baseline, 100.0, 50_000.0),
+                (PolicyKind::Ecs, 200.0, 2_000.0),
+            ] {
+                let mut r = report(policy, ops, 0);
+                r.vcpus = vcpus;
+                r.lock = Lock(lock);
+                if lock == LockKind::Rcu {
+                    r.grace_mean_cycles = Some(gp);
+                    r.grace_mean_us = Some(gp / 2_000.0);
+                }
+                runs.push(r);
+            }
+        }
+        let rows = rows(&runs);
+        let rcu_ecs = &rows[5];
+        assert_eq!(rcu_ecs.grace_shorter, Some(25.0));
+        assert_eq!(rcu_ecs.grace_us, Some(1.0));
+        assert_eq!(rows[0].grace_shorter, None, "no grace periods outside RCU");
+        let svg = svg(&rows);
+        // Within the mutex block, 2 on 2 (1x) comes before 8 on 2 (4x), though run later.
+        let one = svg.find(">1x<").expect("under-commit group");
+        let four = svg.find(">4x<").expect("over-commit group");
+        assert!(one < four, "groups by ascending over-commit");
+        assert!(svg.find(">mutex<").unwrap() < svg.find(">rcu<").unwrap());
+        assert!(svg.contains("ecs GP ÷25.0"), "{svg}");
+        let t = table(&rows);
+        assert!(t.contains("25.00x") && t.contains("gp-us"), "{t}");
+        let sum = summary(&rows);
+        assert!(
+            sum.contains("mutex     2 on 2   (1x):  ecs 2.00x / 2.00x"),
+            "{sum}"
+        );
+        assert!(
+            sum.contains("grace period: baseline 25.0 us, ecs 1.0 us (25.0x shorter)"),
+            "{sum}"
+        );
+        assert_eq!(commit_label(3, 2), "1.5x");
+        assert_eq!(commit_label(1, 3), "0.33x");
+        assert_eq!(commit_label(16, 2), "8x");
     }
 
     #[test]

@@ -73,6 +73,15 @@ pub struct RunReport {
     pub total: VcpuStats,
     /// The protected counter's final value, as the guest reported it.
     pub counter: Option<u64>,
+    /// The TSC frequency, Hz, measured over this run (TSC cycles / host clock between the
+    /// vCPUs' start and the end of the run). Under KVM the guest reads the host's TSC (no
+    /// offset or scaling is set), so guest-reported cycles convert with it.
+    pub tsc_hz: f64,
+    /// RCU: mean grace-period wait of the writers, TSC cycles (`GRACE_CYCLES / GRACE_PERIODS`
+    /// over every vCPU), if any grace period was waited for.
+    pub grace_mean_cycles: Option<f64>,
+    /// The same in microseconds (with [`RunReport::tsc_hz`]).
+    pub grace_mean_us: Option<f64>,
     /// Per vCPU.
     pub per_vcpu: Vec<VcpuReport>,
     /// What went wrong, if anything (empty = the run passed every check).
@@ -204,6 +213,7 @@ pub fn run(
     let duration = cfg.duration.as_nanos() as u64;
     let grace = cfg.grace.as_nanos() as u64;
     let started = Instant::now();
+    let tsc_start = rdtsc();
     std::thread::scope(|s| {
         let mut vcpu_threads = Vec::new();
         for (id, fd) in fds.iter_mut().enumerate() {
@@ -293,6 +303,15 @@ pub fn run(
             }
         }
     });
+    let tsc_hz = {
+        let cycles = rdtsc().wrapping_sub(tsc_start);
+        let secs = started.elapsed().as_secs_f64();
+        if secs > 0.0 {
+            cycles as f64 / secs
+        } else {
+            0.0
+        }
+    };
     let end_ns = sched.stop_time().unwrap_or_else(|| sched.now());
     let (vcpus, counter, mut failures) = sched.results();
     let snapshots = sched.slot_snapshots();
@@ -352,6 +371,11 @@ pub fn run(
         }
     }
     let secs = end_ns as f64 / 1e9;
+    let grace_mean_cycles =
+        (total.grace_periods > 0).then(|| total.grace_cycles as f64 / total.grace_periods as f64);
+    let grace_mean_us = grace_mean_cycles
+        .filter(|_| tsc_hz > 0.0)
+        .map(|c| c / tsc_hz * 1e6);
     Ok(RunReport {
         lock: cfg.lock,
         policy: cfg.policy,
@@ -371,7 +395,16 @@ pub fn run(
         },
         total,
         counter,
+        tsc_hz,
+        grace_mean_cycles,
+        grace_mean_us,
         per_vcpu,
         failures,
     })
+}
+
+/// The time-stamp counter (the guest's clock for its cycle reports).
+fn rdtsc() -> u64 {
+    // SAFETY: `rdtsc` has no memory effect and needs no CPU feature beyond x86_64.
+    unsafe { core::arch::x86_64::_rdtsc() }
 }

@@ -27,7 +27,9 @@ pub enum LockKind {
     Mutex = 5,
     /// `ecs_locks::RwLock` (blocking reader-writer).
     RwLock = 6,
-    /// RCU read-mostly cell (issue 4); `read_percent` of the operations are reads.
+    /// `ecs_locks::RcuRing` read-mostly cell: `read_percent` of the operations read it in a
+    /// read-side section, the rest publish a new version and wait for a grace period (each
+    /// wait timed and reported as `GRACE_PERIODS`/`GRACE_CYCLES`).
     Rcu = 7,
 }
 
@@ -117,14 +119,16 @@ pub mod report {
     pub const OPS: u32 = 1;
     /// Write operations this vCPU completed (each incremented the protected counter once).
     pub const WRITES: u32 = 2;
-    /// The protected counter's final value, reported by the last vCPU to finish. The host checks
-    /// it equals the sum of every vCPU's `WRITES`: a mismatch means mutual exclusion failed.
+    /// The protected counter's final value (RCU: the published version), reported by the last
+    /// vCPU to finish. The host checks it equals the sum of every vCPU's `WRITES`: a mismatch
+    /// means mutual exclusion (RCU: writer serialization) failed.
     pub const COUNTER: u32 = 3;
     /// A reader saw a torn or stale-invariant value (value = how many times): must be 0.
     pub const VIOLATIONS: u32 = 4;
-    /// RCU: grace periods completed by this vCPU as a writer.
+    /// RCU: grace periods this vCPU waited for as a writer (one per write).
     pub const GRACE_PERIODS: u32 = 5;
-    /// RCU: total TSC cycles this vCPU spent waiting for grace periods.
+    /// RCU: total TSC cycles this vCPU spent waiting for grace periods (the host converts
+    /// them with the TSC frequency it measures over the run).
     pub const GRACE_CYCLES: u32 = 6;
     /// TSC cycles this vCPU ran the workload (from its first to its last operation).
     pub const RUN_CYCLES: u32 = 7;

@@ -80,6 +80,8 @@ fn compare_prints_ratios_and_writes_json_and_svg() {
         "spin,mcs",
         "--secs",
         "0.1",
+        "--repeat",
+        "1",
         "--json",
         json.to_str().unwrap(),
         "--plot",
@@ -87,8 +89,15 @@ fn compare_prints_ratios_and_writes_json_and_svg() {
     ]);
     assert!(out.status.success(), "{out:?}");
     let table = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(table.lines().count(), 1 + 2 * 3, "{table}");
-    assert!(table.contains("1.00x"), "baseline's own ratio: {table}");
+    let (rows, summary) = table
+        .split_once("\n\n")
+        .expect("table, blank line, summary");
+    assert_eq!(rows.lines().count(), 1 + 2 * 3, "{table}");
+    assert!(rows.contains("1.00x"), "baseline's own ratio: {table}");
+    assert!(
+        summary.starts_with("against baseline") && summary.contains("mcs       3 on 2   (1.5x):"),
+        "{summary}"
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("[6/6] 3 vCPU/2 pCPU mcs ecs"),

@@ -29,11 +29,10 @@ fn one_vcpu_runs_the_guest_and_exits_cleanly() {
     eprintln!("{:?}", r.total);
 }
 
-/// Every lock kind the embedded guest runs: all of `LockKind::ALL` (so a new kind is tested
-/// here without anyone adding it) except `Rcu`, whose guest workload belongs to the RCU issue
-/// (the guest answers it with `BAD_CONFIG` until then).
+/// Every lock kind the embedded guest runs: all of `LockKind::ALL`, so a new kind is tested
+/// here without anyone adding it.
 fn kinds() -> impl Iterator<Item = LockKind> {
-    LockKind::ALL.into_iter().filter(|&k| k != LockKind::Rcu)
+    LockKind::ALL.into_iter()
 }
 
 fn check_exact(r: &RunReport, what: &str) {

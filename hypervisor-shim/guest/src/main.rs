@@ -37,12 +37,13 @@
 //! 2. `Op::Register` with this ABI version; an error status exits with `REGISTER_FAILED`.
 //! 3. Validates the config block (address, magic, lock kind, misbehave mode,
 //!    `1 <= nr_vcpus <= header.nr_vcpus`, `rdi < nr_vcpus`, `read_percent <= 100`); anything
-//!    else, and the `Rcu` kind (its workload belongs to the RCU issue), exits with `BAD_CONFIG`.
+//!    else exits with `BAD_CONFIG`.
 //! 4. Acts out the misbehave mode, if any (see [`misbehave`]).
-//! 5. Runs the workload on the chosen lock (see [`run`]) until `stop != 0` or `max_ops`
+//! 5. Runs the workload on the chosen lock (see [`run`]; RCU: see [`rcu`]) until `stop != 0` or `max_ops`
 //!    operations, publishing its operation count in the slot's `progress` every
 //!    [`run::PROGRESS_EVERY`] operations and at the end.
-//! 6. Reports `OPS`, `WRITES`, `VIOLATIONS`, `RUN_CYCLES`; the last participating vCPU to finish
+//! 6. Reports `OPS`, `WRITES`, `VIOLATIONS`, `RUN_CYCLES` (and, after RCU writes,
+//!    `GRACE_PERIODS`, `GRACE_CYCLES`); the last participating vCPU to finish
 //!    also reports `COUNTER` (the protected counter, read under the lock). Then exits with `OK`,
 //!    or `CHECK_FAILED` if it saw a violation.
 //!
@@ -62,7 +63,9 @@
 //! | `WRITES` | write operations (each added one to the protected counter) |
 //! | `VIOLATIONS` | mutual-exclusion or reader-invariant violations seen (must be 0) |
 //! | `RUN_CYCLES` | TSC cycles from the start to the end of the operation loop |
-//! | `COUNTER` | only from the last participant: the protected counter, which must equal the sum of every vCPU's `WRITES` |
+//! | `GRACE_PERIODS` | RCU only, if it wrote: grace periods it waited for (one per write) |
+//! | `GRACE_CYCLES` | RCU only, if it wrote: TSC cycles spent in those waits |
+//! | `COUNTER` | only from the last participant: the protected counter (RCU: the published version), which must equal the sum of every vCPU's `WRITES` |
 //!
 //! Exit codes: `OK`, or `BAD_BOOT`, `REGISTER_FAILED`, `BAD_CONFIG`, `CHECK_FAILED`,
 //! `GARBAGE_ACCEPTED`, `NO_FAULT`, `PANIC` (all in `hypervisor_shim::workload::exit_code`).
@@ -88,6 +91,7 @@ compile_error!("the guest was built with `--cfg loom`: RUSTFLAGS leaked into its
 
 mod mem;
 mod misbehave;
+mod rcu;
 mod run;
 
 /// The guest/host contract, shared word for word with the shim (`hypervisor_shim::workload`).
@@ -137,9 +141,7 @@ extern "C" fn guest_main(vcpu_id: u64, header_addr: u64) -> ! {
         LockKind::Mutex => run::mutex(&run::locks::MUTEX, &cfg, me),
         LockKind::SpinRw => run::rwlock(&run::locks::SPIN_RW, &cfg, me),
         LockKind::RwLock => run::rwlock(&run::locks::RW_LOCK, &cfg, me),
-        // The RCU workload belongs to the RCU issue (ecs-locks has no RCU cell yet): refuse the
-        // kind rather than run something else under its name.
-        LockKind::Rcu => Guest::exit(exit_code::BAD_CONFIG),
+        LockKind::Rcu => run::generic(&rcu::RCU, &cfg, me),
     }
 }
 

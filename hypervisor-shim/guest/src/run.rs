@@ -79,7 +79,7 @@ static DONE: AtomicU32 = AtomicU32::new(0);
 /// `iters` steps of a dependent multiply-add chain the compiler cannot fold or vectorise
 /// (about one step per few cycles).
 #[inline(always)]
-fn work(iters: u32, mut x: u64) -> u64 {
+pub(crate) fn work(iters: u32, mut x: u64) -> u64 {
     for _ in 0..iters {
         x = black_box(
             x.wrapping_mul(6_364_136_223_846_793_005)
@@ -120,12 +120,14 @@ fn read_op(shared: *const Shared, cs_iters: u32, acc: u64) -> (bool, u64) {
     }
 }
 
-/// A lock over [`Shared`] the workload can drive: the mutex and reader-writer shapes.
-trait Workload: Sync {
+/// What a workload can drive: the mutex and reader-writer shapes over [`Shared`], and the RCU
+/// cell ([`crate::rcu`]).
+pub(crate) trait Workload: Sync {
     /// Whether the kind has a shared mode (`read_percent` applies).
     const HAS_READS: bool;
-    /// One write operation; `(violation, acc)`.
-    fn write(&self, me: u32, cs_iters: u32, acc: u64) -> (bool, u64);
+    /// One write operation; `(violation, acc)`. Kinds that wait for RCU grace periods add
+    /// each wait to `grace`.
+    fn write(&self, me: u32, cs_iters: u32, acc: u64, grace: &mut Grace) -> (bool, u64);
     /// One read operation; `(violation, acc)`. Only called when [`Workload::HAS_READS`].
     fn read(&self, cs_iters: u32, acc: u64) -> (bool, u64);
     /// The final `(count, count == mirror)`, read under the lock.
@@ -136,7 +138,7 @@ impl<R: RawMutex + Sync> Workload for lock_api::Mutex<R, Shared> {
     const HAS_READS: bool = false;
 
     #[inline(always)]
-    fn write(&self, me: u32, cs_iters: u32, acc: u64) -> (bool, u64) {
+    fn write(&self, me: u32, cs_iters: u32, acc: u64, _: &mut Grace) -> (bool, u64) {
         let mut guard = self.lock();
         write_op(&mut *guard, me, cs_iters, acc)
     }
@@ -156,7 +158,7 @@ impl<R: RawRwLock + Sync> Workload for lock_api::RwLock<R, Shared> {
     const HAS_READS: bool = true;
 
     #[inline(always)]
-    fn write(&self, me: u32, cs_iters: u32, acc: u64) -> (bool, u64) {
+    fn write(&self, me: u32, cs_iters: u32, acc: u64, _: &mut Grace) -> (bool, u64) {
         let mut guard = self.write();
         write_op(&mut *guard, me, cs_iters, acc)
     }
@@ -173,6 +175,15 @@ impl<R: RawRwLock + Sync> Workload for lock_api::RwLock<R, Shared> {
     }
 }
 
+/// RCU grace periods one vCPU waited for, as a writer.
+#[derive(Debug, Default)]
+pub(crate) struct Grace {
+    /// Grace periods waited for.
+    pub(crate) periods: u64,
+    /// TSC cycles spent waiting for them.
+    pub(crate) cycles: u64,
+}
+
 /// What one vCPU did.
 #[derive(Debug, Default)]
 struct Stats {
@@ -180,6 +191,7 @@ struct Stats {
     writes: u64,
     violations: u64,
     run_cycles: u64,
+    grace: Grace,
 }
 
 /// A xorshift64 generator: which operations read, without a shared random source.
@@ -201,7 +213,7 @@ impl XorShift {
 
 /// The time-stamp counter.
 #[inline(always)]
-fn rdtsc() -> u64 {
+pub(crate) fn rdtsc() -> u64 {
     // SAFETY: `rdtsc` is allowed at CPL 3 (the boot contract keeps CR4.TSD clear), has no
     // memory effect and needs no CPU feature beyond x86_64.
     unsafe { core::arch::x86_64::_rdtsc() }
@@ -220,7 +232,7 @@ fn drive<L: Workload>(lock: &L, cfg: &Config, me: u32) -> Stats {
             lock.read(cfg.cs_iters, acc)
         } else {
             stats.writes += 1;
-            lock.write(me, cfg.cs_iters, acc)
+            lock.write(me, cfg.cs_iters, acc, &mut stats.grace)
         };
         stats.violations += u64::from(violation);
         stats.ops += 1;
@@ -252,6 +264,10 @@ fn finish<L: Workload>(lock: &L, cfg: &Config, mut stats: Stats) -> ! {
     let _ = Guest::report(report::WRITES, stats.writes);
     let _ = Guest::report(report::VIOLATIONS, stats.violations);
     let _ = Guest::report(report::RUN_CYCLES, stats.run_cycles);
+    if stats.grace.periods > 0 {
+        let _ = Guest::report(report::GRACE_PERIODS, stats.grace.periods);
+        let _ = Guest::report(report::GRACE_CYCLES, stats.grace.cycles);
+    }
     if let Some(count) = counter {
         let _ = Guest::report(report::COUNTER, count);
     }
@@ -268,6 +284,12 @@ pub(crate) fn mutex<R: RawMutex + Sync>(
     cfg: &Config,
     me: u32,
 ) -> ! {
+    let stats = drive(lock, cfg, me);
+    finish(lock, cfg, stats)
+}
+
+/// The workload on any [`Workload`] (the RCU cell).
+pub(crate) fn generic<L: Workload>(lock: &L, cfg: &Config, me: u32) -> ! {
     let stats = drive(lock, cfg, me);
     finish(lock, cfg, stats)
 }
