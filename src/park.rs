@@ -63,22 +63,6 @@ pub(crate) fn to_deadline(timeout: core::time::Duration) -> Option<Instant> {
     Instant::now().checked_add(timeout)
 }
 
-/// Runs `f`, aborting the process if it unwinds: used after an ownership change that cannot be
-/// rolled back (parking_lot `util::abort_on_panic`).
-#[inline]
-pub(crate) fn abort_on_panic<T>(f: impl FnOnce() -> T) -> T {
-    struct AbortOnDrop;
-    impl Drop for AbortOnDrop {
-        fn drop(&mut self) {
-            panic!("aborting due to panic while changing lock ownership");
-        }
-    }
-    let guard = AbortOnDrop;
-    let result = f();
-    core::mem::forget(guard);
-    result
-}
-
 /// Unpark token: the waiter should try to take the lock again.
 pub(crate) const TOKEN_NORMAL: UnparkToken = UnparkToken(0);
 /// Unpark token: the lock was handed to the waiter without being released (fair unlock).
