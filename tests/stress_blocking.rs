@@ -60,6 +60,14 @@ fn run(threads: usize, f: impl Fn(usize) + Send + Sync + 'static) {
     }
 }
 
+/// Gives up the CPU inside a critical section now and then (a preempted holder), so that the
+/// other workers run while the lock is held even when a whole loop fits in a time slice.
+fn yield_sometimes(k: usize) {
+    if k.is_multiple_of(64) {
+        thread::yield_now();
+    }
+}
+
 /// Counts how often a worker found the lock held (`is_locked()`) right before locking it.
 #[derive(Default)]
 struct Contention(AtomicUsize);
@@ -90,6 +98,7 @@ fn mutex_counter_exact() {
             seen2.probe(m2.0.is_locked());
             let g = m2.0.lock();
             m2.1.bump();
+            yield_sometimes(k);
             if (i + k) % 64 == 0 {
                 MutexGuard::unlock_fair(g);
             } else {
@@ -111,6 +120,7 @@ fn fair_mutex_counter_exact_with_bumps() {
             seen2.probe(m2.is_locked());
             let mut g = m2.lock();
             *g += 1;
+            yield_sometimes(k);
             if k % 16 == 0 {
                 FairMutexGuard::bump(&mut g);
             }
@@ -127,9 +137,10 @@ fn reentrant_mutex_counter_exact() {
     let seen = Arc::new(Contention::default());
     let (m2, seen2) = (m.clone(), seen.clone());
     run(THREADS, move |_| {
-        for _ in 0..ITERS / 2 {
+        for k in 0..ITERS / 2 {
             seen2.probe(m2.is_locked());
             let a = m2.lock();
+            yield_sometimes(k);
             let b = m2.lock();
             b.set(b.get() + 1);
             drop(b);
@@ -202,6 +213,7 @@ fn rwlock_readers_see_writer_invariants() {
                     for x in w.iter_mut() {
                         *x += 1;
                     }
+                    yield_sometimes(k);
                 }
                 1 if k % 8 == 0 => {
                     let mut w = l2.write();
@@ -402,15 +414,19 @@ fn mixed_types_oversubscribed() {
     let seen = Arc::new(Contention::default());
     let (m2, f2, l2, seen2) = (m.clone(), f.clone(), l.clone(), seen.clone());
     run(32, move |i| {
-        for _ in 0..300 {
+        for k in 0..300 {
             match i % 3 {
                 0 => {
                     seen2.probe(m2.is_locked());
-                    *m2.lock() += 1;
+                    let mut g = m2.lock();
+                    *g += 1;
+                    yield_sometimes(k);
                 }
                 1 => {
                     seen2.probe(f2.is_locked());
-                    *f2.lock() += 1;
+                    let mut g = f2.lock();
+                    *g += 1;
+                    yield_sometimes(k);
                 }
                 _ => {
                     seen2.probe(l2.is_locked());
