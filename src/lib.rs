@@ -120,6 +120,10 @@ mod fair_mutex;
 mod mutex;
 mod once;
 mod park;
+/// Loom-only test hook into the portable park queue (see `park.rs`). Not an API.
+#[cfg(loom)]
+#[doc(hidden)]
+pub use park::loom_hook as __loom_park;
 mod raw_condvar;
 mod raw_fair_mutex;
 mod raw_mutex;

@@ -10,7 +10,7 @@
 //! | build | backend | how a waiter sleeps |
 //! |-------|---------|---------------------|
 //! | `std`, not loom, not `portable-park` | `parking_lot_core` itself (re-exported) | futex, keyed by the lock address |
-//! | `cfg(loom)` | [`queue`] with one loom `Mutex` + `Condvar` bucket | loom's `Condvar` (loom cannot see futexes) |
+//! | `cfg(loom)` | [`queue`] with one spin-locked bucket (the same TTAS lock on loom atomics) | a model of WAIT/KICK: a per-thread loom `Notify` as the pending kick |
 //! | `guest` (no_std) | [`queue`] with hashed spin-locked buckets | the WAIT hypercall; the unparker KICKs the waiter's vCPU |
 //! | no_std without `guest`, or `portable-park` | [`queue`] with hashed spin-locked buckets | spinning through `Backoff` (there is nothing to halt) |
 //!
@@ -46,6 +46,9 @@ mod imp {
 #[allow(unused_imports)]
 pub(crate) use imp::*;
 
+#[cfg(loom)]
+pub use queue::loom_hook;
+
 /// The deadline type of a timed park: `std::time::Instant` with `std`; without `std` there
 /// are no timed operations and the type is uninhabited.
 #[cfg(feature = "std")]
@@ -61,22 +64,6 @@ pub(crate) enum Instant {}
 #[inline]
 pub(crate) fn to_deadline(timeout: core::time::Duration) -> Option<Instant> {
     Instant::now().checked_add(timeout)
-}
-
-/// Runs `f`, aborting the process if it unwinds: used after an ownership change that cannot be
-/// rolled back (parking_lot `util::abort_on_panic`).
-#[inline]
-pub(crate) fn abort_on_panic<T>(f: impl FnOnce() -> T) -> T {
-    struct AbortOnDrop;
-    impl Drop for AbortOnDrop {
-        fn drop(&mut self) {
-            panic!("aborting due to panic while changing lock ownership");
-        }
-    }
-    let guard = AbortOnDrop;
-    let result = f();
-    core::mem::forget(guard);
-    result
 }
 
 /// Unpark token: the waiter should try to take the lock again.
@@ -169,9 +156,7 @@ fn host_publishes_hints() -> bool {
 #[allow(dead_code)]
 mod queue {
     use super::Instant;
-    #[cfg(not(loom))]
-    use crate::sync::AtomicU32;
-    use crate::sync::{AtomicBool, AtomicUsize, Ordering};
+    use crate::sync::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
     use core::cell::Cell;
     use core::ptr;
 
@@ -257,16 +242,50 @@ mod queue {
         #[cfg(not(loom))]
         #[allow(dead_code)]
         vcpu: u32,
+        /// Under loom, the waiting thread's "vCPU": its pending-kick flag (see [`vcpu_model`]).
+        #[cfg(loom)]
+        vcpu: vcpu_model::Vcpu,
+    }
+
+    /// A loom model of the guest's WAIT/KICK hypercalls, so that loom checks the queue the
+    /// guest runs: each loom thread is a vCPU whose pending-kick flag is a loom `Notify` that
+    /// outlives any park (an unparker kicks after its last access to the waiter's record).
+    /// KICK is `notify` (sets the pending flag); WAIT is `wait`, which returns at once and
+    /// clears the flag when a kick is pending (a kick that arrived before the halt is not lost,
+    /// a stale one makes WAIT return early), else blocks until a kick. loom's `Notify` may also
+    /// return spuriously, which models WAIT returning for an interrupt. A lost wake-up leaves a
+    /// parker blocked forever, which loom reports as a deadlock. Not modelled: the host-side
+    /// halt/wake machinery.
+    #[cfg(loom)]
+    mod vcpu_model {
+        use loom::sync::{Arc, Notify};
+
+        /// A vCPU's pending-kick flag.
+        pub(super) type Vcpu = Arc<Notify>;
+
+        loom::thread_local! {
+            static KICK_PENDING: Vcpu = Arc::new(Notify::new());
+        }
+
+        /// The calling thread's vCPU (`ecs_sys::vcpu_id`).
+        pub(super) fn current() -> Vcpu {
+            KICK_PENDING.with(Arc::clone)
+        }
+
+        /// `ecs_sys::wait()` on the calling thread's vCPU.
+        pub(super) fn wait() {
+            KICK_PENDING.with(|k| k.wait());
+        }
+
+        /// `ecs_sys::kick(vcpu)`.
+        pub(super) fn kick(vcpu: &Vcpu) {
+            vcpu.notify();
+        }
     }
 
     /// A bucket: a lock and the FIFO list of its waiters.
     struct Bucket {
-        #[cfg(loom)]
-        mutex: loom::sync::Mutex<()>,
-        #[cfg(loom)]
-        cv: loom::sync::Condvar,
         /// 0 when free, else the holder's vCPU id + 1 (for the waiters' directed yield).
-        #[cfg(not(loom))]
         locked: AtomicU32,
         head: Cell<*const Waiter>,
         tail: Cell<*const Waiter>,
@@ -281,8 +300,6 @@ mod queue {
     /// Held bucket lock.
     struct BucketGuard<'a> {
         bucket: &'a Bucket,
-        #[cfg(loom)]
-        inner: Option<loom::sync::MutexGuard<'a, ()>>,
     }
 
     impl Bucket {
@@ -298,8 +315,7 @@ mod queue {
         #[cfg(loom)]
         fn new() -> Self {
             Self {
-                mutex: loom::sync::Mutex::new(()),
-                cv: loom::sync::Condvar::new(),
+                locked: AtomicU32::new(0),
                 head: Cell::new(ptr::null()),
                 tail: Cell::new(ptr::null()),
             }
@@ -307,10 +323,11 @@ mod queue {
 
         /// Takes the bucket lock: a test-and-test-and-set spinlock whose holder is an
         /// enlightened critical section (held for a few list operations only) and names its
-        /// vCPU, so a waiter yields to that vCPU when it is preempted.
-        #[cfg(not(loom))]
+        /// vCPU, so a waiter yields to that vCPU when it is preempted. Under loom the same code
+        /// runs on loom atomics (each spin is a loom yield).
         fn lock(&self) -> BucketGuard<'_> {
             let me = crate::cs::vcpu_id().wrapping_add(1);
+            #[cfg(not(loom))]
             let mut backoff = crate::backoff::Backoff::new();
             while self
                 .locked
@@ -322,19 +339,16 @@ mod queue {
                     if holder == 0 {
                         break;
                     }
+                    // Under loom one yield per look (the backoff's growing spin counts, each
+                    // spin a loom yield, only multiply the schedules to explore).
+                    #[cfg(loom)]
+                    crate::sync::spin_loop();
+                    #[cfg(not(loom))]
                     backoff.snooze(Some(holder - 1));
                 }
             }
             crate::cs::enter();
             BucketGuard { bucket: self }
-        }
-
-        #[cfg(loom)]
-        fn lock(&self) -> BucketGuard<'_> {
-            BucketGuard {
-                bucket: self,
-                inner: Some(self.mutex.lock().unwrap()),
-            }
         }
 
         /// Appends `w` to the queue. Caller holds the lock.
@@ -396,32 +410,22 @@ mod queue {
             // SAFETY: the waiter blocks until `woken`, so its record is live until the store.
             let w = unsafe { &*w };
             w.unpark_token.set(token);
-            #[cfg(not(loom))]
-            let vcpu = w.vcpu;
+            #[allow(clippy::clone_on_copy)] // a `u32` natively, an `Arc` under loom
+            let vcpu = w.vcpu.clone();
             w.woken.store(true, Ordering::Release);
             #[cfg(all(not(loom), feature = "guest"))]
             ecs_sys::kick(vcpu);
             #[cfg(all(not(loom), not(feature = "guest")))]
             let _ = vcpu;
             #[cfg(loom)]
-            self.bucket.cv.notify_all();
-        }
-
-        /// Sleeps on the bucket's condvar (loom), releasing and re-taking the lock.
-        #[cfg(loom)]
-        fn wait(&mut self) {
-            let inner = self.inner.take().expect("bucket guard held");
-            self.inner = Some(self.bucket.cv.wait(inner).unwrap());
+            vcpu_model::kick(&vcpu);
         }
     }
 
     impl Drop for BucketGuard<'_> {
         fn drop(&mut self) {
-            #[cfg(not(loom))]
-            {
-                self.bucket.locked.store(0, Ordering::Release);
-                crate::cs::exit();
-            }
+            self.bucket.locked.store(0, Ordering::Release);
+            crate::cs::exit();
         }
     }
 
@@ -488,6 +492,8 @@ mod queue {
             woken: AtomicBool::new(false),
             #[cfg(not(loom))]
             vcpu: crate::cs::vcpu_id(),
+            #[cfg(loom)]
+            vcpu: vcpu_model::current(),
         };
         {
             let b = bucket(key);
@@ -520,26 +526,17 @@ mod queue {
             }
         }
 
-        #[cfg(loom)]
-        {
-            // One bucket under loom, so a requeue never moves the waiter to another bucket.
-            let mut g = bucket(key).lock();
-            while !waiter.woken.load(Ordering::Acquire) {
-                g.wait();
-            }
-        }
-        #[cfg(not(loom))]
-        {
-            let _ = timed_out;
-            #[cfg(not(feature = "guest"))]
-            let mut backoff = crate::backoff::Backoff::new();
-            while !waiter.woken.load(Ordering::Acquire) {
-                // A stale kick makes WAIT return early: loop and re-check.
-                #[cfg(feature = "guest")]
-                ecs_sys::wait();
-                #[cfg(not(feature = "guest"))]
-                backoff.snooze(None);
-            }
+        let _ = timed_out;
+        #[cfg(all(not(loom), not(feature = "guest")))]
+        let mut backoff = crate::backoff::Backoff::new();
+        while !waiter.woken.load(Ordering::Acquire) {
+            // A stale kick makes WAIT return early: loop and re-check.
+            #[cfg(all(not(loom), feature = "guest"))]
+            ecs_sys::wait();
+            #[cfg(all(not(loom), not(feature = "guest")))]
+            backoff.snooze(None);
+            #[cfg(loom)]
+            vcpu_model::wait();
         }
         ParkResult::Unparked(waiter.unpark_token.get())
     }
@@ -602,6 +599,39 @@ mod queue {
             cur = w.next.get();
         }
         false
+    }
+
+    /// Loom-only test hook: the portable queue's `park`/`unpark_one`/`unpark_all` with plain
+    /// arguments, so `loom-tests/tests/park.rs` can model the queue directly. Not an API.
+    #[cfg(loom)]
+    pub mod loom_hook {
+        use super::{DEFAULT_PARK_TOKEN, ParkResult, UnparkToken};
+
+        /// Parks on `key` unless `validate` (run under the bucket lock, must not unwind or
+        /// call into the queue) returns `false`: `Some(token)` when unparked, `None` when
+        /// `validate` refused.
+        pub fn park(key: usize, validate: impl FnOnce() -> bool) -> Option<usize> {
+            // SAFETY: no callback touches the queue or unwinds (the caller's `validate` is
+            // required not to); `key` is only a number to the queue.
+            match unsafe { super::park(key, validate, || {}, |_, _| {}, DEFAULT_PARK_TOKEN, None) }
+            {
+                ParkResult::Unparked(t) => Some(t.0),
+                ParkResult::Invalid => None,
+                ParkResult::TimedOut => unreachable!("no deadline"),
+            }
+        }
+
+        /// Unparks the first waiter on `key` with `token`; whether there was one.
+        pub fn unpark_one(key: usize, token: usize) -> bool {
+            // SAFETY: the callback does not touch the queue or unwind.
+            unsafe { super::unpark_one(key, |_| UnparkToken(token)) }.unparked_threads == 1
+        }
+
+        /// Unparks every waiter on `key` with `token`; how many.
+        pub fn unpark_all(key: usize, token: usize) -> usize {
+            // SAFETY: `key` is only a number to the queue.
+            unsafe { super::unpark_all(key, UnparkToken(token)) }
+        }
     }
 
     /// Unparks the first waiter on `key`; parking_lot_core's `unpark_one` contract.

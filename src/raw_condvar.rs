@@ -168,7 +168,7 @@ impl RawCondvar {
             // A fair unlock of the mutex handed it to us (we had been requeued onto it).
             mutex.acquired_by_handoff();
         } else {
-            park::abort_on_panic(|| mutex.lock_inner());
+            crate::sync::abort_on_panic(|| mutex.lock_inner());
         }
         !(result.is_unparked() || requeued)
     }

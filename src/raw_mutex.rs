@@ -338,7 +338,7 @@ impl RawMutex {
         self.releasing();
         self.unlock_fair_slow();
         cs::blocking_exit();
-        park::abort_on_panic(|| self.lock_inner());
+        crate::sync::abort_on_panic(|| self.lock_inner());
     }
 }
 

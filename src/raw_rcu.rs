@@ -251,7 +251,8 @@ pub(crate) fn wait(target: u64) {
 ///
 /// A test-and-test-and-set spin lock whose word names the holder's vCPU (`vcpu + 1`; 0 = free),
 /// so a waiter yields to a preempted holder. Writers hold it for a pointer swap and a little
-/// bookkeeping, never across a grace period of their own.
+/// bookkeeping, never across a grace period of their own: `Rcu` and `RcuRing` drop it before
+/// waiting and re-lock (and re-scan) afterwards.
 #[derive(Debug)]
 pub(crate) struct WriterLock {
     word: AtomicU32,

@@ -18,7 +18,8 @@
 //! What eCS adds: every holder (reader, upgradable reader, writer) is inside a blocking
 //! section (`cs::blocking_enter` after acquiring, `cs::blocking_exit` after releasing); a
 //! writer records its vCPU (guest builds only, in a separate word: the state word's upper bits
-//! count readers) so that a waiter stops spinning and parks when that vCPU is preempted or the
+//! count readers; written just *before* the acquiring CAS, see `holder_hint` for what the hint
+//! can still get wrong) so that a waiter stops spinning and parks when that vCPU is preempted or the
 //! pCPU is overloaded ([`AdaptiveSpin`]). Readers are many, so a waiter behind readers only
 //! uses the overload hint.
 //!
@@ -119,7 +120,10 @@ impl RawRwLock {
         }
     }
 
-    /// Records the calling vCPU as the writer (guest builds; nothing natively).
+    /// Records the calling vCPU as the writer (guest builds; nothing natively). Called *before*
+    /// the atomic operation that gives this thread `WRITER_BIT` (with the lock seen free, or
+    /// while holding `UPGRADABLE_BIT`, which keeps other writers out), never after: a vCPU
+    /// preempted right after its acquiring CAS is then already named, so its waiters park.
     #[inline(always)]
     fn set_writer(&self) {
         #[cfg(feature = "guest")]
@@ -127,6 +131,13 @@ impl RawRwLock {
     }
 
     /// The vCPU a waiter waits for, when it is a single writer.
+    ///
+    /// A hint, not a fact: writers record their vCPU just before their acquiring CAS, so two
+    /// writers racing for a free lock may leave the loser's vCPU (a waiter about to park or
+    /// spin) named for the winner's hold; a writer handed the lock by a fair unlock is named
+    /// only once it runs again (until then the unlocking writer is); and the `Relaxed` store is only guaranteed visible
+    /// with the state word on a TSO machine (x86, the guest's target). The cost of a wrong
+    /// hint is a spin-versus-park decision, never correctness.
     #[inline(always)]
     fn holder_hint(&self, _state: usize) -> Option<u32> {
         #[cfg(feature = "guest")]
@@ -138,7 +149,6 @@ impl RawRwLock {
 
     #[inline(always)]
     fn acquired_exclusive(&self) -> GuardNoSend {
-        self.set_writer();
         cs::blocking_enter();
         GuardNoSend::new()
     }
@@ -147,6 +157,29 @@ impl RawRwLock {
     fn acquired_shared(&self) -> GuardNoSend {
         cs::blocking_enter();
         GuardNoSend::new()
+    }
+
+    /// The uncontended exclusive acquisition: one CAS from 0 (`weak` or strong). Guest builds
+    /// first check that the lock looks free, so a writer arriving at a held lock does not
+    /// overwrite the holder's vCPU, then record the writer (see [`Self::set_writer`]).
+    #[inline(always)]
+    fn try_lock_exclusive_fast(&self, weak: bool) -> bool {
+        #[cfg(feature = "guest")]
+        {
+            if self.state.load(Ordering::Relaxed) != 0 {
+                return false;
+            }
+            self.set_writer();
+        }
+        if weak {
+            self.state
+                .compare_exchange_weak(0, WRITER_BIT, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+        } else {
+            self.state
+                .compare_exchange(0, WRITER_BIT, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+        }
     }
 
     #[inline(always)]
@@ -221,6 +254,7 @@ impl RawRwLock {
                     return false;
                 }
                 // Grab WRITER_BIT if it isn't set, even if there are parked threads.
+                self.set_writer();
                 match self.state.compare_exchange_weak(
                     *state,
                     *state | WRITER_BIT,
@@ -238,6 +272,9 @@ impl RawRwLock {
         }) {
             return false;
         }
+        // A fair unlock may have handed WRITER_BIT to this thread without `try_lock` running
+        // (the hint then named the unlocking writer until here); record this writer.
+        self.set_writer();
         // Step 2: wait for the remaining readers to leave.
         self.wait_for_readers(timeout, 0)
     }
@@ -611,11 +648,7 @@ unsafe impl lock_api::RawRwLock for RawRwLock {
 
     #[inline]
     fn lock_exclusive(&self) -> GuardNoSend {
-        if self
-            .state
-            .compare_exchange_weak(0, WRITER_BIT, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
+        if !self.try_lock_exclusive_fast(true) {
             let locked = self.lock_exclusive_slow(None);
             debug_assert!(locked);
         }
@@ -624,10 +657,8 @@ unsafe impl lock_api::RawRwLock for RawRwLock {
 
     #[inline]
     fn try_lock_exclusive(&self) -> Option<GuardNoSend> {
-        self.state
-            .compare_exchange(0, WRITER_BIT, Ordering::Acquire, Ordering::Relaxed)
-            .ok()?;
-        Some(self.acquired_exclusive())
+        self.try_lock_exclusive_fast(false)
+            .then(|| self.acquired_exclusive())
     }
 
     #[inline]
@@ -712,7 +743,7 @@ unsafe impl lock_api::RawRwLockFair for RawRwLock {
         if self.state.load(Ordering::Relaxed) & WRITER_BIT != 0 {
             // SAFETY: the caller holds a shared lock, released here and re-taken.
             unsafe { self.unlock_shared(GuardNoSend::new()) };
-            *guard = park::abort_on_panic(|| self.lock_shared());
+            *guard = crate::sync::abort_on_panic(|| self.lock_shared());
         }
     }
 
@@ -721,7 +752,7 @@ unsafe impl lock_api::RawRwLockFair for RawRwLock {
         if self.state.load(Ordering::Relaxed) & PARKED_BIT != 0 {
             self.unlock_exclusive_fair_slow();
             cs::blocking_exit();
-            *guard = park::abort_on_panic(|| self.lock_exclusive());
+            *guard = crate::sync::abort_on_panic(|| self.lock_exclusive());
         }
     }
 }
@@ -777,12 +808,8 @@ impl RawRwLock {
         &self,
         deadline: Option<park::Instant>,
     ) -> Option<GuardNoSend> {
-        (self
-            .state
-            .compare_exchange_weak(0, WRITER_BIT, Ordering::Acquire, Ordering::Relaxed)
-            .is_ok()
-            || self.lock_exclusive_slow(deadline))
-        .then(|| self.acquired_exclusive())
+        (self.try_lock_exclusive_fast(true) || self.lock_exclusive_slow(deadline))
+            .then(|| self.acquired_exclusive())
     }
 
     #[inline]
@@ -791,6 +818,7 @@ impl RawRwLock {
         guard: GuardNoSend,
         deadline: Option<park::Instant>,
     ) -> Result<GuardNoSend, GuardNoSend> {
+        self.set_writer();
         let state = self.state.fetch_sub(
             (ONE_READER | UPGRADABLE_BIT) - WRITER_BIT,
             Ordering::Acquire,
@@ -798,7 +826,6 @@ impl RawRwLock {
         if state & READERS_MASK == ONE_READER
             || self.wait_for_readers(deadline, ONE_READER | UPGRADABLE_BIT)
         {
-            self.set_writer();
             Ok(guard)
         } else {
             Err(guard)
@@ -843,6 +870,7 @@ unsafe impl lock_api::RawRwLockUpgrade for RawRwLock {
 
     #[inline]
     unsafe fn upgrade(&self, guard: GuardNoSend) -> GuardNoSend {
+        self.set_writer();
         let state = self.state.fetch_sub(
             (ONE_READER | UPGRADABLE_BIT) - WRITER_BIT,
             Ordering::Acquire,
@@ -851,22 +879,20 @@ unsafe impl lock_api::RawRwLockUpgrade for RawRwLock {
             let upgraded = self.wait_for_readers(None, ONE_READER | UPGRADABLE_BIT);
             debug_assert!(upgraded);
         }
-        self.set_writer();
         guard
     }
 
     #[inline]
     unsafe fn try_upgrade(&self, guard: GuardNoSend) -> Result<GuardNoSend, GuardNoSend> {
+        // Harmless if the upgrade fails: UPGRADABLE_BIT keeps every other writer out.
+        self.set_writer();
         match self
             .state
             .fetch_update(Ordering::Acquire, Ordering::Relaxed, |state| {
                 (state & READERS_MASK == ONE_READER)
                     .then_some(state - (ONE_READER | UPGRADABLE_BIT) + WRITER_BIT)
             }) {
-            Ok(_) => {
-                self.set_writer();
-                Ok(guard)
-            }
+            Ok(_) => Ok(guard),
             Err(_) => Err(guard),
         }
     }
@@ -885,7 +911,7 @@ unsafe impl lock_api::RawRwLockUpgradeFair for RawRwLock {
         if self.state.load(Ordering::Relaxed) & PARKED_BIT != 0 {
             self.unlock_upgradable_fair_slow();
             cs::blocking_exit();
-            *guard = park::abort_on_panic(|| self.lock_upgradable());
+            *guard = crate::sync::abort_on_panic(|| self.lock_upgradable());
         }
     }
 }

@@ -255,21 +255,10 @@ impl Default for RawTicketMutex {
     }
 }
 
-/// Runs `f`; if it unwinds, panics again while unwinding, which aborts. For ownership
-/// hand-offs that must not be interrupted half-way (lock_api's `abort_on_panic`).
-#[inline]
-pub(crate) fn abort_on_unwind<R>(f: impl FnOnce() -> R) -> R {
-    struct Bomb;
-    impl Drop for Bomb {
-        fn drop(&mut self) {
-            panic!("aborting: a panic while changing lock ownership");
-        }
-    }
-    let bomb = Bomb;
-    let r = f();
-    core::mem::forget(bomb);
-    r
-}
+/// The old name of [`crate::sync::abort_on_panic`], kept only for `raw_mcs` (being rewritten on
+/// another branch, which should call `crate::sync::abort_on_panic` and drop this alias).
+#[allow(unused_imports)] // unused in builds without `raw_mcs`
+pub(crate) use crate::sync::abort_on_panic as abort_on_unwind;
 
 // SAFETY: a flow holds the lock exactly while `owner` equals its ticket; tickets are unique
 // (`fetch_add`, or the `try_lock` CAS on `next`), and `owner` advances only in `unlock`
@@ -321,7 +310,7 @@ unsafe impl lock_api::RawMutexFair for RawTicketMutex {
     #[inline]
     unsafe fn bump(&self, guard: &mut GuardNoSend) {
         if self.has_waiters() {
-            abort_on_unwind(|| {
+            crate::sync::abort_on_panic(|| {
                 // SAFETY: the caller holds the lock with `guard`; it is re-acquired before
                 // returning, and `GuardNoSend` carries no state to restore.
                 unsafe { RawTicketMutex::unlock(self, GuardNoSend::new()) };

@@ -102,3 +102,20 @@ impl<T: ?Sized> UnsafeCell<T> {
         f(self.0.get())
     }
 }
+
+/// Runs `f`; if it unwinds, panics again while unwinding, which aborts the process. For
+/// ownership hand-offs that cannot be rolled back half-way (parking_lot's and lock_api's
+/// `abort_on_panic`: a re-lock after a condvar wait or a fair-unlock bump).
+#[inline]
+pub(crate) fn abort_on_panic<R>(f: impl FnOnce() -> R) -> R {
+    struct Bomb;
+    impl Drop for Bomb {
+        fn drop(&mut self) {
+            panic!("aborting: a panic while changing lock ownership");
+        }
+    }
+    let bomb = Bomb;
+    let r = f();
+    core::mem::forget(bomb);
+    r
+}

@@ -1,5 +1,7 @@
 //! Stress tests of the blocking family: 16-32 threads on this machine's 2 cores, bounded in
-//! iterations (never in wall time), checking exactness and progress, never speed.
+//! iterations (never in wall time), checking exactness and progress, never speed. Workers start
+//! together on a barrier, and the exact-count tests assert that some worker found the lock held
+//! by another one just before it locked, so an exact count cannot come from a serial run.
 #![allow(clippy::disallowed_types)]
 
 use ecs_locks::{
@@ -8,8 +10,8 @@ use ecs_locks::{
 };
 use std::cell::{Cell, UnsafeCell};
 use std::collections::VecDeque;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::Duration;
 
@@ -40,12 +42,17 @@ impl Racy {
     }
 }
 
+/// Runs `f(thread_index)` on `threads` threads, started together on a barrier.
 fn run(threads: usize, f: impl Fn(usize) + Send + Sync + 'static) {
     let f = Arc::new(f);
+    let start = Arc::new(Barrier::new(threads));
     let hs: Vec<_> = (0..threads)
         .map(|i| {
-            let f = f.clone();
-            thread::spawn(move || f(i))
+            let (f, start) = (f.clone(), start.clone());
+            thread::spawn(move || {
+                start.wait();
+                f(i)
+            })
         })
         .collect();
     for h in hs {
@@ -53,14 +60,45 @@ fn run(threads: usize, f: impl Fn(usize) + Send + Sync + 'static) {
     }
 }
 
+/// Gives up the CPU inside a critical section now and then (a preempted holder), so that the
+/// other workers run while the lock is held even when a whole loop fits in a time slice.
+fn yield_sometimes(k: usize) {
+    if k.is_multiple_of(64) {
+        thread::yield_now();
+    }
+}
+
+/// Counts how often a worker found the lock held (`is_locked()`) right before locking it.
+#[derive(Default)]
+struct Contention(AtomicUsize);
+
+impl Contention {
+    fn probe(&self, locked: bool) {
+        if locked {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Asserts that the run was concurrent.
+    fn assert_seen(&self, what: &str) {
+        assert!(
+            self.0.load(Ordering::Relaxed) > 0,
+            "{what}: no worker ever found the lock held, so the exact count proves nothing"
+        );
+    }
+}
+
 #[test]
 fn mutex_counter_exact() {
     let m = Arc::new((Mutex::new(()), Racy(UnsafeCell::new(0))));
-    let m2 = m.clone();
+    let seen = Arc::new(Contention::default());
+    let (m2, seen2) = (m.clone(), seen.clone());
     run(THREADS, move |i| {
         for k in 0..ITERS {
+            seen2.probe(m2.0.is_locked());
             let g = m2.0.lock();
             m2.1.bump();
+            yield_sometimes(k);
             if (i + k) % 64 == 0 {
                 MutexGuard::unlock_fair(g);
             } else {
@@ -69,16 +107,20 @@ fn mutex_counter_exact() {
         }
     });
     assert_eq!(m.1.get(), (THREADS * ITERS) as u64);
+    seen.assert_seen("Mutex");
 }
 
 #[test]
 fn fair_mutex_counter_exact_with_bumps() {
     let m = Arc::new(FairMutex::new(0u64));
-    let m2 = m.clone();
+    let seen = Arc::new(Contention::default());
+    let (m2, seen2) = (m.clone(), seen.clone());
     run(THREADS, move |_| {
         for k in 0..ITERS / 2 {
+            seen2.probe(m2.is_locked());
             let mut g = m2.lock();
             *g += 1;
+            yield_sometimes(k);
             if k % 16 == 0 {
                 FairMutexGuard::bump(&mut g);
             }
@@ -86,15 +128,19 @@ fn fair_mutex_counter_exact_with_bumps() {
         }
     });
     assert_eq!(*m.lock(), (THREADS * (ITERS / 2) * 2) as u64);
+    seen.assert_seen("FairMutex");
 }
 
 #[test]
 fn reentrant_mutex_counter_exact() {
     let m = Arc::new(ReentrantMutex::new(Cell::new(0u64)));
-    let m2 = m.clone();
+    let seen = Arc::new(Contention::default());
+    let (m2, seen2) = (m.clone(), seen.clone());
     run(THREADS, move |_| {
-        for _ in 0..ITERS / 2 {
+        for k in 0..ITERS / 2 {
+            seen2.probe(m2.is_locked());
             let a = m2.lock();
+            yield_sometimes(k);
             let b = m2.lock();
             b.set(b.get() + 1);
             drop(b);
@@ -102,6 +148,7 @@ fn reentrant_mutex_counter_exact() {
         }
     });
     assert_eq!(m.lock().get(), (THREADS * (ITERS / 2) * 2) as u64);
+    seen.assert_seen("ReentrantMutex");
 }
 
 #[test]
@@ -155,15 +202,18 @@ fn timed_locks_time_out_and_succeed() {
 fn rwlock_readers_see_writer_invariants() {
     // Writers keep a == b == c (updated in three steps); readers must never see them differ.
     let l = Arc::new(RwLock::new([0u64; 3]));
-    let l2 = l.clone();
+    let seen = Arc::new(Contention::default());
+    let (l2, seen2) = (l.clone(), seen.clone());
     run(THREADS, move |i| {
         for k in 0..ITERS / 2 {
             match i % 4 {
                 0 => {
+                    seen2.probe(l2.is_locked());
                     let mut w = l2.write();
                     for x in w.iter_mut() {
                         *x += 1;
                     }
+                    yield_sometimes(k);
                 }
                 1 if k % 8 == 0 => {
                     let mut w = l2.write();
@@ -182,6 +232,7 @@ fn rwlock_readers_see_writer_invariants() {
     });
     let writes = (THREADS / 4) * (ITERS / 2) + (THREADS / 4) * (ITERS / 2).div_ceil(8);
     assert_eq!(*l.read(), [writes as u64; 3]);
+    seen.assert_seen("RwLock");
 }
 
 #[test]
@@ -360,13 +411,27 @@ fn mixed_types_oversubscribed() {
     let m = Arc::new(Mutex::new(0u64));
     let f = Arc::new(FairMutex::new(0u64));
     let l = Arc::new(RwLock::new(0u64));
-    let (m2, f2, l2) = (m.clone(), f.clone(), l.clone());
+    let seen = Arc::new(Contention::default());
+    let (m2, f2, l2, seen2) = (m.clone(), f.clone(), l.clone(), seen.clone());
     run(32, move |i| {
-        for _ in 0..300 {
+        for k in 0..300 {
             match i % 3 {
-                0 => *m2.lock() += 1,
-                1 => *f2.lock() += 1,
-                _ => *l2.write() += 1,
+                0 => {
+                    seen2.probe(m2.is_locked());
+                    let mut g = m2.lock();
+                    *g += 1;
+                    yield_sometimes(k);
+                }
+                1 => {
+                    seen2.probe(f2.is_locked());
+                    let mut g = f2.lock();
+                    *g += 1;
+                    yield_sometimes(k);
+                }
+                _ => {
+                    seen2.probe(l2.is_locked());
+                    *l2.write() += 1;
+                }
             }
             let _ = *l2.read();
         }
@@ -375,4 +440,5 @@ fn mixed_types_oversubscribed() {
     assert_eq!(*m.lock(), per(0));
     assert_eq!(*f.lock(), per(1));
     assert_eq!(*l.read(), per(2));
+    seen.assert_seen("mixed");
 }

@@ -1,14 +1,19 @@
 //! Stress tests of the spin family on an oversubscribed machine: 16-32 threads per lock on
 //! (typically) 2 cores. Every critical section does a non-atomic read-modify-write of data
 //! protected by the lock, sometimes yielding the CPU in the middle (a preempted holder), so a
-//! broken mutual exclusion loses updates and the final counts are off. Iterations are bounded;
-//! nothing here measures time.
+//! broken mutual exclusion loses updates and the final counts are off. Workers start together
+//! on a barrier, and each test asserts that some `try_lock` failed during the run, so an exact
+//! count cannot come from threads that happened to run one after another. Iterations are
+//! bounded; nothing here measures time.
+#![allow(clippy::disallowed_types)]
 
 use ecs_locks::{
     McsMutex, McsMutexGuard, SpinMutex, SpinRwLock, SpinRwLockUpgradableReadGuard,
     SpinRwLockWriteGuard, TicketMutex, TicketMutexGuard,
 };
 use std::hint::black_box;
+use std::sync::Barrier;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 
 const THREADS: usize = 24;
@@ -23,29 +28,49 @@ fn bump(counter: &mut u64, i: usize) {
     *counter = v + 1;
 }
 
-/// Runs `f(thread_index)` on `n` scoped threads.
+/// Runs `f(thread_index)` on `n` scoped threads, started together on a barrier.
 fn on_threads(n: usize, f: impl Fn(usize) + Sync) {
+    let start = Barrier::new(n);
     thread::scope(|s| {
         for t in 0..n {
-            let f = &f;
-            s.spawn(move || f(t));
+            let (f, start) = (&f, &start);
+            s.spawn(move || {
+                start.wait();
+                f(t)
+            });
         }
     });
+}
+
+/// Calls `attempt` (a `try_lock`-like call) until it succeeds, yielding between attempts and
+/// counting the failures in `fails`.
+fn retry<G>(fails: &AtomicUsize, mut attempt: impl FnMut() -> Option<G>) -> G {
+    loop {
+        if let Some(g) = attempt() {
+            return g;
+        }
+        fails.fetch_add(1, Ordering::Relaxed);
+        thread::yield_now();
+    }
+}
+
+/// Asserts that the run was concurrent: some `try_lock` found the lock held by another thread.
+fn assert_contended(fails: &AtomicUsize) {
+    assert!(
+        fails.load(Ordering::Relaxed) > 0,
+        "no try_lock ever failed: the workers did not contend, so the count proves nothing"
+    );
 }
 
 #[test]
 fn spin_mutex_counter_with_try_lock() {
     let m = SpinMutex::new(0u64);
+    let fails = AtomicUsize::new(0);
     on_threads(THREADS, |t| {
         for i in 0..ITERS {
             if t % 4 == 0 {
                 // try_lock path: retry until it succeeds.
-                let mut g = loop {
-                    if let Some(g) = m.try_lock() {
-                        break g;
-                    }
-                    thread::yield_now();
-                };
+                let mut g = retry(&fails, || m.try_lock());
                 bump(&mut g, i);
             } else {
                 bump(&mut m.lock(), i);
@@ -53,21 +78,18 @@ fn spin_mutex_counter_with_try_lock() {
         }
     });
     assert_eq!(m.into_inner(), (THREADS * ITERS) as u64);
+    assert_contended(&fails);
 }
 
 #[test]
 fn ticket_mutex_counter_with_try_lock_and_bump() {
     let m = TicketMutex::new(0u64);
+    let fails = AtomicUsize::new(0);
     on_threads(THREADS, |t| {
         for i in 0..ITERS {
             match t % 3 {
                 0 => {
-                    let mut g = loop {
-                        if let Some(g) = m.try_lock() {
-                            break g;
-                        }
-                        thread::yield_now();
-                    };
+                    let mut g = retry(&fails, || m.try_lock());
                     bump(&mut g, i);
                 }
                 1 => {
@@ -82,6 +104,7 @@ fn ticket_mutex_counter_with_try_lock_and_bump() {
     });
     let bumpers = (0..THREADS).filter(|t| t % 3 == 1).count();
     assert_eq!(m.into_inner(), ((THREADS + bumpers) * ITERS) as u64);
+    assert_contended(&fails);
 }
 
 #[test]
@@ -92,6 +115,7 @@ fn mcs_mutex_counter_nested_barging_and_fair() {
     // taking a free word ahead of them, and fair hand-offs to the queue head all mix.
     let chain: Vec<McsMutex<u64>> = (0..6).map(|_| McsMutex::new(0)).collect();
     let single = McsMutex::new(0u64);
+    let fails = AtomicUsize::new(0);
     on_threads(THREADS, |t| {
         for i in 0..ITERS {
             if t % 4 == 0 {
@@ -111,12 +135,7 @@ fn mcs_mutex_counter_nested_barging_and_fair() {
                     drop(g);
                 }
             } else if t % 4 == 1 {
-                let mut g = loop {
-                    if let Some(g) = single.try_lock() {
-                        break g;
-                    }
-                    thread::yield_now();
-                };
+                let mut g = retry(&fails, || single.try_lock());
                 bump(&mut g, i);
             } else {
                 let mut g = chain[chain.len() - 1].lock();
@@ -134,6 +153,7 @@ fn mcs_mutex_counter_nested_barging_and_fair() {
         assert_eq!(*m.lock(), ((deep + extra) * ITERS) as u64, "chain lock {k}");
     }
     assert_eq!(single.into_inner(), ((tryers + plain) * ITERS) as u64);
+    assert_contended(&fails);
 }
 
 #[test]
@@ -141,17 +161,13 @@ fn spin_rwlock_writers_readers_upgraders() {
     // Invariant kept by every writer: data.0 == data.1. Readers check it; upgraders read,
     // upgrade, bump, then downgrade and check their own write is still there.
     let l = SpinRwLock::new((0u64, 0u64));
+    let fails = AtomicUsize::new(0);
     on_threads(32, |t| {
         for i in 0..ITERS / 2 {
             match t % 4 {
                 0 => {
                     let mut w = if i % 3 == 0 {
-                        loop {
-                            if let Some(w) = l.try_write() {
-                                break w;
-                            }
-                            thread::yield_now();
-                        }
+                        retry(&fails, || l.try_write())
                     } else {
                         l.write()
                     };
@@ -171,7 +187,10 @@ fn spin_rwlock_writers_readers_upgraders() {
                     } else {
                         match SpinRwLockUpgradableReadGuard::try_upgrade(u) {
                             Ok(w) => w,
-                            Err(u) => SpinRwLockUpgradableReadGuard::upgrade(u),
+                            Err(u) => {
+                                fails.fetch_add(1, Ordering::Relaxed);
+                                SpinRwLockUpgradableReadGuard::upgrade(u)
+                            }
                         }
                     };
                     assert_eq!(*w, (a, b), "nobody wrote while we held the upgradable lock");
@@ -186,10 +205,10 @@ fn spin_rwlock_writers_readers_upgraders() {
                 }
                 _ => {
                     let r = if i % 4 == 0 {
-                        match l.try_read() {
-                            Some(r) => r,
-                            None => l.read(),
-                        }
+                        l.try_read().unwrap_or_else(|| {
+                            fails.fetch_add(1, Ordering::Relaxed);
+                            l.read()
+                        })
                     } else {
                         l.read()
                     };
@@ -206,4 +225,5 @@ fn spin_rwlock_writers_readers_upgraders() {
     let writers = (0..32).filter(|t| t % 4 == 0 || t % 4 == 1).count();
     let n = (writers * (ITERS / 2)) as u64;
     assert_eq!(l.into_inner(), (n, n));
+    assert_contended(&fails);
 }

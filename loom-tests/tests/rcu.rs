@@ -4,7 +4,8 @@
 //!   value's `Drop` poisons a loom-tracked canary, so a free that does not happen after the
 //!   read is reported as a data race, and a read after the poison fails the assertion);
 //! - a grace period waits for the sections that began before it, and not for later ones;
-//! - the no-alloc ring reuses a slot only after its grace period.
+//! - the no-alloc ring reuses a slot only after its grace period, and a ring writer waiting for
+//!   a grace period does not hold the ring's writer lock (another writer's call goes through).
 //!
 //! Run: `RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom LOOM_MAX_PREEMPTIONS=2 cargo test
 //! -p loom-tests --release --test rcu`.
@@ -248,5 +249,31 @@ fn ring_reuses_a_slot_only_after_its_grace_period() {
         ring.defer_replace(Value::new(3)); // drops value 1 and rewrites its slot
         assert_eq!(ring.read().check(), 3);
         reader.join().unwrap();
+    });
+}
+
+#[test]
+fn ring_writer_waits_for_a_grace_period_without_the_writer_lock() {
+    model(|| {
+        let ring = Arc::new(RcuRing::<Value, 2>::new(Value::new(1)));
+        // Held across the writer's second update, whose only spare slot holds value 1.
+        let g = ring.read();
+        let writer = {
+            let ring = ring.clone();
+            thread::spawn(move || {
+                ring.defer_replace(Value::new(2));
+                ring.defer_replace(Value::new(3)); // waits for `g`
+            })
+        };
+        // Needs the writer lock: if the writer waited holding it, this would never return
+        // (loom reports the livelock), since `g` is only dropped afterwards.
+        ring.reclaim();
+        assert!(ring.deferred() <= 1);
+        g.check();
+        drop(g);
+        writer.join().unwrap();
+        assert_eq!(ring.read().check(), 3);
+        ring.barrier();
+        assert_eq!(ring.deferred(), 0);
     });
 }

@@ -20,6 +20,16 @@ enum Slot {
     Taken,
 }
 
+/// What [`RcuRing::free_slot`] found.
+enum FreeSlot {
+    /// This slot is `Free` (possibly just reclaimed).
+    Free(usize),
+    /// None is free; a retired slot becomes reclaimable once this grace period completed.
+    Wait(GracePeriod),
+    /// Every spare slot is `Taken`.
+    AllTaken,
+}
+
 /// A read-mostly value in `N` preallocated slots, without heap allocation: a writer fills a
 /// free slot and publishes it; the old slot becomes reusable after a grace period.
 ///
@@ -28,7 +38,8 @@ enum Slot {
 /// period and return the old value; [`defer_replace`](Self::defer_replace)/
 /// [`defer_update`](Self::defer_update) leave the old value in its slot until its grace period
 /// completed, and wait only when no slot is free and none of the retired ones has completed
-/// (then the writer waits for one, holding the ring's writer lock). With `N` slots, `N - 1`
+/// (then the writer releases the ring's writer lock, waits for one, and scans again, so other
+/// writers are never held up by a grace period). With `N` slots, `N - 1`
 /// updates can be in flight without waiting. Since any update may wait, none may be called
 /// inside a read-side section of the calling thread (debug builds panic; release builds would
 /// wait forever): unlike [`Rcu`](super::Rcu), the ring cannot grow its backlog instead.
@@ -168,16 +179,23 @@ impl<T, const N: usize> RcuRing<T, N> {
     }
 
     /// Waits for the grace periods of every retired value and drops them (like
-    /// `rcu_barrier`), holding the writer lock. Do not call inside a read-side section of this
-    /// thread.
+    /// `rcu_barrier`). Waits without the writer lock, so other writers go on meanwhile (values
+    /// they retire after this call began may stay). Do not call inside a read-side section of
+    /// this thread.
     pub fn barrier(&self) {
-        let w = self.writer.lock();
-        for i in 0..N {
-            if let Slot::Retired(gp) = self.state(&w, i) {
-                gp.wait();
-                self.drop_retired(&w, i);
-            }
+        let pending: [Option<GracePeriod>; N] = {
+            let w = self.writer.lock();
+            core::array::from_fn(|i| match self.state(&w, i) {
+                Slot::Retired(gp) => Some(gp),
+                _ => None,
+            })
+        };
+        for gp in pending.iter().flatten() {
+            gp.wait();
         }
+        // Every value seen retired above is now past its grace period: it is either still
+        // `Retired` with that (completed) grace period, or another writer reclaimed it.
+        self.reclaim();
     }
 
     /// Number of retired values waiting for their grace periods.
@@ -212,12 +230,23 @@ impl<T, const N: usize> RcuRing<T, N> {
         let mut backoff = Backoff::new();
         loop {
             let w = self.writer.lock();
-            let Some(i) = self.free_slot(&w) else {
-                // Every spare slot is `Taken` by an `update` waiting for its grace period; it
-                // needs the writer lock to finish, so let go and retry.
-                drop(w);
-                backoff.snooze(None);
-                continue;
+            let i = match self.free_slot(&w) {
+                FreeSlot::Free(i) => i,
+                FreeSlot::Wait(gp) => {
+                    // No slot is free and no retired one has completed its grace period. The
+                    // writer lock is an enlightened critical section: wait without it, then
+                    // scan again (another writer may have taken the reclaimed slot meanwhile).
+                    drop(w);
+                    gp.wait();
+                    continue;
+                }
+                FreeSlot::AllTaken => {
+                    // Every spare slot is `Taken` by an `update` waiting for its grace period;
+                    // it needs the writer lock to finish, so let go and retry.
+                    drop(w);
+                    backoff.snooze(None);
+                    continue;
+                }
             };
             let old = self.current.load(Ordering::Relaxed);
             // SAFETY: slot `old` is the published one and holds a value; we hold the writer
@@ -236,25 +265,23 @@ impl<T, const N: usize> RcuRing<T, N> {
         }
     }
 
-    /// A `Free` slot, reclaiming a retired one if needed (waiting for its grace period if none
-    /// has completed), or `None` when every spare slot is `Taken`.
-    fn free_slot(&self, w: &WriterGuard<'_>) -> Option<usize> {
+    /// A `Free` slot, reclaiming a retired one whose grace period has completed if needed; else
+    /// the grace period of a retired slot to wait for (without the lock), or
+    /// [`FreeSlot::AllTaken`]. Never waits.
+    fn free_slot(&self, w: &WriterGuard<'_>) -> FreeSlot {
         let mut waitable = None;
         for i in 0..N {
             match self.state(w, i) {
-                Slot::Free => return Some(i),
+                Slot::Free => return FreeSlot::Free(i),
                 Slot::Retired(gp) if gp.is_completed() => {
                     self.drop_retired(w, i);
-                    return Some(i);
+                    return FreeSlot::Free(i);
                 }
-                Slot::Retired(gp) => waitable = waitable.or(Some((i, gp))),
+                Slot::Retired(gp) => waitable = waitable.or(Some(gp)),
                 Slot::Current | Slot::Taken => {}
             }
         }
-        let (i, gp) = waitable?;
-        gp.wait();
-        self.drop_retired(w, i);
-        Some(i)
+        waitable.map_or(FreeSlot::AllTaken, FreeSlot::Wait)
     }
 
     /// The state of slot `i`; the caller holds the writer lock.
