@@ -547,7 +547,7 @@ unsafe impl lock_api::RawMutexFair for RawMcsMutex {
     #[inline]
     unsafe fn bump(&self, guard: &mut GuardNoSend) {
         if self.has_waiters() {
-            crate::raw_ticket::abort_on_unwind(|| {
+            crate::sync::abort_on_panic(|| {
                 // SAFETY: the caller holds the lock; it is re-acquired before returning, and
                 // `GuardNoSend` carries no state to restore.
                 unsafe { RawMcsMutex::unlock_fair(self, GuardNoSend::new()) };

@@ -255,11 +255,6 @@ impl Default for RawTicketMutex {
     }
 }
 
-/// The old name of [`crate::sync::abort_on_panic`], kept only for `raw_mcs` (being rewritten on
-/// another branch, which should call `crate::sync::abort_on_panic` and drop this alias).
-#[allow(unused_imports)] // unused in builds without `raw_mcs`
-pub(crate) use crate::sync::abort_on_panic as abort_on_unwind;
-
 // SAFETY: a flow holds the lock exactly while `owner` equals its ticket; tickets are unique
 // (`fetch_add`, or the `try_lock` CAS on `next`), and `owner` advances only in `unlock`
 // (`Release`), read with `Acquire` by the next holder. The debug check in `unlock` fires only
