@@ -6,38 +6,15 @@
 #![cfg(loom)]
 
 use ecs_locks::RawMcsMutex;
-use loom::cell::UnsafeCell;
 use loom::sync::Arc;
 use loom::thread;
 
-struct Guarded {
-    raw: RawMcsMutex,
-    data: UnsafeCell<u32>,
-}
+mod common;
 
-// SAFETY: `data` is only accessed while `raw` is held (checked by loom).
-unsafe impl Sync for Guarded {}
+use common::Guarded;
 
-impl Guarded {
-    fn new() -> Arc<Self> {
-        Arc::new(Self {
-            raw: RawMcsMutex::new(),
-            data: UnsafeCell::new(0),
-        })
-    }
-
-    fn add(&self, n: u32) {
-        let h = self.raw.lock();
-        // SAFETY: the lock is held.
-        self.data.with_mut(|p| unsafe { *p += n });
-        // SAFETY: `h` is the state of the acquisition above.
-        unsafe { self.raw.unlock(h) };
-    }
-
-    fn value(&self) -> u32 {
-        // SAFETY: called after every other thread was joined.
-        self.data.with(|p| unsafe { *p })
-    }
+fn guarded() -> Arc<Guarded<RawMcsMutex>> {
+    Guarded::new(RawMcsMutex::new())
 }
 
 /// Two threads contend: covers the uncontended CAS, the queued swap + link + hand-off, and the
@@ -45,7 +22,7 @@ impl Guarded {
 #[test]
 fn lock_excludes_and_hands_off() {
     loom::model(|| {
-        let g = Guarded::new();
+        let g = guarded();
         let g2 = Arc::clone(&g);
         let t = thread::spawn(move || g2.add(1));
         g.add(1);
@@ -60,7 +37,7 @@ fn lock_excludes_and_hands_off() {
 #[test]
 fn waiter_enqueues_while_holder_releases() {
     loom::model(|| {
-        let g = Guarded::new();
+        let g = guarded();
         let h = g.raw.lock();
         let g2 = Arc::clone(&g);
         let t = thread::spawn(move || g2.add(1));
@@ -77,7 +54,7 @@ fn waiter_enqueues_while_holder_releases() {
 #[test]
 fn try_lock_excludes() {
     loom::model(|| {
-        let g = Guarded::new();
+        let g = guarded();
         let g2 = Arc::clone(&g);
         let t = thread::spawn(move || {
             if let Some(h) = g2.raw.try_lock() {
@@ -100,8 +77,8 @@ fn try_lock_excludes() {
 #[test]
 fn nested_distinct_locks() {
     loom::model(|| {
-        let outer = Guarded::new();
-        let inner = Guarded::new();
+        let outer = guarded();
+        let inner = guarded();
         let inner2 = Arc::clone(&inner);
         let t = thread::spawn(move || inner2.add(1));
         let ho = outer.raw.lock();
@@ -120,7 +97,7 @@ fn nested_distinct_locks() {
 #[test]
 fn node_reused_only_after_successor_linked() {
     loom::model(|| {
-        let g = Guarded::new();
+        let g = guarded();
         let g2 = Arc::clone(&g);
         let t = thread::spawn(move || {
             g2.add(1);
@@ -140,7 +117,7 @@ fn node_reused_only_after_successor_linked() {
 #[test]
 fn node_reused_with_three_flows() {
     loom::model(|| {
-        let g = Guarded::new();
+        let g = guarded();
         let ts: Vec<_> = (0..2)
             .map(|_| {
                 let g = Arc::clone(&g);
@@ -164,7 +141,7 @@ fn node_reused_with_three_flows() {
 #[test]
 fn queued_waiter_and_barging_arrival() {
     loom::model(|| {
-        let g = Guarded::new();
+        let g = guarded();
         let h = g.raw.lock();
         let g2 = Arc::clone(&g);
         let waiter = thread::spawn(move || g2.add(1));
@@ -195,7 +172,7 @@ fn queued_waiter_and_barging_arrival() {
 #[test]
 fn chain_of_two_waiters() {
     loom::model(|| {
-        let g = Guarded::new();
+        let g = guarded();
         let ts: Vec<_> = (0..2)
             .map(|_| {
                 let g = Arc::clone(&g);
@@ -217,7 +194,7 @@ fn chain_of_two_waiters() {
 fn bump_keeps_exclusion() {
     use lock_api::RawMutexFair;
     loom::model(|| {
-        let g = Guarded::new();
+        let g = guarded();
         let g2 = Arc::clone(&g);
         let t = thread::spawn(move || g2.add(10));
         let mut h = g.raw.lock();
@@ -240,7 +217,7 @@ fn bump_keeps_exclusion() {
 #[test]
 fn fair_unlock_reserves_for_head() {
     loom::model(|| {
-        let g = Guarded::new();
+        let g = guarded();
         let h = g.raw.lock();
         let g2 = Arc::clone(&g);
         let waiter = thread::spawn(move || g2.add(1));

@@ -2,45 +2,21 @@
 #![cfg(loom)]
 
 use ecs_locks::RawSpinMutex;
-use loom::cell::UnsafeCell;
 use loom::sync::Arc;
 use loom::thread;
 
-/// A raw lock and the data it protects; loom checks every access to `data` for races.
-struct Guarded {
-    raw: RawSpinMutex,
-    data: UnsafeCell<u32>,
-}
+mod common;
 
-// SAFETY: `data` is only accessed while `raw` is held (checked by loom).
-unsafe impl Sync for Guarded {}
+use common::Guarded;
 
-impl Guarded {
-    fn new() -> Arc<Self> {
-        Arc::new(Self {
-            raw: RawSpinMutex::new(),
-            data: UnsafeCell::new(0),
-        })
-    }
-
-    fn increment(&self) {
-        let g = self.raw.lock();
-        // SAFETY: the lock is held.
-        self.data.with_mut(|p| unsafe { *p += 1 });
-        // SAFETY: `g` is the state of the acquisition above.
-        unsafe { self.raw.unlock(g) };
-    }
-
-    fn value(&self) -> u32 {
-        // SAFETY: called after every other thread was joined.
-        self.data.with(|p| unsafe { *p })
-    }
+fn guarded() -> Arc<Guarded<RawSpinMutex>> {
+    Guarded::new(RawSpinMutex::new())
 }
 
 #[test]
 fn lock_excludes() {
     loom::model(|| {
-        let g = Guarded::new();
+        let g = guarded();
         let g2 = Arc::clone(&g);
         let t = thread::spawn(move || g2.increment());
         g.increment();
@@ -53,7 +29,7 @@ fn lock_excludes() {
 #[test]
 fn try_lock_excludes() {
     loom::model(|| {
-        let g = Guarded::new();
+        let g = guarded();
         let g2 = Arc::clone(&g);
         let t = thread::spawn(move || {
             if let Some(s) = g2.raw.try_lock() {

@@ -2,44 +2,21 @@
 #![cfg(loom)]
 
 use ecs_locks::RawTicketMutex;
-use loom::cell::UnsafeCell;
 use loom::sync::Arc;
 use loom::thread;
 
-struct Guarded {
-    raw: RawTicketMutex,
-    data: UnsafeCell<u32>,
-}
+mod common;
 
-// SAFETY: `data` is only accessed while `raw` is held (checked by loom).
-unsafe impl Sync for Guarded {}
+use common::Guarded;
 
-impl Guarded {
-    fn new() -> Arc<Self> {
-        Arc::new(Self {
-            raw: RawTicketMutex::new(),
-            data: UnsafeCell::new(0),
-        })
-    }
-
-    fn add(&self, n: u32) {
-        let g = self.raw.lock();
-        // SAFETY: the lock is held.
-        self.data.with_mut(|p| unsafe { *p += n });
-        // SAFETY: `g` is the state of the acquisition above.
-        unsafe { self.raw.unlock(g) };
-    }
-
-    fn value(&self) -> u32 {
-        // SAFETY: called after every other thread was joined.
-        self.data.with(|p| unsafe { *p })
-    }
+fn guarded() -> Arc<Guarded<RawTicketMutex>> {
+    Guarded::new(RawTicketMutex::new())
 }
 
 #[test]
 fn lock_excludes() {
     loom::model(|| {
-        let g = Guarded::new();
+        let g = guarded();
         let g2 = Arc::clone(&g);
         let t = thread::spawn(move || g2.add(1));
         g.add(1);
@@ -52,7 +29,7 @@ fn lock_excludes() {
 #[test]
 fn try_lock_excludes_and_takes_no_ticket_on_failure() {
     loom::model(|| {
-        let g = Guarded::new();
+        let g = guarded();
         let g2 = Arc::clone(&g);
         let t = thread::spawn(move || {
             if let Some(s) = g2.raw.try_lock() {
@@ -77,7 +54,7 @@ fn hand_off_is_fifo() {
     // lock only after the main thread's release, and a second main-thread `lock` afterwards
     // must wait for the helper (its ticket is later).
     loom::model(|| {
-        let g = Guarded::new();
+        let g = guarded();
         let s = g.raw.lock();
         let g2 = Arc::clone(&g);
         let t = thread::spawn(move || {
@@ -102,24 +79,13 @@ fn hand_off_is_fifo() {
     });
 }
 
-impl Guarded {
-    fn value_locked(&self) -> u32 {
-        let s = self.raw.lock();
-        // SAFETY: the lock is held.
-        let v = self.data.with(|p| unsafe { *p });
-        // SAFETY: `s` is the state of the acquisition above.
-        unsafe { self.raw.unlock(s) };
-        v
-    }
-}
-
 /// `bump` (fair yield, `RawMutexFair`): when the helper holds a ticket, it must run between
 /// the two halves of our critical section; exclusion holds either way.
 #[test]
 fn bump_yields_to_a_queued_waiter() {
     use lock_api::RawMutexFair;
     loom::model(|| {
-        let g = Guarded::new();
+        let g = guarded();
         let g2 = Arc::clone(&g);
         let t = thread::spawn(move || {
             let s = g2.raw.lock();
