@@ -21,15 +21,7 @@ fn guarded() -> Arc<Guarded<RawMcsMutex>> {
 /// release that finds a successor between its swap and its link (`wait_for_link`).
 #[test]
 fn lock_excludes_and_hands_off() {
-    loom::model(|| {
-        let g = guarded();
-        let g2 = Arc::clone(&g);
-        let t = thread::spawn(move || g2.add(1));
-        g.add(1);
-        t.join().unwrap();
-        assert_eq!(g.value(), 2);
-        assert!(!g.raw.is_locked());
-    });
+    loom::model(|| common::two_adders_exclude(guarded));
 }
 
 /// The holder releases while a waiter enqueues: every interleaving of the waiter's swap/link

@@ -15,15 +15,7 @@ fn guarded() -> Arc<Guarded<RawTicketMutex>> {
 
 #[test]
 fn lock_excludes() {
-    loom::model(|| {
-        let g = guarded();
-        let g2 = Arc::clone(&g);
-        let t = thread::spawn(move || g2.add(1));
-        g.add(1);
-        t.join().unwrap();
-        assert_eq!(g.value(), 2);
-        assert!(!g.raw.is_locked());
-    });
+    loom::model(|| common::two_adders_exclude(guarded));
 }
 
 #[test]

@@ -16,6 +16,21 @@ pub struct Guarded<R> {
 // SAFETY: `data` is only accessed while `raw` is held (which is what loom checks).
 unsafe impl<R: Sync> Sync for Guarded<R> {}
 
+/// The basic model every mutex gets: two threads each add 1 under the lock; the sum must be 2
+/// and the lock free afterwards. Run inside `loom::model`.
+pub fn two_adders_exclude<R>(guarded: impl Fn() -> Arc<Guarded<R>>)
+where
+    R: lock_api::RawMutex + Send + Sync + 'static,
+{
+    let g = guarded();
+    let g2 = Arc::clone(&g);
+    let t = loom::thread::spawn(move || g2.add(1));
+    g.add(1);
+    t.join().unwrap();
+    assert_eq!(g.value(), 2);
+    assert!(!g.raw.is_locked());
+}
+
 impl<R: lock_api::RawMutex> Guarded<R> {
     /// `raw` around a zero.
     pub fn new(raw: R) -> Arc<Self> {
