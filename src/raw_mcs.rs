@@ -89,7 +89,7 @@
 //! preempted (that predecessor is the one who will make it head). Waiters never halt and do
 //! not act on the predecessor's hint before spinning a while: Linux once let qspinlock
 //! waiters halt on a preempted predecessor and throughput under heavy over-commit fell about
-//! 8x (DESIGN.md, pitfalls). Natively (no live hints) every waiter past the spin limit yields
+//! 8x (docs/DESIGN.md, "Enlightenment rules", pitfalls). Natively (no live hints) every waiter past the spin limit yields
 //! its thread to the OS (`Backoff`).
 //!
 //! # Words

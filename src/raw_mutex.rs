@@ -9,8 +9,7 @@
 //! competes for the lock again (barging, so the lock is not FIFO). A fair unlock instead hands
 //! the still-locked mutex directly to the first waiter.
 //!
-//! What eCS adds (DESIGN.md, "the blocking mutex spins while the holder runs and the pCPU is
-//! not overloaded, and parks otherwise"):
+//! What eCS adds (docs/DESIGN.md, "Enlightenment rules", blocking waiters):
 //! - the holder's vCPU id lives in the upper bits of the word, written by the acquiring CAS
 //!   itself, so a waiter knows whom it waits for at no extra cost;
 //! - the spin decision is [`AdaptiveSpin`]: a waiter parks at once when the holder's vCPU is
