@@ -214,7 +214,7 @@ impl RawMcsMutex {
     /// The lock word value that names this vCPU as the holder.
     #[inline(always)]
     fn my_word() -> u32 {
-        cs::vcpu_id().wrapping_add(1)
+        cs::my_holder_tag()
     }
 
     /// Acquires the mutex: one CAS if it is free, otherwise queue and wait (see the module

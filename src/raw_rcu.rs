@@ -264,7 +264,7 @@ impl WriterLock {
     /// (a panic in the holder unlocks on unwind).
     #[inline]
     pub(crate) fn lock(&self) -> WriterGuard<'_> {
-        let me = cs::vcpu_id().wrapping_add(1).max(1);
+        let me = cs::my_holder_tag();
         if self
             .word
             .compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed)
