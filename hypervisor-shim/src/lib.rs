@@ -6,9 +6,10 @@
 //! config.rs     what a run is (vCPUs, pCPU slots, lock, policy, slice, workload)
 //! vm.rs         the KVM VM: memory, page tables, guest ELF, hint area, vCPUs at CPL 3
 //! page.rs       the only (checked, atomic) ways the host touches guest memory
-//! vcpu.rs       the vCPU thread: state machine, exits, preemption by signal
+//! vcpu.rs       the vCPU thread: exits, and the scheduler's Kick as a signal
 //! hypercall.rs  port write -> scheduler request or error status
-//! sched/        N vCPUs on P slots; policies baseline, ple, ecs (pure decisions)
+//! sched/        N vCPUs on P pCPUs: states, run queue, hand-over, metrics, OS plumbing;
+//!               policies baseline, ple, ecs (pure decisions)
 //! run.rs        one run end to end, with its checks
 //! report.rs     tables, JSON, ratios against baseline, SVG
 //! ```
