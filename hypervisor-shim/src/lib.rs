@@ -11,13 +11,18 @@
 //! sched/        N vCPUs on P pCPUs: states, run queue, hand-over, metrics, OS plumbing;
 //!               policies baseline, ple, ecs (pure decisions)
 //! run.rs        one run end to end, with its checks
-//! report.rs     tables, JSON, ratios against baseline, SVG
+//! compare.rs    paired, shuffled rounds: plan, presets, summary, host, ETA
+//! stats.rs      median, its distribution-free interval, Jain's index, round orders
+//! report.rs     tables and the charts' data
+//! chart.rs      the SVG chart (plotters)
 //! ```
 //!
 //! The binary `ecs-shim` is a thin command line over [`run::run`] and [`report`].
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 #![warn(missing_docs)]
 
+pub mod chart;
+pub mod compare;
 pub mod config;
 pub mod guest_image;
 pub mod hypercall;
@@ -25,6 +30,7 @@ pub mod page;
 pub mod report;
 pub mod run;
 pub mod sched;
+pub mod stats;
 pub mod vcpu;
 pub mod vm;
 pub mod workload;

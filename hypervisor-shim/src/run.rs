@@ -65,6 +65,10 @@ pub struct RunReport {
     pub pcpus: u32,
     /// Time slice, ms.
     pub slice_ms: f64,
+    /// Critical-section work per operation (guest loop iterations).
+    pub cs_iters: u32,
+    /// Work between acquisitions (guest loop iterations).
+    pub think_iters: u32,
     /// Measured workload time (start to the stop request), seconds.
     pub secs: f64,
     /// Operations per second (all vCPUs).
@@ -74,6 +78,13 @@ pub struct RunReport {
     pub ops_per_cpu_sec: f64,
     /// Totals over the vCPUs.
     pub total: VcpuStats,
+    /// The fewest operations one vCPU completed (fairness: no per-vCPU cap limits it).
+    pub ops_min: u64,
+    /// The most operations one vCPU completed.
+    pub ops_max: u64,
+    /// Jain's fairness index of the per-vCPU operations (1 = equal; `1/n` = one vCPU did all),
+    /// if any operation was done.
+    pub jain: Option<f64>,
     /// The protected counter's final value, as the guest reported it.
     pub counter: Option<u64>,
     /// The TSC frequency, Hz, measured over this run (TSC cycles / host clock between the
@@ -395,6 +406,10 @@ fn report(cfg: &RunConfig, sched: &Scheduler<'_>, tsc_hz: f64) -> RunReport {
     if failures.is_empty() {
         check_results(&total, counter, &mut failures);
     }
+    let ops: Vec<f64> = per_vcpu.iter().map(|v| v.stats.ops as f64).collect();
+    let jain = crate::stats::jain(&ops);
+    let ops_min = per_vcpu.iter().map(|v| v.stats.ops).min().unwrap_or(0);
+    let ops_max = per_vcpu.iter().map(|v| v.stats.ops).max().unwrap_or(0);
     let secs = end_ns as f64 / 1e9;
     let grace_mean_cycles =
         (total.grace_periods > 0).then(|| total.grace_cycles as f64 / total.grace_periods as f64);
@@ -407,6 +422,8 @@ fn report(cfg: &RunConfig, sched: &Scheduler<'_>, tsc_hz: f64) -> RunReport {
         vcpus: cfg.vcpus,
         pcpus: cfg.pcpus,
         slice_ms: cfg.slice.as_secs_f64() * 1e3,
+        cs_iters: cfg.cs_iters,
+        think_iters: cfg.think_iters,
         secs,
         ops_per_sec: if secs > 0.0 {
             total.ops as f64 / secs
@@ -419,6 +436,9 @@ fn report(cfg: &RunConfig, sched: &Scheduler<'_>, tsc_hz: f64) -> RunReport {
             0.0
         },
         total,
+        ops_min,
+        ops_max,
+        jain,
         counter,
         tsc_hz,
         grace_mean_cycles,
