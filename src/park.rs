@@ -9,10 +9,10 @@
 //!
 //! | build | backend | how a waiter sleeps |
 //! |-------|---------|---------------------|
-//! | `std`, not loom, not `portable-park` | `parking_lot_core` itself (re-exported) | futex, keyed by the lock address |
+//! | `std`, not loom, not `ecs_portable_park` | `parking_lot_core` itself (re-exported) | futex, keyed by the lock address |
 //! | `cfg(loom)` | [`queue`] with one spin-locked bucket (the same TTAS lock on loom atomics) | a model of WAIT/KICK: a per-thread loom `Notify` as the pending kick |
-//! | `guest` (no_std) | [`queue`] with hashed spin-locked buckets | the WAIT hypercall; the unparker KICKs the waiter's vCPU |
-//! | no_std without `guest`, or `portable-park` | [`queue`] with hashed spin-locked buckets | spinning through `Backoff` (there is nothing to halt) |
+//! | `--cfg ecs_guest` (no_std) | [`queue`] with hashed spin-locked buckets | the WAIT hypercall; the unparker KICKs the waiter's vCPU |
+//! | other no_std, or `--cfg ecs_portable_park` | [`queue`] with hashed spin-locked buckets | spinning through `Backoff` (there is nothing to halt) |
 //!
 //! In the queue backend each parked waiter is a record on its own stack, linked into the
 //! bucket of its key; the record names the waiter's vCPU, so an unparker knows whom to kick.
@@ -26,11 +26,13 @@
 //!
 //! The queue backend is also compiled in `std` test builds, where its unit tests below drive
 //! it with real threads (waiters then spin through `Backoff`, as in a no_std build without
-//! `guest`). The `portable-park` feature makes every lock use it with `std`, so the whole
+//! `ecs_guest`). The `ecs_portable_park` cfg makes every lock use it with `std`, so the whole
 //! native suite runs on the guest's queue logic (minus WAIT/KICK):
-//! `cargo test -p ecs-locks --features portable-park --test stress_blocking --test proptest_blocking`.
+//! `RUSTFLAGS="--cfg ecs_portable_park" cargo test -p ecs-locks --test stress_blocking --test proptest_blocking`
+//! (a cfg, not a feature, so that no dependency can turn every user's `Mutex` into a spinning
+//! queue).
 
-#[cfg(all(feature = "std", not(loom), not(feature = "portable-park")))]
+#[cfg(all(feature = "std", not(loom), not(ecs_portable_park)))]
 mod imp {
     pub(crate) use parking_lot_core::{
         DEFAULT_PARK_TOKEN, DEFAULT_UNPARK_TOKEN, FilterOp, ParkResult, ParkToken, RequeueOp,
@@ -38,7 +40,7 @@ mod imp {
     };
 }
 
-#[cfg(any(loom, not(feature = "std"), feature = "portable-park"))]
+#[cfg(any(loom, not(feature = "std"), ecs_portable_park))]
 mod imp {
     pub(crate) use super::queue::*;
 }
@@ -143,16 +145,16 @@ impl AdaptiveSpin {
 /// Whether the host publishes `preempted`/`overloaded` (the header's `FEATURE_HINTS`).
 #[inline]
 fn host_publishes_hints() -> bool {
-    #[cfg(all(feature = "guest", target_arch = "x86_64", not(loom)))]
+    #[cfg(all(ecs_guest, target_arch = "x86_64", not(loom)))]
     return ecs_sys::backend::guest::Guest::features() & ecs_sys::abi::FEATURE_HINTS != 0;
-    #[cfg(not(all(feature = "guest", target_arch = "x86_64", not(loom))))]
+    #[cfg(not(all(ecs_guest, target_arch = "x86_64", not(loom))))]
     false
 }
 
 /// The portable parking lot: hashed buckets of intrusive waiter lists. Used under loom and
 /// without `std` (see the module docs); a port of parking_lot_core's queue operations without
 /// its rehashing and thread-local data (records live on the waiter's stack).
-#[cfg(any(loom, not(feature = "std"), feature = "portable-park", test))]
+#[cfg(any(loom, not(feature = "std"), ecs_portable_park, test))]
 #[allow(dead_code)]
 mod queue {
     use super::Instant;
@@ -413,9 +415,9 @@ mod queue {
             #[allow(clippy::clone_on_copy)] // a `u32` natively, an `Arc` under loom
             let vcpu = w.vcpu.clone();
             w.woken.store(true, Ordering::Release);
-            #[cfg(all(not(loom), feature = "guest"))]
+            #[cfg(all(not(loom), ecs_guest))]
             ecs_sys::kick(vcpu);
-            #[cfg(all(not(loom), not(feature = "guest")))]
+            #[cfg(all(not(loom), not(ecs_guest)))]
             let _ = vcpu;
             #[cfg(loom)]
             vcpu_model::kick(&vcpu);
@@ -527,13 +529,13 @@ mod queue {
         }
 
         let _ = timed_out;
-        #[cfg(all(not(loom), not(feature = "guest")))]
+        #[cfg(all(not(loom), not(ecs_guest)))]
         let mut backoff = crate::backoff::Backoff::new();
         while !waiter.woken.load(Ordering::Acquire) {
             // A stale kick makes WAIT return early: loop and re-check.
-            #[cfg(all(not(loom), feature = "guest"))]
+            #[cfg(all(not(loom), ecs_guest))]
             ecs_sys::wait();
-            #[cfg(all(not(loom), not(feature = "guest")))]
+            #[cfg(all(not(loom), not(ecs_guest)))]
             backoff.snooze(None);
             #[cfg(loom)]
             vcpu_model::wait();

@@ -563,7 +563,7 @@ unsafe impl lock_api::RawMutexFair for RawMcsMutex {
 /// if the flow has no usable node. In debug builds, `note_held`/`note_released`/`holds` keep
 /// the flow's list of held lock addresses (reentrancy check). Only the owning flow touches
 /// the marks.
-#[cfg(not(feature = "guest"))]
+#[cfg(not(ecs_guest))]
 mod slots {
     use super::{DEBUG_HELD, Node};
     use core::cell::Cell;
@@ -630,7 +630,7 @@ mod slots {
 }
 
 /// Per-flow node storage: a static node per vCPU (`guest`: one flow per vCPU, no TLS).
-#[cfg(feature = "guest")]
+#[cfg(ecs_guest)]
 mod slots {
     use super::{DEBUG_HELD, Node};
     use crate::sync::{AtomicBool, AtomicUsize, Ordering};

@@ -489,11 +489,11 @@ pub(crate) fn debug_thread_id() -> usize {
         crate::sync::thread_local!(static KEY: u8 = 0);
         KEY.try_with(|k| core::ptr::from_ref(k).addr()).unwrap_or(0)
     }
-    #[cfg(all(not(feature = "std"), feature = "guest"))]
+    #[cfg(all(not(feature = "std"), ecs_guest))]
     {
         cs::vcpu_id() as usize + 1
     }
-    #[cfg(all(not(feature = "std"), not(feature = "guest")))]
+    #[cfg(all(not(feature = "std"), not(ecs_guest)))]
     {
         0
     }

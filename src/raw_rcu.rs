@@ -329,7 +329,7 @@ pub(crate) struct Domain {
     /// The global word: current epoch, depth 1.
     gp: CachePadded<AtomicU64>,
     /// Registered reader slots (std registry only).
-    #[cfg(all(feature = "std", not(feature = "guest")))]
+    #[cfg(all(feature = "std", not(ecs_guest)))]
     head: crate::sync::AtomicPtr<slots::Entry>,
 }
 
@@ -338,7 +338,7 @@ impl Domain {
     const fn new() -> Self {
         Self {
             gp: CachePadded::new(AtomicU64::new(GP_INIT)),
-            #[cfg(all(feature = "std", not(feature = "guest")))]
+            #[cfg(all(feature = "std", not(ecs_guest)))]
             head: crate::sync::AtomicPtr::new(core::ptr::null_mut()),
         }
     }
@@ -347,14 +347,14 @@ impl Domain {
     fn new() -> Self {
         Self {
             gp: CachePadded::new(AtomicU64::new(GP_INIT)),
-            #[cfg(all(feature = "std", not(feature = "guest")))]
+            #[cfg(all(feature = "std", not(ecs_guest)))]
             head: crate::sync::AtomicPtr::new(core::ptr::null_mut()),
         }
     }
 }
 
 /// The per-thread registry (std).
-#[cfg(all(feature = "std", not(feature = "guest")))]
+#[cfg(all(feature = "std", not(ecs_guest)))]
 mod slots {
     use super::{Domain, ReaderSlot};
     use crate::sync::{AtomicBool, Ordering};
@@ -494,7 +494,7 @@ mod slots {
 }
 
 /// One static slot per vCPU (guest: one flow per vCPU, no TLS).
-#[cfg(feature = "guest")]
+#[cfg(ecs_guest)]
 mod slots {
     use super::{Domain, ReaderSlot};
     use crate::sync::{AtomicU32, Ordering};
@@ -545,7 +545,7 @@ mod slots {
     }
 }
 
-#[cfg(all(test, not(loom), feature = "std", not(feature = "guest")))]
+#[cfg(all(test, not(loom), feature = "std", not(ecs_guest)))]
 mod tests {
     use super::*;
 

@@ -94,7 +94,7 @@ const TOKEN_UPGRADABLE: ParkToken = ParkToken(ONE_READER | UPGRADABLE_BIT);
 pub struct RawRwLock {
     state: AtomicUsize,
     /// vCPU of the last writer (guest builds): a hint for waiters' spin decision.
-    #[cfg(feature = "guest")]
+    #[cfg(ecs_guest)]
     writer_vcpu: crate::sync::AtomicU32,
 }
 
@@ -105,7 +105,7 @@ impl RawRwLock {
     pub const fn new() -> Self {
         Self {
             state: AtomicUsize::new(0),
-            #[cfg(feature = "guest")]
+            #[cfg(ecs_guest)]
             writer_vcpu: crate::sync::AtomicU32::new(0),
         }
     }
@@ -115,7 +115,7 @@ impl RawRwLock {
     pub fn new() -> Self {
         Self {
             state: AtomicUsize::new(0),
-            #[cfg(feature = "guest")]
+            #[cfg(ecs_guest)]
             writer_vcpu: crate::sync::AtomicU32::new(0),
         }
     }
@@ -126,7 +126,7 @@ impl RawRwLock {
     /// preempted right after its acquiring CAS is then already named, so its waiters park.
     #[inline(always)]
     fn set_writer(&self) {
-        #[cfg(feature = "guest")]
+        #[cfg(ecs_guest)]
         self.writer_vcpu.store(cs::vcpu_id(), Ordering::Relaxed);
     }
 
@@ -140,7 +140,7 @@ impl RawRwLock {
     /// hint is a spin-versus-park decision, never correctness.
     #[inline(always)]
     fn holder_hint(&self, _state: usize) -> Option<u32> {
-        #[cfg(feature = "guest")]
+        #[cfg(ecs_guest)]
         if _state & WRITER_BIT != 0 && _state & READERS_MASK == 0 {
             return Some(self.writer_vcpu.load(Ordering::Relaxed));
         }
@@ -164,7 +164,7 @@ impl RawRwLock {
     /// overwrite the holder's vCPU, then record the writer (see [`Self::set_writer`]).
     #[inline(always)]
     fn try_lock_exclusive_fast(&self, weak: bool) -> bool {
-        #[cfg(feature = "guest")]
+        #[cfg(ecs_guest)]
         {
             if self.state.load(Ordering::Relaxed) != 0 {
                 return false;
