@@ -348,6 +348,15 @@ pub struct SummaryRow {
     pub preemptions_in_cs: Option<f64>,
     /// Halts (median).
     pub halts: Option<f64>,
+    /// Host-level deschedulings of a pCPU holder (median; not the shim's decisions).
+    #[serde(default)]
+    pub host_deschedules: Option<f64>,
+    /// Of those, inside a critical section (median).
+    #[serde(default)]
+    pub host_deschedules_in_cs: Option<f64>,
+    /// Steal: time holding a pCPU without a host CPU, percent of the pCPU time (median).
+    #[serde(default)]
+    pub steal_pct: Option<f64>,
     /// Jain's index of the per-vCPU operations.
     pub jain: Option<Estimate>,
     /// The fewest operations of one vCPU (median over rounds).
@@ -389,7 +398,7 @@ pub fn summarize(plan: &Plan, runs: &[RoundRun]) -> Vec<SummaryRow> {
                 policy,
                 ceiling: false,
             };
-            let mut v: [Vec<f64>; 9] = Default::default();
+            let mut v: [Vec<f64>; 12] = Default::default();
             let (mut ran, mut failed) = (0, 0);
             for round in 0..plan.rounds {
                 let mine = runs.iter().find(|r| {
@@ -425,6 +434,9 @@ pub fn summarize(plan: &Plan, runs: &[RoundRun]) -> Vec<SummaryRow> {
                 v[6].extend(r.jain);
                 v[7].push(r.ops_min as f64);
                 v[8].push(r.ops_max as f64);
+                v[9].push(r.total.host_deschedules as f64);
+                v[10].push(r.total.host_deschedules_in_cs as f64);
+                v[11].extend(crate::report::steal_pct(&r.total));
             }
             rows.push(SummaryRow {
                 lock: group.lock,
@@ -444,6 +456,9 @@ pub fn summarize(plan: &Plan, runs: &[RoundRun]) -> Vec<SummaryRow> {
                 jain: Estimate::of(&v[6]),
                 ops_min: median(&v[7]),
                 ops_max: median(&v[8]),
+                host_deschedules: median(&v[9]),
+                host_deschedules_in_cs: median(&v[10]),
+                steal_pct: median(&v[11]),
             });
         }
     }

@@ -6,6 +6,7 @@ use crate::chart::{self, Bar, Chart, commit_label};
 use crate::compare::{Estimate, SummaryRow};
 use crate::config::{Lock, PolicyKind};
 use crate::run::RunReport;
+use crate::sched::VcpuStats;
 use core::fmt::Write as _;
 
 /// One line of the `compare` table.
@@ -132,6 +133,11 @@ pub fn rows(runs: &[RunReport]) -> Vec<Row> {
             }
         })
         .collect()
+}
+
+/// Steal as a share of the time holding a pCPU, percent.
+pub fn steal_pct(t: &VcpuStats) -> Option<f64> {
+    (t.run_ns > 0).then(|| 100.0 * t.steal_ns as f64 / t.run_ns as f64)
 }
 
 fn opt(v: Option<f64>, prec: usize, suffix: &str) -> String {
@@ -287,6 +293,16 @@ pub fn run_summary(r: &RunReport) -> String {
         t.halts,
         t.bad_hypercalls
     );
+    let _ = writeln!(
+        s,
+        "host: pCPU time {:.1} ms, thread CPU time {:.1} ms, steal {:.1} ms ({}); host deschedules of a pCPU holder {} (in CS {})",
+        t.run_ns as f64 / 1e6,
+        t.cpu_ns as f64 / 1e6,
+        t.steal_ns as f64 / 1e6,
+        opt(steal_pct(t), 1, " %"),
+        t.host_deschedules,
+        t.host_deschedules_in_cs
+    );
     if let (Some(c), Some(us)) = (r.grace_mean_cycles, r.grace_mean_us) {
         let _ = writeln!(
             s,
@@ -297,14 +313,25 @@ pub fn run_summary(r: &RunReport) -> String {
     }
     let _ = writeln!(
         s,
-        "{:>5} {:>10} {:>8} {:>6} {:>6} {:>6} {:>6} {:>7} {:>8}  state",
-        "vcpu", "ops", "preempt", "in-CS", "ext", "dyield", "halts", "pl-exit", "run ms"
+        "{:>5} {:>10} {:>8} {:>6} {:>6} {:>6} {:>6} {:>7} {:>8} {:>8} {:>8} {:>7}  state",
+        "vcpu",
+        "ops",
+        "preempt",
+        "in-CS",
+        "ext",
+        "dyield",
+        "halts",
+        "pl-exit",
+        "run ms",
+        "cpu ms",
+        "steal ms",
+        "h-desch"
     );
     for v in &r.per_vcpu {
         let st = &v.stats;
         let _ = writeln!(
             s,
-            "{:>5} {:>10} {:>8} {:>6} {:>6} {:>6} {:>6} {:>7} {:>8.1}  {:?}",
+            "{:>5} {:>10} {:>8} {:>6} {:>6} {:>6} {:>6} {:>7} {:>8.1} {:>8.1} {:>8.1} {:>7}  {:?}",
             v.vcpu,
             st.ops,
             st.preemptions,
@@ -314,6 +341,9 @@ pub fn run_summary(r: &RunReport) -> String {
             st.halts,
             st.ple_exits,
             st.run_ns as f64 / 1e6,
+            st.cpu_ns as f64 / 1e6,
+            st.steal_ns as f64 / 1e6,
+            st.host_deschedules,
             v.state
         );
     }
@@ -431,7 +461,7 @@ pub fn summary_table(rows: &[SummaryRow]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:>5} {:>5} {:<8}{} {:<8} {:>12} {:<22} {:<22} {:<22} {:>8} {:>8} {:<18} {:>17} {:>7}",
+        "{:>5} {:>5} {:<8}{} {:<8} {:>12} {:<22} {:<22} {:<22} {:>8} {:>8} {:>7} {:>7} {:<18} {:>17} {:>7}",
         "vcpus",
         "pcpus",
         "lock",
@@ -443,6 +473,8 @@ pub fn summary_table(rows: &[SummaryRow]) -> String {
         "x-ple [95%]",
         "in-CS",
         "halts",
+        "h-desch",
+        "steal%",
         "jain [95%]",
         "ops/vCPU min-max",
         "rounds"
@@ -450,7 +482,7 @@ pub fn summary_table(rows: &[SummaryRow]) -> String {
     for r in rows {
         let _ = writeln!(
             s,
-            "{:>5} {:>5} {:<8}{} {:<8} {:>12} {:<22} {:<22} {:<22} {:>8} {:>8} {:<18} {:>17} {:>7}",
+            "{:>5} {:>5} {:<8}{} {:<8} {:>12} {:<22} {:<22} {:<22} {:>8} {:>8} {:>7} {:>7} {:<18} {:>17} {:>7}",
             r.vcpus,
             r.pcpus,
             r.lock.name(),
@@ -467,6 +499,8 @@ pub fn summary_table(rows: &[SummaryRow]) -> String {
             est(r.ratio_to_ple, "x"),
             opt(r.preemptions_in_cs, 0, ""),
             opt(r.halts, 0, ""),
+            opt(r.host_deschedules, 0, ""),
+            opt(r.steal_pct, 1, ""),
             est(r.jain, "") + if r.unfair() { " !" } else { "" },
             format!("{}-{}", opt(r.ops_min, 0, ""), opt(r.ops_max, 0, "")),
             if r.failed > 0 {
@@ -541,7 +575,6 @@ pub fn summary_lines(rows: &[SummaryRow]) -> String {
 mod tests {
     use super::*;
     use crate::run::RunReport;
-    use crate::sched::VcpuStats;
     use crate::workload::LockKind;
 
     fn report(policy: PolicyKind, ops_per_sec: f64, in_cs: u64) -> RunReport {

@@ -385,7 +385,8 @@ fn report(cfg: &RunConfig, sched: &Scheduler<'_>, tsc_hz: f64) -> RunReport {
     let snapshots = sched.slot_snapshots();
     let mut total = VcpuStats::default();
     let mut per_vcpu = Vec::new();
-    for (id, (state, st)) in vcpus.into_iter().enumerate() {
+    for (id, (state, mut st)) in vcpus.into_iter().enumerate() {
+        st.steal_ns = st.run_ns.saturating_sub(st.cpu_ns);
         if let VcpuState::Exited { code } = state
             && code != exit_code::OK
         {

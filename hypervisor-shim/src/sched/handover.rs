@@ -35,6 +35,8 @@ impl Scheduler<'_> {
         v.slice_start = now;
         v.ext_until = None;
         v.run_since = Some(now);
+        v.last_tick = None;
+        v.host_stalled = false;
         st.pcpus[k as usize] = Some(h);
         if self.hints {
             let hint = self.hint(h);
@@ -52,6 +54,8 @@ impl Scheduler<'_> {
             v.stats.run_ns += now.saturating_sub(since);
         }
         v.ext_until = None;
+        v.last_tick = None;
+        v.host_stalled = false;
         // The vCPU leaves the pCPU anyway: a pending preemption is moot. (Its thread clears a
         // stale exit request itself, when it gets a pCPU again: `wait_for_pcpu`.)
         v.preempt_pending = false;
@@ -153,6 +157,32 @@ impl Scheduler<'_> {
         }
     }
 
+    /// Whether the host descheduled running vCPU `id`'s thread since the previous tick: its
+    /// CPU clock advanced by less than a tenth of the wall-clock time. Publishes `preempted`
+    /// while it is (and clears it when the thread runs again), counts each descheduling once.
+    pub(super) fn watch_host(&self, st: &mut SchedState, id: u32, now: u64) {
+        let cpu = st.vcpus[id as usize].clock.and_then(|c| c.cpu_ns());
+        let v = &mut st.vcpus[id as usize];
+        let Some(cpu) = cpu else { return };
+        let prev = v.last_tick.replace((now, cpu));
+        let Some((t0, c0)) = prev else { return };
+        let stalled = host_stalled(now.saturating_sub(t0), cpu.saturating_sub(c0));
+        if stalled == v.host_stalled {
+            return;
+        }
+        v.host_stalled = stalled;
+        if stalled {
+            v.stats.host_deschedules += 1;
+            let in_cs = self.hint(id).cs_depth.load(Ordering::Acquire) != 0;
+            v.stats.host_deschedules_in_cs += u64::from(in_cs);
+        }
+        if self.hints {
+            self.hint(id)
+                .preempted
+                .store(u32::from(stalled), Ordering::Release);
+        }
+    }
+
     /// Applies a decision other than `Preempt` to running vCPU `id`.
     pub(super) fn apply(&self, st: &mut SchedState, id: u32, decision: TickDecision) {
         let now = self.now();
@@ -213,5 +243,26 @@ impl Scheduler<'_> {
                 }
             }
         }
+    }
+}
+
+/// The host-descheduling rule: over `wall_ns` of wall-clock time the thread got `cpu_ns` of
+/// CPU time, less than a tenth of it (a thread that ran at all for most of the interval is not
+/// "descheduled"; one that got nothing surely is).
+pub fn host_stalled(wall_ns: u64, cpu_ns: u64) -> bool {
+    wall_ns > 0 && cpu_ns.saturating_mul(10) < wall_ns
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_stalled;
+
+    #[test]
+    fn a_clock_that_stalls_across_a_tick_is_host_descheduling() {
+        assert!(host_stalled(100_000, 0));
+        assert!(host_stalled(100_000, 9_999));
+        assert!(!host_stalled(100_000, 10_000));
+        assert!(!host_stalled(100_000, 100_000));
+        assert!(!host_stalled(0, 0), "no time passed: nothing to say");
     }
 }

@@ -39,6 +39,16 @@ pub struct VcpuStats {
     pub run_ns: u64,
     /// Of that, before the stop request (the measured part of the run), ns.
     pub run_ns_before_stop: u64,
+    /// Steal: time this vCPU held a pCPU without its thread getting a host CPU
+    /// (`run_ns - cpu_ns`, at least 0), ns. On a quiet host it is near 0.
+    pub steal_ns: u64,
+    /// Times the tick found this vCPU's thread descheduled by the host while it held a pCPU
+    /// (its CPU clock advanced by less than a tenth of the wall-clock time since the previous
+    /// tick); `preempted` is published for it meanwhile, as KVM's steal-time flag is.
+    pub host_deschedules: u64,
+    /// Of those, with `cs_depth > 0` (host-level lock-holder preemption, which the shim's own
+    /// decisions, counted in `preemptions_in_cs`, do not include).
+    pub host_deschedules_in_cs: u64,
     /// CPU time the host gave this vCPU's thread over the whole run, ns (`KVM_RUN` time plus
     /// the thread's share of exit handling; blocked time is not counted).
     pub cpu_ns: u64,
@@ -76,6 +86,9 @@ impl VcpuStats {
         self.run_ns += o.run_ns;
         self.run_ns_before_stop += o.run_ns_before_stop;
         self.cpu_ns += o.cpu_ns;
+        self.steal_ns += o.steal_ns;
+        self.host_deschedules += o.host_deschedules;
+        self.host_deschedules_in_cs += o.host_deschedules_in_cs;
         self.grace_periods = self.grace_periods.saturating_add(o.grace_periods);
         self.grace_cycles = self.grace_cycles.saturating_add(o.grace_cycles);
         self.run_cycles = self.run_cycles.saturating_add(o.run_cycles);

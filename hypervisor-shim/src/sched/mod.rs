@@ -384,6 +384,7 @@ impl<'m> Scheduler<'m> {
         let st = &mut *guard;
         for k in 0..self.nr_pcpus as usize {
             let Some(id) = st.pcpus[k] else { continue };
+            self.watch_host(st, id, now);
             let v = &st.vcpus[id as usize];
             if v.preempt_pending || v.force_stop {
                 continue;

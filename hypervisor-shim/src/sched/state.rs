@@ -83,6 +83,11 @@ pub(super) struct VcpuRecord {
     pub(super) preempt_pending: bool,
     pub(super) force_stop: bool,
     pub(super) run_since: Option<u64>,
+    /// (wall clock, thread CPU time) at the previous tick while it holds a pCPU; `None` right
+    /// after a grant (the thread was blocked, not descheduled).
+    pub(super) last_tick: Option<(u64, u64)>,
+    /// Whether the host has descheduled its thread (published as `preempted`).
+    pub(super) host_stalled: bool,
     pub(super) kick: Option<Box<dyn Kick>>,
     pub(super) stats: VcpuStats,
 }
@@ -99,6 +104,8 @@ impl VcpuRecord {
             preempt_pending: false,
             force_stop: false,
             run_since: None,
+            last_tick: None,
+            host_stalled: false,
             kick: None,
             stats: VcpuStats::default(),
         }
