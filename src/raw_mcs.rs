@@ -158,6 +158,10 @@ pub(crate) struct Node {
     /// The owner's vCPU: written by the owner before it publishes the node, read by the
     /// successor between its swap and its link. A plain cell, so loom checks node reuse.
     vcpu: UnsafeCell<u32>,
+    /// The fork generation (`crate::fork`) the owner queued in, written and read like
+    /// `vcpu`: a successor that reads an older one waits behind a thread that does not exist
+    /// in this process (it forked) and makes itself the head.
+    generation: UnsafeCell<u32>,
 }
 
 // SAFETY: `head` and `next` are atomics. `vcpu` is written only by the owner while no other
@@ -174,6 +178,7 @@ impl Node {
                 head: AtomicBool::new(false),
                 next: AtomicPtr::new(ptr::null_mut()),
                 vcpu: UnsafeCell::new(0),
+                generation: UnsafeCell::new(0),
             }
         }
     }
@@ -286,6 +291,10 @@ impl RawMcsMutex {
         // SAFETY: the node is ours and unpublished: no other flow reaches it until the swap
         // below (module docs, "Node reuse").
         n.vcpu.with_mut(|v| unsafe { *v = cs::vcpu_id() });
+        slots::watch_fork();
+        let generation = crate::fork::generation();
+        // SAFETY: as for `vcpu`.
+        n.generation.with_mut(|g| unsafe { *g = generation });
         // Release: a successor reads our reset node; Acquire: we read the predecessor's.
         let pred = self.tail.swap(node, Ordering::AcqRel);
         if !pred.is_null() {
@@ -296,10 +305,16 @@ impl RawMcsMutex {
             // SAFETY: the predecessor wrote `vcpu` before its swap, which our swap read; it
             // rewrites it only after reading our link (module docs, "Node reuse").
             let pred_vcpu = p.vcpu.with(|v| unsafe { *v });
-            // Release: the predecessor (or whoever reuses its node) reads our reset node;
-            // Acquire: on `GONE`, everything the predecessor did before passing head-ness on.
-            // Our last access to `pred`.
-            if p.next.swap(node, Ordering::AcqRel) != GONE {
+            // SAFETY: as for `vcpu`.
+            let pred_generation = p.generation.with(|g| unsafe { *g });
+            if pred_generation != generation {
+                // The predecessor queued before this process was forked from its parent: its
+                // thread does not exist here and will never make us head. Make ourselves the
+                // head; nobody touches its node again.
+            } else if p.next.swap(node, Ordering::AcqRel) != GONE {
+                // Release: the predecessor (or whoever reuses its node) reads our reset node;
+                // Acquire: on `GONE`, what the predecessor did before passing head-ness on.
+                // Our last access to `pred`.
                 self.wait_for_head(n, pred_vcpu);
             }
             // Else the predecessor took the word and moved on before we linked: we are the head.
@@ -611,6 +626,23 @@ mod slots {
         static LOCAL: Local = Local::new();
     }
 
+    /// Registers the fork repair below (once per process).
+    #[inline]
+    pub(super) fn watch_fork() {
+        static REGISTERED: crate::fork::Registered = crate::fork::Registered::new();
+        crate::fork::on_child(&REGISTERED, repair_after_fork);
+    }
+
+    /// In the child of a `fork()`: the forking thread's node may be pending for a late
+    /// successor that was another thread, which no longer exists: free it.
+    fn repair_after_fork() {
+        let _ = LOCAL.try_with(|l| {
+            if l.node.next.load(Ordering::Relaxed) == GONE {
+                l.node.next.store(core::ptr::null_mut(), Ordering::Relaxed);
+            }
+        });
+    }
+
     #[inline]
     pub(super) fn with_node<R>(f: impl FnOnce(&Node) -> R) -> Option<R> {
         LOCAL
@@ -674,6 +706,10 @@ mod slots {
             held: [const { AtomicUsize::new(0) }; DEBUG_HELD],
         }
     }; MAX_VCPUS as usize];
+
+    /// No fork inside a guest.
+    #[inline(always)]
+    pub(super) fn watch_fork() {}
 
     fn mine() -> Option<&'static Slot> {
         SLOTS.get(crate::cs::vcpu_id() as usize)

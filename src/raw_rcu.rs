@@ -375,7 +375,9 @@ mod slots {
 
     impl Handle {
         fn claim() -> Self {
-            Self(claim())
+            let entry = claim();
+            let _ = OWN.try_with(|o| o.set(entry));
+            Self(entry)
         }
     }
 
@@ -387,6 +389,7 @@ mod slots {
             // RCU). Either way the slot must not get a second owner: it stays this thread's
             // teardown slot, so later sections of this thread nest on it (and
             // `in_read_section` still sees the open one); the outermost unlock frees it.
+            let _ = OWN.try_with(|o| o.set(core::ptr::null()));
             if self.0.slot.depth() == 0 {
                 self.0.in_use.store(false, Ordering::Release);
             } else {
@@ -402,13 +405,17 @@ mod slots {
     // The slot this thread reads on once `HANDLE` is gone (sections taken in other
     // thread-locals' destructors), or null. No destructor, so it stays usable through the
     // whole teardown.
+    // `OWN`: the handle's entry while the handle lives, or null (read by the fork repair,
+    // which must not initialize `HANDLE`).
     #[cfg(not(loom))]
     crate::sync::thread_local! {
         static TEARDOWN: Cell<*const Entry> = const { Cell::new(core::ptr::null()) };
+        static OWN: Cell<*const Entry> = const { Cell::new(core::ptr::null()) };
     }
     #[cfg(loom)]
     crate::sync::thread_local! {
         static TEARDOWN: Cell<*const Entry> = Cell::new(core::ptr::null());
+        static OWN: Cell<*const Entry> = Cell::new(core::ptr::null());
     }
 
     /// This thread's reader slot.
@@ -457,9 +464,31 @@ mod slots {
         unsafe { &*e }
     }
 
+    /// In the child of a `fork()` (see `crate::fork`): every slot but the forking thread's
+    /// belongs to a thread that does not exist here. A section open in one of them would
+    /// never end and stall every grace period: mark them quiescent and free them. The
+    /// forking thread's own slots (its handle's and its teardown slot) keep their sections.
+    fn repair_after_fork() {
+        let mine = OWN.try_with(Cell::get).unwrap_or(core::ptr::null());
+        let teardown = TEARDOWN.try_with(Cell::get).unwrap_or(core::ptr::null());
+        let mut p = domain().head.load(Ordering::Acquire);
+        while !p.is_null() {
+            // SAFETY: as in `claim`: published, leaked, never freed.
+            let node: &'static Entry = unsafe { &*p };
+            let this = core::ptr::from_ref(node);
+            if this != mine && this != teardown && node.in_use.load(Ordering::Relaxed) {
+                node.slot.ctr.store(0, Ordering::Release);
+                node.in_use.store(false, Ordering::Release);
+            }
+            p = node.next.cast_mut();
+        }
+    }
+
     /// Claims a free registry entry, or registers a new one.
     #[cold]
     fn claim() -> &'static Entry {
+        static FORK_HOOK: crate::fork::Registered = crate::fork::Registered::new();
+        crate::fork::on_child(&FORK_HOOK, repair_after_fork);
         let d = domain();
         let mut p = d.head.load(Ordering::Acquire);
         while !p.is_null() {
