@@ -48,7 +48,11 @@ fn hammer(threads: u64, patience: u32) -> u64 {
             .collect();
         hs.into_iter().map(|h| h.join().unwrap()).sum()
     });
-    assert_eq!(m.into_inner(), threads * ITERS, "lost update: exclusion broken");
+    assert_eq!(
+        m.into_inner(),
+        threads * ITERS,
+        "lost update: exclusion broken"
+    );
     out_of_turn
 }
 
