@@ -2,7 +2,7 @@
 //!
 //! Run with `cargo run --example hints`. On bare metal (the default `native` backend) the
 //! critical-section depth is tracked per thread and the host's hints are constants: nobody is
-//! ever preempted or overloaded. Inside an `ecs-shim` VM (the `guest` backend) the same calls
+//! ever preempted or overloaded. Inside an `ecs-shim` VM (the guest backend, `--cfg ecs_guest`) the same calls
 //! read the vCPU's shared slot, which the host keeps current.
 
 use ecs_locks::{McsMutex, SpinMutex, ecs_sys};
@@ -39,7 +39,9 @@ fn main() {
     assert_eq!(ecs_sys::cs_depth(), 0, "every section entered must be left");
 
     println!();
-    println!("Inside an ecs-shim VM (feature `guest`), the same calls read this vCPU's hint slot:");
+    println!(
+        "Inside an ecs-shim VM (`--cfg ecs_guest`), the same calls read this vCPU's hint slot:"
+    );
     println!(
         "  - cs_depth is the slot's counter, which the host reads when a time slice ends: while it"
     );
