@@ -6,9 +6,11 @@
 //! | feature | backend | what it talks to |
 //! |---------|---------|------------------|
 //! | `guest` | `guest::Guest` | the shared hint page through `%fs`/`%gs`, port-I/O hypercalls (inside an `ecs-shim` VM) |
-//! | `std` (default) | [`native::Native`] | nothing: a thread-local depth, constant hints (bare metal, or a VM without eCS) |
+//! | `std` (default), Linux x86_64 | `linux::Linux` | the kernel's rseq time-slice extension where the kernel and libc allow it, else as `native` |
+//! | `std` (default), elsewhere | [`native::Native`] | nothing: a thread-local depth, constant hints (bare metal, or a VM without eCS) |
 //! | neither | [`native::Native`] | nothing: no depth tracking at all (`no_std` without a hypervisor) |
 
+pub mod linux;
 pub mod native;
 
 #[cfg(all(feature = "guest", target_arch = "x86_64"))]
@@ -76,12 +78,36 @@ pub trait Backend {
 
     /// Reports a pause-loop exit: this waiter has spun for [`Backend::ple_window`] iterations.
     fn pause_exit();
+
+    /// What the calling thread got from this backend (diagnostics; may decide the thread's
+    /// per-thread state, never on a lock path).
+    fn thread_backend() -> linux::ThreadBackend {
+        linux::ThreadBackend::Fixed(Self::NAME)
+    }
 }
 
 #[cfg(all(feature = "guest", target_arch = "x86_64"))]
 /// The backend compiled in.
 pub type Active = guest::Guest;
 
-#[cfg(not(feature = "guest"))]
+#[cfg(all(
+    feature = "std",
+    target_os = "linux",
+    target_arch = "x86_64",
+    not(loom),
+    not(feature = "guest")
+))]
+/// The backend compiled in.
+pub type Active = linux::Linux;
+
+#[cfg(all(
+    not(feature = "guest"),
+    not(all(
+        feature = "std",
+        target_os = "linux",
+        target_arch = "x86_64",
+        not(loom)
+    ))
+))]
 /// The backend compiled in.
 pub type Active = native::Native;
