@@ -18,10 +18,15 @@ const UNDECIDED: usize = 0;
 /// `Thread::ctrl`: this thread takes the native path (`Thread::why` says why).
 const NATIVE: usize = 1;
 
+/// Added to `Thread::depth` of a thread on the native path (depths stay below it).
+const NATIVE_BIAS: u32 = 1 << 31;
+
 /// Per-thread state. Const-initialised and without `Drop`, so `thread_local!` compiles to a
 /// plain `#[thread_local]` access: no lazy initialisation, no destructor registration.
 struct Thread {
-    /// Enlightened critical-section depth.
+    /// Enlightened critical-section depth, plus [`NATIVE_BIAS`] once the thread has decided on
+    /// the native path: then the word never reaches 0, and the fast path's only extra work is
+    /// the `== 0` test the depth update already sets the flags for.
     depth: Cell<u32>,
     /// [`UNDECIDED`], [`NATIVE`], or the address of this thread's `rseq.slice_ctrl`.
     ctrl: Cell<usize>,
@@ -213,7 +218,7 @@ fn decide_thread(t: &Thread) -> usize {
         Err(f) => (NATIVE, encode(f)),
     };
     t.why.set(why);
-    t.ctrl.set(ctrl);
+    set_ctrl(t, ctrl);
     ctrl
 }
 
@@ -277,10 +282,19 @@ fn release(ctrl: usize) -> bool {
     }
 }
 
-/// Requests after the thread's first decision.
+/// Records the thread's `ctrl`; going native biases the depth so sections skip every check.
+fn set_ctrl(t: &Thread, ctrl: usize) {
+    t.ctrl.set(ctrl);
+    if ctrl == NATIVE && t.depth.get() < NATIVE_BIAS {
+        t.depth.set(t.depth.get() + NATIVE_BIAS);
+    }
+}
+
+/// The first section of an undecided thread: decide, then request.
 #[cold]
 #[inline(never)]
 fn first_enter(t: &Thread) {
+    debug_assert_eq!(t.ctrl.get(), UNDECIDED);
     let c = decide_thread(t);
     if c > NATIVE {
         request(c);
@@ -295,7 +309,7 @@ fn yield_granted(t: &Thread) {
     GRANTS.fetch_add(1, Ordering::Relaxed);
     if DISABLED.load(Ordering::Relaxed) != 0 {
         t.why.set(DISABLED.load(Ordering::Relaxed));
-        t.ctrl.set(NATIVE);
+        set_ctrl(t, NATIVE);
         std::thread::yield_now();
         return;
     }
@@ -308,7 +322,7 @@ fn yield_granted(t: &Thread) {
             let w = encode(Fallback::Yield(e));
             DISABLED.store(w, Ordering::Relaxed);
             t.why.set(w);
-            t.ctrl.set(NATIVE);
+            set_ctrl(t, NATIVE);
             std::thread::yield_now();
         }
     }
@@ -323,11 +337,12 @@ impl Backend for Linux {
         let _ = THREAD.try_with(|t| {
             let d = t.depth.get();
             t.depth.set(d.wrapping_add(1));
+            // Native threads never see 0 here (biased depth).
             if d == 0 {
                 let c = t.ctrl.get();
                 if c > NATIVE {
                     request(c);
-                } else if c == UNDECIDED {
+                } else {
                     first_enter(t);
                 }
             }
@@ -340,10 +355,14 @@ impl Backend for Linux {
             .try_with(|t| {
                 let d = t.depth.get().wrapping_sub(1);
                 t.depth.set(d);
-                let c = t.ctrl.get();
-                if d == 0 && c > NATIVE && release(c) {
-                    t.pending.set(true);
-                    return true;
+                // Only threads on the extension reach 0 (native ones are biased, undecided
+                // ones have entered nothing).
+                if d == 0 {
+                    let c = t.ctrl.get();
+                    if c > NATIVE && release(c) {
+                        t.pending.set(true);
+                        return true;
+                    }
                 }
                 false
             })
@@ -352,7 +371,9 @@ impl Backend for Linux {
 
     #[inline]
     fn cs_depth() -> u32 {
-        THREAD.try_with(|t| t.depth.get()).unwrap_or(0)
+        THREAD
+            .try_with(|t| t.depth.get() & !NATIVE_BIAS)
+            .unwrap_or(0)
     }
 
     /// Blocking sections never request an extension (see the module docs).
