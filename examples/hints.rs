@@ -2,10 +2,10 @@
 //!
 //! Run with `cargo run --example hints`. On bare metal (the default `native` backend) the
 //! critical-section depth is tracked per thread and the host's hints are constants: nobody is
-//! ever preempted or overloaded. Inside an `ecs-shim` VM (the `guest` backend) the same calls
-//! read the vCPU's shared slot, which the host keeps current. On Linux x86_64 the `linux-rseq`
-//! backend says whether this thread gets the kernel's rseq time-slice extension, and if not why
-//! (try `ECS_LOCKS_RSEQ=0` or `GLIBC_TUNABLES=glibc.pthread.rseq=0`).
+//! ever preempted or overloaded. Inside an `ecs-shim` VM (the guest backend, `--cfg ecs_guest`)
+//! the same calls read the vCPU's shared slot, which the host keeps current. On Linux x86_64 the
+//! `linux-rseq` backend says whether this thread gets the kernel's rseq time-slice extension, and
+//! if not why (try `ECS_LOCKS_RSEQ=0` or `GLIBC_TUNABLES=glibc.pthread.rseq=0`).
 
 use ecs_locks::{McsMutex, SpinMutex, ecs_sys};
 
@@ -49,7 +49,9 @@ fn main() {
     assert_eq!(ecs_sys::cs_depth(), 0, "every section entered must be left");
 
     println!();
-    println!("Inside an ecs-shim VM (feature `guest`), the same calls read this vCPU's hint slot:");
+    println!(
+        "Inside an ecs-shim VM (`--cfg ecs_guest`), the same calls read this vCPU's hint slot:"
+    );
     println!(
         "  - cs_depth is the slot's counter, which the host reads when a time slice ends: while it"
     );

@@ -5,6 +5,9 @@
 //! The nested build gets a clean environment: nothing the outer build was asked to do
 //! (`RUSTFLAGS="--cfg loom"`, a wrapper such as clippy-driver, a target dir, a jobserver, the
 //! outer package's features and cfgs) may reach the guest, which is always built the same way.
+//! The guest's own flags live in `guest/.cargo/config.toml` (`--cfg ecs_guest`, which selects
+//! the guest backend of ecs-sys and ecs-locks): cargo reads it because the nested cargo runs in
+//! `guest/`, and the guest refuses to compile without the cfg.
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -87,6 +90,8 @@ fn main() {
         guest_dir.join("Cargo.toml"),
         guest_dir.join("Cargo.lock"),
         guest_dir.join("build.rs"),
+        // `--cfg ecs_guest`: read by the nested cargo because it runs in `guest_dir`.
+        guest_dir.join(".cargo/config.toml"),
         guest_dir.join("src"),
         manifest_dir.join("src/workload.rs"),
         root.join("ecs-sys/Cargo.toml"),

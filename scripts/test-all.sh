@@ -37,10 +37,17 @@ fi
 step "unit, integration, proptest, stress, benches in test mode" \
     cargo test --workspace --all-targets
 step "doc tests" cargo test --workspace --doc
-step "blocking locks on the no_std/guest wait queue (portable-park)" \
-    cargo test -p ecs-locks --features portable-park --test stress_blocking --test proptest_blocking
+# Every Cargo feature at once must be sound on an ordinary host (no feature selects a backend).
+step "all features" cargo test --workspace --all-features
+# The two cfgs a final binary may set (never a dependency); each in its own target dir so the
+# main build's artifacts stay valid.
+step "blocking locks on the no_std/guest wait queue (--cfg ecs_portable_park)" \
+    env RUSTFLAGS="--cfg ecs_portable_park" CARGO_TARGET_DIR=target/portable-park \
+    cargo test -p ecs-locks --test stress_blocking --test proptest_blocking
 step "no_std build (no backend)" cargo build -p ecs-locks --no-default-features
-step "no_std build (guest backend)" cargo build -p ecs-locks --no-default-features --features guest
+step "no_std build (guest backend, --cfg ecs_guest)" \
+    env RUSTFLAGS="--cfg ecs_guest" CARGO_TARGET_DIR=target/guest-cfg \
+    cargo build -p ecs-locks --no-default-features
 for ex in $(ls examples/*.rs 2>/dev/null | xargs -rn1 basename | sed 's/\.rs$//'); do
     step "example $ex" cargo run --quiet --example "$ex"
 done

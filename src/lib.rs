@@ -61,9 +61,16 @@
 //! | feature | effect |
 //! |---|---|
 //! | `std` (default) | the native hint backend (thread-local depth); blocking locks park through parking_lot_core; `Rcu<T>` |
-//! | `guest` | for code inside an `ecs-shim` VM (`no_std`): hints read from the vCPU's shared slot, blocking locks halt with the WAIT hypercall and are woken by KICK |
-//! | neither | `no_std` without a hypervisor: spin locks, and blocking locks that spin |
-//! | `portable-park` | testing aid: run the `no_std` wait queue natively |
+//! | none | `no_std` without a hypervisor: spin locks, and blocking locks that spin |
+//!
+//! Features are additive: none of them changes the hint backend or how a blocking lock
+//! blocks, so `--all-features` is sound everywhere. Two rustc cfgs do, and only the final
+//! binary sets them (in its rustflags, like `tokio_unstable`), never a dependency:
+//!
+//! | cfg | effect |
+//! |---|---|
+//! | `--cfg ecs_guest` | for code inside an `ecs-shim` VM (`no_std`, x86_64): hints read from the vCPU's shared slot, blocking locks halt with the WAIT hypercall and are woken by KICK. Undefined behaviour anywhere else (`%fs` is the TLS block on Linux). |
+//! | `--cfg ecs_portable_park` | testing aid: with `std`, the blocking locks use the crate's portable wait queue (waiters spin) instead of parking_lot_core, so the native suites exercise the guest's queue logic (`scripts/test-all.sh`) |
 //!
 //! # Misuse
 //!
@@ -78,17 +85,18 @@
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 #![warn(missing_docs)]
 
+mod adaptive_spin;
 mod backoff;
 mod cs;
-#[cfg(any(feature = "std", feature = "guest"))]
+#[cfg(any(feature = "std", ecs_guest))]
 mod raw_rcu;
 pub mod rcu;
 mod sync;
 
 // Spinning family (spin, ticket, MCS, spin rwlock).
-#[cfg(any(feature = "std", feature = "guest"))]
+#[cfg(any(feature = "std", ecs_guest))]
 mod mcs;
-#[cfg(any(feature = "std", feature = "guest"))]
+#[cfg(any(feature = "std", ecs_guest))]
 mod raw_mcs;
 mod raw_spin;
 mod raw_spin_rwlock;
@@ -97,9 +105,9 @@ mod spin;
 mod spin_rwlock;
 mod ticket;
 
-#[cfg(any(feature = "std", feature = "guest"))]
+#[cfg(any(feature = "std", ecs_guest))]
 pub use mcs::{MappedMcsMutexGuard, McsMutex, McsMutexGuard};
-#[cfg(any(feature = "std", feature = "guest"))]
+#[cfg(any(feature = "std", ecs_guest))]
 pub use raw_mcs::RawMcsMutex;
 pub use raw_spin::RawSpinMutex;
 pub use raw_spin_rwlock::RawSpinRwLock;
@@ -120,7 +128,7 @@ mod fair_mutex;
 mod mutex;
 mod once;
 mod park;
-/// Loom-only test hook into the portable park queue (see `park.rs`). Not an API.
+/// Loom-only test hook into the portable park queue (see `park/queue.rs`). Not an API.
 #[cfg(loom)]
 #[doc(hidden)]
 pub use park::loom_hook as __loom_park;
@@ -128,7 +136,7 @@ mod raw_condvar;
 mod raw_fair_mutex;
 mod raw_mutex;
 mod raw_rwlock;
-#[cfg(any(feature = "std", feature = "guest"))]
+#[cfg(any(feature = "std", ecs_guest))]
 mod remutex;
 mod rwlock;
 
@@ -144,9 +152,9 @@ pub use raw_condvar::RawCondvar;
 pub use raw_fair_mutex::RawFairMutex;
 pub use raw_mutex::RawMutex;
 pub use raw_rwlock::RawRwLock;
-#[cfg(all(any(feature = "std", feature = "guest"), not(loom)))]
+#[cfg(all(any(feature = "std", ecs_guest), not(loom)))]
 pub use remutex::const_reentrant_mutex;
-#[cfg(any(feature = "std", feature = "guest"))]
+#[cfg(any(feature = "std", ecs_guest))]
 pub use remutex::{MappedReentrantMutexGuard, RawThreadId, ReentrantMutex, ReentrantMutexGuard};
 #[cfg(not(loom))]
 pub use rwlock::const_rwlock;
@@ -158,7 +166,7 @@ pub use rwlock::{
 // Read-copy-update.
 #[cfg(feature = "std")]
 pub use rcu::Rcu;
-#[cfg(any(feature = "std", feature = "guest"))]
+#[cfg(any(feature = "std", ecs_guest))]
 pub use rcu::{RcuReadGuard, RcuRing};
 
 /// The README's examples, compiled and run as doc tests.

@@ -1,7 +1,8 @@
 //! [`McsMutex`]: the MCS queue lock as a `lock_api` mutex.
 //!
-//! Available with `std` (thread-local queue nodes) or `guest` (per-vCPU queue nodes); a
-//! `no_std` build without `guest` has nowhere stable to keep queue nodes and leaves it out.
+//! Available with `std` (thread-local queue nodes) or in a guest built with `--cfg ecs_guest`
+//! (per-vCPU queue nodes); any other `no_std` build has nowhere stable to keep queue nodes and
+//! leaves it out.
 
 use crate::raw_mcs::RawMcsMutex;
 
@@ -10,9 +11,9 @@ use crate::raw_mcs::RawMcsMutex;
 /// cache line (only the queue head watches the lock word). The holder is an enlightened
 /// critical section; waiters are robust to lock-holder and lock-waiter preemption.
 ///
-/// Available with the `std` feature (a queue node per thread, in a thread-local) or the
-/// `guest` feature (a node per vCPU); a `no_std` build without `guest` has nowhere stable to
-/// keep queue nodes and does not provide it.
+/// Available with the `std` feature (a queue node per thread, in a thread-local) or in a guest
+/// built with `--cfg ecs_guest` (a node per vCPU); any other `no_std` build has nowhere stable
+/// to keep queue nodes and does not provide it.
 ///
 /// Protocol, node storage and words: [`RawMcsMutex`]. The first choice among the spin
 /// family when many flows contend: waiting flows do not hammer the lock word, where every

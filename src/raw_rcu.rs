@@ -119,19 +119,12 @@ pub(crate) struct ReaderSlot {
 }
 
 impl ReaderSlot {
-    #[cfg(not(loom))]
-    const fn new() -> Self {
-        Self {
-            ctr: AtomicU64::new(0),
-            vcpu: AtomicU32::new(0),
-        }
-    }
-
-    #[cfg(loom)]
-    fn new() -> Self {
-        Self {
-            ctr: AtomicU64::new(0),
-            vcpu: AtomicU32::new(0),
+    crate::sync::loom_const_fn! {
+        fn new() -> Self {
+            Self {
+                ctr: AtomicU64::new(0),
+                vcpu: AtomicU32::new(0),
+            }
         }
     }
 
@@ -259,17 +252,11 @@ pub(crate) struct WriterLock {
 }
 
 impl WriterLock {
-    #[cfg(not(loom))]
-    pub(crate) const fn new() -> Self {
-        Self {
-            word: AtomicU32::new(0),
-        }
-    }
-
-    #[cfg(loom)]
-    pub(crate) fn new() -> Self {
-        Self {
-            word: AtomicU32::new(0),
+    crate::sync::loom_const_fn! {
+        pub(crate) fn new() -> Self {
+            Self {
+                word: AtomicU32::new(0),
+            }
         }
     }
 
@@ -329,32 +316,24 @@ pub(crate) struct Domain {
     /// The global word: current epoch, depth 1.
     gp: CachePadded<AtomicU64>,
     /// Registered reader slots (std registry only).
-    #[cfg(all(feature = "std", not(feature = "guest")))]
+    #[cfg(all(feature = "std", not(ecs_guest)))]
     head: crate::sync::AtomicPtr<slots::Entry>,
 }
 
 impl Domain {
-    #[cfg(not(loom))]
-    const fn new() -> Self {
-        Self {
-            gp: CachePadded::new(AtomicU64::new(GP_INIT)),
-            #[cfg(all(feature = "std", not(feature = "guest")))]
-            head: crate::sync::AtomicPtr::new(core::ptr::null_mut()),
-        }
-    }
-
-    #[cfg(loom)]
-    fn new() -> Self {
-        Self {
-            gp: CachePadded::new(AtomicU64::new(GP_INIT)),
-            #[cfg(all(feature = "std", not(feature = "guest")))]
-            head: crate::sync::AtomicPtr::new(core::ptr::null_mut()),
+    crate::sync::loom_const_fn! {
+        fn new() -> Self {
+            Self {
+                gp: CachePadded::new(AtomicU64::new(GP_INIT)),
+                #[cfg(all(feature = "std", not(ecs_guest)))]
+                head: crate::sync::AtomicPtr::new(core::ptr::null_mut()),
+            }
         }
     }
 }
 
 /// The per-thread registry (std).
-#[cfg(all(feature = "std", not(feature = "guest")))]
+#[cfg(all(feature = "std", not(ecs_guest)))]
 mod slots {
     use super::{Domain, ReaderSlot};
     use crate::sync::{AtomicBool, Ordering};
@@ -494,7 +473,7 @@ mod slots {
 }
 
 /// One static slot per vCPU (guest: one flow per vCPU, no TLS).
-#[cfg(feature = "guest")]
+#[cfg(ecs_guest)]
 mod slots {
     use super::{Domain, ReaderSlot};
     use crate::sync::{AtomicU32, Ordering};
@@ -545,7 +524,7 @@ mod slots {
     }
 }
 
-#[cfg(all(test, not(loom), feature = "std", not(feature = "guest")))]
+#[cfg(all(test, not(loom), feature = "std", not(ecs_guest)))]
 mod tests {
     use super::*;
 

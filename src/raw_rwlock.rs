@@ -40,10 +40,10 @@
 //! unlock without `WRITER_BIT`. Recursive read locking can deadlock when a writer is queued
 //! between the two reads (as with parking_lot's non-recursive `RwLock`).
 
+use crate::adaptive_spin::AdaptiveSpin;
 use crate::cs;
 use crate::park::{
-    self, AdaptiveSpin, FilterOp, ParkResult, ParkToken, TOKEN_HANDOFF, TOKEN_NORMAL, UnparkResult,
-    UnparkToken,
+    self, FilterOp, ParkResult, ParkToken, TOKEN_HANDOFF, TOKEN_NORMAL, UnparkResult, UnparkToken,
 };
 use crate::sync::{AtomicUsize, Ordering};
 use core::cell::Cell;
@@ -74,7 +74,7 @@ const TOKEN_UPGRADABLE: ParkToken = ParkToken(ONE_READER | UPGRADABLE_BIT);
 /// Same contract and fairness as parking_lot 0.13's non-recursive `RawRwLock`; it differs in
 /// the spin decision (hint-driven in a VM), the blocking-section hints, a writer-vCPU word in
 /// guest builds, and the parking backend without `std` (the crate's portable wait queue,
-/// `park.rs`).
+/// `park/queue.rs`).
 ///
 /// ```
 /// use ecs_locks::RawRwLock;
@@ -94,29 +94,19 @@ const TOKEN_UPGRADABLE: ParkToken = ParkToken(ONE_READER | UPGRADABLE_BIT);
 pub struct RawRwLock {
     state: AtomicUsize,
     /// vCPU of the last writer (guest builds): a hint for waiters' spin decision.
-    #[cfg(feature = "guest")]
+    #[cfg(ecs_guest)]
     writer_vcpu: crate::sync::AtomicU32,
 }
 
 impl RawRwLock {
-    /// An unlocked lock.
-    #[cfg(not(loom))]
-    #[inline]
-    pub const fn new() -> Self {
-        Self {
-            state: AtomicUsize::new(0),
-            #[cfg(feature = "guest")]
-            writer_vcpu: crate::sync::AtomicU32::new(0),
-        }
-    }
-
-    /// An unlocked lock (loom: atomics are not `const`).
-    #[cfg(loom)]
-    pub fn new() -> Self {
-        Self {
-            state: AtomicUsize::new(0),
-            #[cfg(feature = "guest")]
-            writer_vcpu: crate::sync::AtomicU32::new(0),
+    crate::sync::loom_const_fn! {
+        /// An unlocked lock.
+        pub fn new() -> Self {
+            Self {
+                state: AtomicUsize::new(0),
+                #[cfg(ecs_guest)]
+                writer_vcpu: crate::sync::AtomicU32::new(0),
+            }
         }
     }
 
@@ -126,7 +116,7 @@ impl RawRwLock {
     /// preempted right after its acquiring CAS is then already named, so its waiters park.
     #[inline(always)]
     fn set_writer(&self) {
-        #[cfg(feature = "guest")]
+        #[cfg(ecs_guest)]
         self.writer_vcpu.store(cs::vcpu_id(), Ordering::Relaxed);
     }
 
@@ -140,7 +130,7 @@ impl RawRwLock {
     /// hint is a spin-versus-park decision, never correctness.
     #[inline(always)]
     fn holder_hint(&self, _state: usize) -> Option<u32> {
-        #[cfg(feature = "guest")]
+        #[cfg(ecs_guest)]
         if _state & WRITER_BIT != 0 && _state & READERS_MASK == 0 {
             return Some(self.writer_vcpu.load(Ordering::Relaxed));
         }
@@ -164,7 +154,7 @@ impl RawRwLock {
     /// overwrite the holder's vCPU, then record the writer (see [`Self::set_writer`]).
     #[inline(always)]
     fn try_lock_exclusive_fast(&self, weak: bool) -> bool {
-        #[cfg(feature = "guest")]
+        #[cfg(ecs_guest)]
         {
             if self.state.load(Ordering::Relaxed) != 0 {
                 return false;
@@ -638,10 +628,7 @@ impl core::fmt::Debug for RawRwLock {
 // WRITER_BIT held by an active writer, both taken with Acquire and released with Release
 // (parking_lot's proven protocol); guards are stateless `GuardNoSend`.
 unsafe impl lock_api::RawRwLock for RawRwLock {
-    #[cfg(not(loom))]
-    const INIT: Self = Self::new();
-    #[cfg(loom)]
-    const INIT: Self = panic!("under loom build raw locks with RawRwLock::new()");
+    crate::sync::loom_init!();
 
     type SharedGuard = GuardNoSend;
     type ExclusiveGuard = GuardNoSend;

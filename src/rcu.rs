@@ -5,7 +5,7 @@
 //!   a guard; [`Rcu::replace`]/[`Rcu::update`] publish a new `Box` and free the old one after a
 //!   grace period; [`Rcu::defer_replace`]/[`Rcu::defer_update`] queue the old value and free it
 //!   at a later grace period (`call_rcu`-style), so writers rarely wait.
-//! - [`RcuRing<T, N>`] (`std` or `guest`, no allocation): `N` preallocated slots; a writer fills
+//! - [`RcuRing<T, N>`] (`std` or `--cfg ecs_guest`, no allocation): `N` preallocated slots; a writer fills
 //!   a free slot and publishes it, and the old slot is reusable after a grace period. `const`
 //!   constructible, so it fits in a `static` of a no_std guest.
 //! - [`read_lock`], [`synchronize`], [`start_grace_period`]: the raw read-side section and grace
@@ -24,8 +24,8 @@
 //! memory orderings, opens `src/raw_rcu.rs`.
 //!
 //! Reader slots: under `std`, a lock-free registry of per-thread slots (claimed at a thread's
-//! first read, recycled when it exits, never freed); under `guest`, one static slot per vCPU,
-//! indexed by its vCPU id (no TLS in the guest). Without either feature there is no way to
+//! first read, recycled when it exits, never freed); under `--cfg ecs_guest`, one static slot per
+//! vCPU, indexed by its vCPU id (no TLS in the guest). Without either there is no way to
 //! enumerate readers, and this module is empty.
 //!
 //! # Enlightenment
@@ -92,18 +92,18 @@
 
 #[cfg(feature = "std")]
 mod cell;
-#[cfg(any(feature = "std", feature = "guest"))]
+#[cfg(any(feature = "std", ecs_guest))]
 mod ring;
 
 #[cfg(feature = "std")]
 pub use cell::{DEFER_BATCH, Rcu};
-#[cfg(any(feature = "std", feature = "guest"))]
+#[cfg(any(feature = "std", ecs_guest))]
 pub use ring::RcuRing;
 
-#[cfg(any(feature = "std", feature = "guest"))]
+#[cfg(any(feature = "std", ecs_guest))]
 pub use section::*;
 
-#[cfg(any(feature = "std", feature = "guest"))]
+#[cfg(any(feature = "std", ecs_guest))]
 mod section {
     use crate::raw_rcu::{self, ReaderSlot};
     use core::fmt;
@@ -281,7 +281,7 @@ mod section {
     }
 }
 
-#[cfg(all(test, not(loom), feature = "std", not(feature = "guest")))]
+#[cfg(all(test, not(loom), feature = "std", not(ecs_guest)))]
 mod tests {
     use super::*;
 

@@ -16,9 +16,9 @@ use std::thread;
 use std::time::Duration;
 
 const THREADS: usize = 24;
-/// Fewer with `portable-park`, whose parked waiters spin instead of sleeping: a fair hand-off
+/// Fewer with `--cfg ecs_portable_park`, whose parked waiters spin instead of sleeping: a fair hand-off
 /// then waits until the (often descheduled) receiver runs, a convoy on 2 cores.
-const ITERS: usize = if cfg!(feature = "portable-park") {
+const ITERS: usize = if cfg!(ecs_portable_park) {
     4000
 } else {
     20_000

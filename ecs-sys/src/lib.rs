@@ -11,8 +11,9 @@
 //! - [`backend`]: the compile-time choice of where hints come from, and the free functions below,
 //!   which the locks in `ecs-locks` call and nothing else.
 //!
-//! It is `no_std`; the default `std` feature selects the native backend with a thread-local
-//! depth, the `guest` feature the backend for code inside an `ecs-shim` VM.
+//! It is `no_std`. Natively the default `std` feature gives the native backend a thread-local
+//! depth; code inside an `ecs-shim` VM is built with `--cfg ecs_guest` (a rustflag the final
+//! binary sets, never a Cargo feature: see [`backend`]), which selects the guest backend.
 //!
 //! ```
 //! // Natively nothing is ever preempted, and the depth is per thread.

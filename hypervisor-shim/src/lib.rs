@@ -6,17 +6,23 @@
 //! config.rs     what a run is (vCPUs, pCPU slots, lock, policy, slice, workload)
 //! vm.rs         the KVM VM: memory, page tables, guest ELF, hint area, vCPUs at CPL 3
 //! page.rs       the only (checked, atomic) ways the host touches guest memory
-//! vcpu.rs       the vCPU thread: state machine, exits, preemption by signal
+//! vcpu.rs       the vCPU thread: exits, and the scheduler's Kick as a signal
 //! hypercall.rs  port write -> scheduler request or error status
-//! sched/        N vCPUs on P slots; policies baseline, ple, ecs (pure decisions)
+//! sched/        N vCPUs on P pCPUs: states, run queue, hand-over, metrics, OS plumbing;
+//!               policies baseline, ple, ecs (pure decisions)
 //! run.rs        one run end to end, with its checks
-//! report.rs     tables, JSON, ratios against baseline, SVG
+//! compare.rs    paired, shuffled rounds: plan, presets, summary, host, ETA
+//! stats.rs      median, its distribution-free interval, Jain's index, round orders
+//! report.rs     tables and the charts' data
+//! chart.rs      the SVG chart (plotters)
 //! ```
 //!
 //! The binary `ecs-shim` is a thin command line over [`run::run`] and [`report`].
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 #![warn(missing_docs)]
 
+pub mod chart;
+pub mod compare;
 pub mod config;
 pub mod guest_image;
 pub mod hypercall;
@@ -24,6 +30,7 @@ pub mod page;
 pub mod report;
 pub mod run;
 pub mod sched;
+pub mod stats;
 pub mod vcpu;
 pub mod vm;
 pub mod workload;

@@ -2,6 +2,7 @@
 //! compare the policies (the eCS paper's over-commit experiment).
 
 use clap::{Args, Parser, Subcommand};
+use hypervisor_shim::compare::{self, Host, Plan, PlanSpec, Preset, RoundRun};
 use hypervisor_shim::config::{Lock, PolicyKind, RunConfig};
 use hypervisor_shim::guest_image::guest_elf;
 use hypervisor_shim::report;
@@ -29,14 +30,14 @@ enum Cmd {
     /// One run: N vCPUs on P pCPU slots, one lock kind, one policy.
     #[command(after_help = EXIT_CODES)]
     Run(RunArgs),
-    /// Every combination of vCPU counts, lock kinds and policies on the same workload, with
-    /// throughput ratios against `baseline` (the README's main command).
+    /// The policies against each other and against the ceiling (the same workload without
+    /// over-commit), in paired, shuffled rounds (the README's main command).
     ///
-    /// With no flags it runs the paper's experiment in a few minutes: under-commit (2 vCPUs on
-    /// 2 pCPU slots) and over-commit (8 and 16 on 2) on spin, mcs, the blocking mutex and RCU,
-    /// policies baseline, ple and ecs, 1 s per run, 3 rounds (the median run of each
-    /// combination is reported), then prints the table and a summary of the ratios. Every flag
-    /// narrows or widens that set.
+    /// With no flags it runs the paper's experiment: every lock kind, under-commit (2 vCPUs on
+    /// 2 pCPUs) and over-commit (8 and 16 on 2), policies baseline, ple and ecs, 6 rounds of
+    /// 1 s runs (420 runs, about 8 minutes), with progress and the time left on stderr; then
+    /// prints the medians with their 95 % intervals and a summary. `--quick` and `--preset`
+    /// choose other sets; every flag narrows or widens the chosen one.
     #[command(after_help = EXIT_CODES)]
     Compare(CompareArgs),
     /// Redraw the table and the SVG chart from the JSON file of an earlier `compare --json`.
@@ -77,26 +78,39 @@ struct RunArgs {
 
 #[derive(Args, Debug)]
 struct CompareArgs {
+    /// Named parameter set: default (every lock kind; 2, 8 and 16 vCPUs on 2 pCPUs; baseline,
+    /// ple, ecs; 6 rounds of 1 s runs), quick, ablations (every policy at 8 on 2),
+    /// under-commit (2 on 2 over critical sections of about 0.25, 2.5, 25 and 250 us on the
+    /// blocking locks), smoke (CI: 2 rounds of 0.2 s runs). The flags below override it.
+    #[arg(long, default_value = "default")]
+    preset: Preset,
+    /// Shorthand for `--preset quick`: a first look in well under a minute.
+    #[arg(long, conflicts_with = "preset")]
+    quick: bool,
     /// vCPU counts, comma-separated (at or below --pcpus is under-commit).
-    #[arg(long, value_delimiter = ',', default_value = "2,8,16")]
-    vcpus: Vec<u32>,
-    /// pCPU slots.
-    #[arg(long, default_value_t = 2)]
-    pcpus: u32,
+    #[arg(long, value_delimiter = ',')]
+    vcpus: Option<Vec<u32>>,
+    /// pCPUs.
+    #[arg(long)]
+    pcpus: Option<u32>,
     /// Lock kinds, comma-separated: spin, ticket, mcs, spin-rw, mutex, rwlock, rcu.
-    #[arg(long, value_delimiter = ',', default_value = "spin,mcs,mutex,rcu")]
-    locks: Vec<Lock>,
+    #[arg(long, value_delimiter = ',')]
+    locks: Option<Vec<Lock>>,
     /// Policies, comma-separated (ratios need `baseline`): baseline, ple, ecs, ecs-ple.
-    #[arg(long, value_delimiter = ',', default_value = "baseline,ple,ecs")]
-    policies: Vec<PolicyKind>,
-    /// Run every combination this many times, interleaved (round after round), and report the
-    /// run with the median throughput of each (this machine is shared and noisy).
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
-    repeat: u32,
-    /// Write every run's full report and the table rows as JSON to FILE.
+    #[arg(long, value_delimiter = ',')]
+    policies: Option<Vec<PolicyKind>>,
+    /// Paired rounds: each runs every policy once plus the ceiling, in a random order. At
+    /// least 6 give a 95 % interval of the median.
+    #[arg(long, visible_alias = "repeat", value_parser = clap::value_parser!(u32).range(1..))]
+    rounds: Option<u32>,
+    /// The seed of the rounds' random orders (printed by every `compare`; give it back to
+    /// repeat an order).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Write every round's runs, the summary, the host and the load average as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     json: Option<std::path::PathBuf>,
-    /// Write a bar chart of the throughputs as SVG to FILE.
+    /// Write a bar chart of the shares of the ceiling as SVG to FILE.
     #[arg(long, value_name = "FILE")]
     plot: Option<std::path::PathBuf>,
     #[command(flatten)]
@@ -105,9 +119,9 @@ struct CompareArgs {
 
 #[derive(Args, Debug)]
 struct Common {
-    /// Seconds each run's workload runs.
-    #[arg(long, default_value_t = 1.0)]
-    secs: f64,
+    /// Seconds each run's workload runs [default: 1 for `run`, the preset's for `compare`].
+    #[arg(long)]
+    secs: Option<f64>,
     /// Time slice in ms.
     #[arg(long, default_value_t = 4.0)]
     slice_ms: f64,
@@ -120,10 +134,12 @@ struct Common {
     /// Pause-loop window (spins) advertised under `ple` and `ecs-ple`.
     #[arg(long, default_value_t = hypervisor_shim::config::DEFAULT_PLE_WINDOW)]
     ple_window: u32,
-    /// Work inside the critical section (guest loop iterations).
-    #[arg(long, default_value_t = hypervisor_shim::config::DEFAULT_CS_ITERS)]
-    cs_iters: u32,
-    /// Work between acquisitions (guest loop iterations).
+    /// Work inside the critical section (guest loop iterations) [default: 100; `compare`: the
+    /// preset's, a sweep under `under-commit`].
+    #[arg(long)]
+    cs_iters: Option<u32>,
+    /// Work between acquisitions (guest loop iterations) [default: 400; in a sweep, four times
+    /// the section].
     #[arg(long, default_value_t = hypervisor_shim::config::DEFAULT_THINK_ITERS)]
     think_iters: u32,
     /// Share of read operations for spin-rw, rwlock and rcu (0-100).
@@ -171,12 +187,14 @@ fn secs(v: f64, what: &str) -> Duration {
 impl Common {
     fn config(&self, vcpus: u32, pcpus: u32, lock: Lock, policy: PolicyKind) -> RunConfig {
         let mut c = RunConfig::new(vcpus, pcpus, lock.0, policy);
-        c.duration = secs(self.secs, "--secs");
+        c.duration = secs(self.secs.unwrap_or(1.0), "--secs");
         c.slice = secs(self.slice_ms / 1e3, "--slice-ms");
         c.tick = Duration::from_micros(self.tick_us);
         c.extension = Duration::from_micros(self.ext_us);
         c.ple_window = self.ple_window;
-        c.cs_iters = self.cs_iters;
+        c.cs_iters = self
+            .cs_iters
+            .unwrap_or(hypervisor_shim::config::DEFAULT_CS_ITERS);
         c.think_iters = self.think_iters;
         c.read_percent = self.read_percent;
         c.pin = !self.no_pin;
@@ -191,10 +209,13 @@ impl Common {
 
 /// Runs one configuration with a progress line on stderr; `Err` carries the exit code after
 /// the error was reported.
-fn run_one(cfg: &RunConfig, elf: &[u8], label: &str) -> Result<RunReport, ExitCode> {
+fn run_one(cfg: &RunConfig, elf: &[u8], label: &str, live: bool) -> Result<RunReport, ExitCode> {
     let mut last = 0u64;
     let mut last_t = Duration::ZERO;
     let mut show = |p: Progress| {
+        if !live {
+            return;
+        }
         let rate = p.ops.saturating_sub(last) as f64 / (p.elapsed - last_t).as_secs_f64().max(1e-9);
         last = p.ops;
         last_t = p.elapsed;
@@ -233,13 +254,10 @@ fn load_guest(c: &Common) -> Result<std::borrow::Cow<'static, [u8]>, ExitCode> {
     }
 }
 
-/// `ecs-shim plot`: the table on stdout and the chart in `out`, from a compare JSON file.
+/// `ecs-shim plot`: the table on stdout and the chart in `out`, from a compare JSON file (the
+/// paired-rounds `summary`, or the older files' `rows`).
 fn plot(a: &PlotArgs) -> ExitCode {
-    #[derive(serde::Deserialize)]
-    struct Doc {
-        rows: Vec<report::Row>,
-    }
-    let doc: Doc = match std::fs::read_to_string(&a.json)
+    let doc: serde_json::Value = match std::fs::read_to_string(&a.json)
         .map_err(|e| e.to_string())
         .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
     {
@@ -249,13 +267,207 @@ fn plot(a: &PlotArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    print!("{}", report::table(&doc.rows));
-    print!("{}", report::summary(&doc.rows));
-    if let Err(e) = std::fs::write(&a.out, report::svg(&doc.rows)) {
+    let picture = if let Some(summary) = doc.get("summary") {
+        match serde_json::from_value::<Vec<compare::SummaryRow>>(summary.clone()) {
+            Ok(rows) => {
+                print!("{}", report::summary_table(&rows));
+                print!("{}", report::summary_lines(&rows));
+                hypervisor_shim::chart::svg(&report::summary_chart(&rows))
+            }
+            Err(e) => return bad_json(a, &e),
+        }
+    } else {
+        match serde_json::from_value::<Vec<report::Row>>(doc["rows"].clone()) {
+            Ok(rows) => {
+                print!("{}", report::table(&rows));
+                print!("{}", report::summary(&rows));
+                report::svg(&rows)
+            }
+            Err(e) => return bad_json(a, &e),
+        }
+    };
+    if let Err(e) = std::fs::write(&a.out, picture) {
         eprintln!("ecs-shim: cannot write {}: {e}", a.out.display());
         return ExitCode::from(1);
     }
     ExitCode::SUCCESS
+}
+
+fn bad_json(a: &PlotArgs, e: &serde_json::Error) -> ExitCode {
+    eprintln!(
+        "ecs-shim: {} is not a compare JSON file (no `summary` or `rows`): {e}",
+        a.json.display()
+    );
+    ExitCode::from(1)
+}
+
+fn bad_arg(msg: String) -> ! {
+    clap::Error::raw(clap::error::ErrorKind::ValueValidation, format!("{msg}\n")).exit()
+}
+
+/// The plan of a `compare`: the preset, overridden by the flags given.
+fn compare_plan(a: &CompareArgs) -> (Preset, Plan) {
+    let preset = if a.quick { Preset::Quick } else { a.preset };
+    let mut spec: PlanSpec = preset.spec();
+    if let Some(v) = &a.vcpus {
+        spec.vcpus = v.clone();
+    }
+    if let Some(p) = a.pcpus {
+        spec.pcpus = p;
+    }
+    if let Some(l) = &a.locks {
+        spec.locks = l.clone();
+    }
+    if let Some(p) = &a.policies {
+        spec.policies = p.clone();
+    }
+    if let Some(r) = a.rounds {
+        spec.rounds = r;
+    }
+    if let Some(s) = a.common.secs {
+        spec.secs = s;
+    }
+    if let Some(c) = a.common.cs_iters {
+        spec.cs_iters = vec![c];
+    }
+    let mut template = a.common.config(
+        spec.pcpus.max(1),
+        spec.pcpus,
+        spec.locks[0],
+        PolicyKind::Baseline,
+    );
+    template.duration = secs(spec.secs, "--secs");
+    let seed = a.seed.unwrap_or_else(|| fastrand::u64(..));
+    let plan = Plan::new(&spec, template, seed);
+    for g in 0..plan.groups.len() {
+        for i in 0..plan.groups[g].runs.len() {
+            if let Err(e) = plan.config(g, i).validate() {
+                bad_arg(e.to_string());
+            }
+        }
+    }
+    (preset, plan)
+}
+
+/// `ecs-shim compare`.
+fn compare_cmd(a: &CompareArgs) -> ExitCode {
+    let (preset, plan) = compare_plan(a);
+    let elf = match load_guest(&a.common) {
+        Ok(elf) => elf,
+        Err(code) => return code,
+    };
+    let mut host = Host::probe();
+    let mut warnings = Vec::new();
+    warnings.extend(Host::load_warning(
+        host.load_start,
+        host.cores,
+        "at the start",
+    ));
+    for w in &warnings {
+        eprintln!("ecs-shim: warning: {w}");
+    }
+    let total = plan.total_runs();
+    // VM creation, guest boot and the stop add a few tens of ms to every run.
+    let guess = plan.estimate(compare::RUN_OVERHEAD);
+    eprintln!(
+        "compare: preset {preset}, {} groups, {} rounds, {total} runs of {:.1} s: about {} \
+         (seed {}: --seed {} repeats these orders)",
+        plan.groups.len(),
+        plan.rounds,
+        plan.template.duration.as_secs_f64(),
+        compare::mmss(guess),
+        plan.seed,
+        plan.seed
+    );
+    let started = std::time::Instant::now();
+    let mut runs: Vec<RoundRun> = Vec::new();
+    let mut failed = false;
+    for round in 0..plan.rounds {
+        for (position, (g, i)) in plan.order(round).into_iter().enumerate() {
+            let c = plan.config(g, i);
+            let ceiling = plan.groups[g].runs[i].ceiling;
+            let l = format!("{}{}", label(&c), if ceiling { " (ceiling)" } else { "" });
+            let left = compare::eta(started.elapsed(), runs.len(), total, guess);
+            eprintln!(
+                "[{}/{total}] round {}/{}: {l}  ({} left)",
+                runs.len() + 1,
+                round + 1,
+                plan.rounds,
+                compare::mmss(left)
+            );
+            let report = match run_one(&c, &elf, &l, false) {
+                Ok(r) => r,
+                Err(code) if code == ExitCode::from(3) => return code,
+                Err(_) => {
+                    failed = true;
+                    continue;
+                }
+            };
+            eprintln!(
+                "  {:.0} ops/s, {} preemptions ({} in CS){}",
+                report.ops_per_sec,
+                report.total.preemptions,
+                report.total.preemptions_in_cs,
+                if report.ok() { "" } else { ", FAILED" }
+            );
+            for f in &report.failures {
+                eprintln!("  {l}: FAILED: {f}");
+            }
+            failed |= !report.ok();
+            runs.push(RoundRun {
+                round,
+                position,
+                group: g,
+                ceiling,
+                report,
+            });
+        }
+    }
+    host.load_end = compare::load_average();
+    if let Some(w) = Host::load_warning(host.load_end, host.cores, "at the end") {
+        eprintln!("ecs-shim: warning: {w}");
+        warnings.push(w);
+    }
+    let summary = compare::summarize(&plan, &runs);
+    print!("{}", report::summary_table(&summary));
+    print!("{}", report::summary_lines(&summary));
+    let policy_runs: Vec<RunReport> = runs
+        .iter()
+        .filter(|r| !r.ceiling)
+        .map(|r| r.report.clone())
+        .collect();
+    if let Some(path) = &a.json {
+        let doc = serde_json::json!({
+            "version": 2,
+            "preset": preset.name(),
+            "seed": plan.seed,
+            "rounds": plan.rounds,
+            "secs": plan.template.duration.as_secs_f64(),
+            "method": compare::METHOD,
+            "host": host,
+            "warnings": warnings,
+            "summary": summary,
+            "rows": report::rows(&report::medians(&policy_runs)),
+            "runs": runs,
+        });
+        let text = serde_json::to_string_pretty(&doc).expect("reports serialize");
+        if let Err(e) = std::fs::write(path, text) {
+            eprintln!("ecs-shim: cannot write {}: {e}", path.display());
+            return ExitCode::from(1);
+        }
+    }
+    if let Some(path) = &a.plot {
+        let svg = hypervisor_shim::chart::svg(&report::summary_chart(&summary));
+        if let Err(e) = std::fs::write(path, svg) {
+            eprintln!("ecs-shim: cannot write {}: {e}", path.display());
+            return ExitCode::from(1);
+        }
+    }
+    if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 fn main() -> ExitCode {
@@ -268,7 +480,7 @@ fn main() -> ExitCode {
                 Ok(elf) => elf,
                 Err(code) => return code,
             };
-            let r = match run_one(&cfg, &elf, &label(&cfg)) {
+            let r = match run_one(&cfg, &elf, &label(&cfg), true) {
                 Ok(r) => r,
                 Err(code) => return code,
             };
@@ -289,67 +501,6 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         }
-        Cmd::Compare(a) => {
-            let mut configs = Vec::new();
-            for &v in &a.vcpus {
-                for &l in &a.locks {
-                    for &p in &a.policies {
-                        configs.push(a.common.config(v, a.pcpus, l, p));
-                    }
-                }
-            }
-            let elf = match load_guest(&a.common) {
-                Ok(elf) => elf,
-                Err(code) => return code,
-            };
-            let mut runs = Vec::new();
-            let mut failed = false;
-            let total = configs.len() * a.repeat as usize;
-            let rounds = (0..a.repeat).flat_map(|_| configs.iter());
-            for (i, c) in rounds.enumerate() {
-                let l = label(c);
-                eprintln!("[{}/{total}] {l}", i + 1);
-                match run_one(c, &elf, &l) {
-                    Ok(r) => {
-                        eprintln!(
-                            "  {l}: {:.0} ops/s, {} preemptions ({} in CS){}",
-                            r.ops_per_sec,
-                            r.total.preemptions,
-                            r.total.preemptions_in_cs,
-                            if r.ok() { "" } else { ", FAILED" }
-                        );
-                        for f in &r.failures {
-                            eprintln!("  {l}: FAILED: {f}");
-                        }
-                        failed |= !r.ok();
-                        runs.push(r);
-                    }
-                    Err(code) if code == ExitCode::from(3) => return code,
-                    Err(_) => failed = true,
-                }
-            }
-            let rows = report::rows(&report::medians(&runs));
-            print!("{}", report::table(&rows));
-            print!("{}", report::summary(&rows));
-            if let Some(path) = &a.json {
-                let doc = serde_json::json!({ "rows": rows, "runs": runs });
-                let text = serde_json::to_string_pretty(&doc).expect("reports serialize");
-                if let Err(e) = std::fs::write(path, text) {
-                    eprintln!("ecs-shim: cannot write {}: {e}", path.display());
-                    return ExitCode::from(1);
-                }
-            }
-            if let Some(path) = &a.plot
-                && let Err(e) = std::fs::write(path, report::svg(&rows))
-            {
-                eprintln!("ecs-shim: cannot write {}: {e}", path.display());
-                return ExitCode::from(1);
-            }
-            if failed {
-                ExitCode::from(1)
-            } else {
-                ExitCode::SUCCESS
-            }
-        }
+        Cmd::Compare(a) => compare_cmd(&a),
     }
 }

@@ -3,12 +3,15 @@
 
 use crate::config::{ConfigError, Lock, PolicyKind, RunConfig};
 use crate::page::PageError;
-use crate::sched::{Scheduler, SlotSnapshot, VcpuStats, policy_for};
-use crate::vcpu::{SignalError, VcpuState, available_cpus, install_signal, vcpu_thread};
+use crate::sched::os::{available_cpus, realtime_priority};
+use crate::sched::{Policy, Scheduler, SlotSnapshot, VcpuState, VcpuStats, policy_for};
+use crate::vcpu::{SignalError, install_signal, vcpu_thread};
 use crate::vm::{Vm, VmError, VmSpec, layout};
 use crate::workload::exit_code;
+use kvm_ioctls::VcpuFd;
 use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::thread::{Scope, ScopedJoinHandle};
 use std::time::{Duration, Instant};
 
 /// Errors that prevent a run from starting.
@@ -58,10 +61,14 @@ pub struct RunReport {
     pub policy: PolicyKind,
     /// vCPUs.
     pub vcpus: u32,
-    /// pCPU slots.
+    /// pCPUs.
     pub pcpus: u32,
     /// Time slice, ms.
     pub slice_ms: f64,
+    /// Critical-section work per operation (guest loop iterations).
+    pub cs_iters: u32,
+    /// Work between acquisitions (guest loop iterations).
+    pub think_iters: u32,
     /// Measured workload time (start to the stop request), seconds.
     pub secs: f64,
     /// Operations per second (all vCPUs).
@@ -71,6 +78,13 @@ pub struct RunReport {
     pub ops_per_cpu_sec: f64,
     /// Totals over the vCPUs.
     pub total: VcpuStats,
+    /// The fewest operations one vCPU completed (fairness: no per-vCPU cap limits it).
+    pub ops_min: u64,
+    /// The most operations one vCPU completed.
+    pub ops_max: u64,
+    /// Jain's fairness index of the per-vCPU operations (1 = equal; `1/n` = one vCPU did all),
+    /// if any operation was done.
+    pub jain: Option<f64>,
     /// The protected counter's final value, as the guest reported it.
     pub counter: Option<u64>,
     /// The TSC frequency, Hz, measured over this run (TSC cycles / host clock between the
@@ -118,16 +132,6 @@ fn exit_code_name(code: u32) -> &'static str {
         exit_code::NO_FAULT => "NO_FAULT",
         _ => "unknown",
     }
-}
-
-/// Makes the calling (tick) thread SCHED_FIFO, if permitted, so that its timer fires on time
-/// while vCPU threads and other work keep the host CPUs busy (it is a hypervisor's timer
-/// interrupt). It sleeps between ticks, so it cannot monopolise a CPU. Without the privilege
-/// it stays a normal thread.
-fn realtime_tick_thread() -> bool {
-    let param = libc::sched_param { sched_priority: 1 };
-    // SAFETY: pthread_self is the calling thread; `param` is a valid sched_param.
-    unsafe { libc::pthread_setschedparam(libc::pthread_self(), libc::SCHED_FIFO, &param) == 0 }
 }
 
 /// Runs `body`; if it panics, passes the panic's message to `on_panic` instead of unwinding
@@ -181,7 +185,25 @@ pub fn run(
 ) -> Result<RunReport, RunError> {
     cfg.validate()?;
     let policy = policy_for(cfg);
-    let spec = VmSpec {
+    let mut vm = Vm::new(elf, &vm_spec(cfg, &*policy))?;
+    install_signal()?;
+    let cpus = pinning(cfg);
+    let (mem, fds) = vm.split();
+    let area = mem.hint_area(layout::HINT_AREA, cfg.vcpus)?;
+    let block = mem.workload_config(layout::CONFIG)?;
+    let sched = Scheduler::new(area, block, policy, cfg.pcpus, cfg.slice);
+    let tsc = TscClock::start();
+    std::thread::scope(|s| {
+        let vcpus = spawn_vcpus(s, cfg, &sched, fds, &cpus);
+        let tick = spawn_tick(s, cfg, &sched);
+        supervise(&sched, &vcpus, tick.as_ref(), progress_every, progress);
+    });
+    Ok(report(cfg, &sched, tsc.hz()))
+}
+
+/// What the VM is built with: the run's shape, the policy's advertised features, the workload.
+fn vm_spec(cfg: &RunConfig, policy: &dyn Policy) -> VmSpec {
+    VmSpec {
         nr_vcpus: cfg.vcpus,
         nr_pcpus: cfg.pcpus,
         features: policy.features(),
@@ -192,160 +214,188 @@ pub fn run(
         read_percent: cfg.read_percent,
         misbehave: cfg.misbehave,
         max_ops: cfg.max_ops,
-    };
-    let mut vm = Vm::new(elf, &spec)?;
-    install_signal()?;
-    let cpus = if cfg.pin {
-        let c = available_cpus();
-        if c.len() >= cfg.pcpus as usize {
-            c
-        } else {
-            Vec::new()
-        }
+    }
+}
+
+/// The host CPUs the thread holding pCPU k is pinned to (`cpus[k % len]`), or none (no
+/// pinning asked for, or fewer host CPUs than pCPUs).
+fn pinning(cfg: &RunConfig) -> Vec<usize> {
+    let c = if cfg.pin {
+        available_cpus()
     } else {
         Vec::new()
     };
-    let (mem, fds) = vm.split();
-    let area = mem.hint_area(layout::HINT_AREA, cfg.vcpus)?;
-    let block = mem.workload_config(layout::CONFIG)?;
-    let sched = Scheduler::new(area, block, policy, cfg.pcpus, cfg.slice);
-    // `validate` bounded both (a u64 of ns holds them, with room for the sums below).
-    let duration = cfg.duration.as_nanos() as u64;
-    let grace = cfg.grace.as_nanos() as u64;
-    let started = Instant::now();
-    let tsc_start = rdtsc();
-    std::thread::scope(|s| {
-        let mut vcpu_threads = Vec::new();
-        for (id, fd) in fds.iter_mut().enumerate() {
-            let (sched, cpus) = (&sched, &cpus);
-            let spawned = std::thread::Builder::new()
-                .name(format!("vcpu{id}"))
-                .spawn_scoped(s, move || {
-                    // A panic (a host bug) must end the run with a message, not leave the
-                    // vCPU "running" forever for the loop below to wait on.
-                    guarded(
-                        || {
-                            test_hooks::maybe_panic(test_hooks::VCPU0, id == 0);
-                            vcpu_thread(id as u32, fd, sched, cpus, cfg.grace)
-                        },
-                        |msg| {
-                            sched.abandon(id as u32, &format!("vCPU {id} thread panicked: {msg}"))
-                        },
-                    )
-                });
-            match spawned {
-                Ok(h) => vcpu_threads.push((id as u32, h)),
-                Err(e) => sched.abandon(
-                    id as u32,
-                    &format!("cannot start the thread of vCPU {id}: {e}"),
-                ),
-            }
+    if c.len() >= cfg.pcpus as usize {
+        c
+    } else {
+        Vec::new()
+    }
+}
+
+/// Starts one thread per vCPU; a thread that cannot start, or panics, fails its vCPU (and so
+/// the run) with a message instead of leaving it "running" for [`supervise`] to wait on.
+fn spawn_vcpus<'s, 'e>(
+    s: &'s Scope<'s, 'e>,
+    cfg: &'e RunConfig,
+    sched: &'e Scheduler<'e>,
+    fds: &'e mut [VcpuFd],
+    cpus: &'e [usize],
+) -> Vec<(u32, ScopedJoinHandle<'s, ()>)> {
+    let mut threads = Vec::new();
+    for (id, fd) in fds.iter_mut().enumerate() {
+        let id = id as u32;
+        let spawned = std::thread::Builder::new()
+            .name(format!("vcpu{id}"))
+            .spawn_scoped(s, move || {
+                guarded(
+                    || {
+                        test_hooks::maybe_panic(test_hooks::VCPU0, id == 0);
+                        vcpu_thread(id, fd, sched, cpus, cfg.grace)
+                    },
+                    |msg| sched.fail(id, &format!("vCPU {id} thread panicked: {msg}")),
+                )
+            });
+        match spawned {
+            Ok(h) => threads.push((id, h)),
+            Err(e) => sched.fail(id, &format!("cannot start the thread of vCPU {id}: {e}")),
         }
-        let sched = &sched;
-        let tick = std::thread::Builder::new().name("sched-tick".into());
-        let spawned = tick.spawn_scoped(s, move || {
-            // Without the tick nothing stops the guest: a panic stops every vCPU at once.
+    }
+    threads
+}
+
+/// Starts the scheduler tick thread ([`tick_loop`]). Without a tick nothing stops the guest:
+/// if it cannot start, or panics, every vCPU is force-stopped at once.
+fn spawn_tick<'s, 'e>(
+    s: &'s Scope<'s, 'e>,
+    cfg: &'e RunConfig,
+    sched: &'e Scheduler<'e>,
+) -> Option<ScopedJoinHandle<'s, ()>> {
+    let spawned = std::thread::Builder::new()
+        .name("sched-tick".into())
+        .spawn_scoped(s, move || {
             guarded(
                 || {
                     test_hooks::maybe_panic(test_hooks::TICK, true);
-                    realtime_tick_thread();
-                    let mut forced = false;
-                    loop {
-                        std::thread::sleep(cfg.tick);
-                        if sched.all_done() {
-                            break;
-                        }
-                        let now = sched.now();
-                        match sched.stop_time() {
-                            None if now >= duration => sched.request_stop(),
-                            Some(t) if !forced && now >= t.saturating_add(grace) => {
-                                sched.force_stop_all();
-                                forced = true;
-                            }
-                            _ => {}
-                        }
-                        sched.tick(now);
-                    }
+                    tick_loop(cfg, sched)
                 },
                 |msg| sched.abandon_all(&format!("scheduler tick thread panicked: {msg}")),
             )
         });
-        let tick = match spawned {
-            Ok(h) => Some(h),
-            Err(e) => {
-                // Without a tick nothing would ever stop: force-stop every vCPU now.
-                sched.abandon_all(&format!("cannot start the scheduler tick thread: {e}"));
-                None
+    match spawned {
+        Ok(h) => Some(h),
+        Err(e) => {
+            sched.abandon_all(&format!("cannot start the scheduler tick thread: {e}"));
+            None
+        }
+    }
+}
+
+/// The tick thread's body: every `cfg.tick`, asks the scheduler's policy about the running
+/// vCPUs; sets `stop` when the duration is over and force-stops stragglers after the grace.
+fn tick_loop(cfg: &RunConfig, sched: &Scheduler<'_>) {
+    // `validate` bounded both (a u64 of ns holds them, with room for the sums below).
+    let duration = cfg.duration.as_nanos() as u64;
+    let grace = cfg.grace.as_nanos() as u64;
+    realtime_priority();
+    let mut forced = false;
+    loop {
+        std::thread::sleep(cfg.tick);
+        if sched.all_done() {
+            break;
+        }
+        let now = sched.now();
+        match sched.stop_time() {
+            None if now >= duration => sched.request_stop(),
+            Some(t) if !forced && now >= t.saturating_add(grace) => {
+                sched.force_stop_all();
+                forced = true;
             }
-        };
-        let mut next = progress_every;
-        let mut tick_gone = false;
-        while !sched.all_done() {
-            std::thread::sleep(Duration::from_millis(20).min(progress_every));
-            // Belt and braces (`guarded` already reports panics): a thread that ended while
-            // its vCPU is not done would leave this loop waiting forever.
-            for (id, h) in &vcpu_threads {
-                if h.is_finished() && !sched.is_done(*id) {
-                    sched.abandon(*id, &format!("vCPU {id} thread ended before its vCPU did"));
-                }
-            }
-            if !tick_gone && tick.as_ref().is_some_and(|h| h.is_finished()) && !sched.all_done() {
-                tick_gone = true;
-                sched.abandon_all("the scheduler tick thread ended before the vCPUs");
-            }
-            if started.elapsed() >= next {
-                next += progress_every;
-                progress(Progress {
-                    elapsed: started.elapsed(),
-                    ops: sched.progress(),
-                    slots: sched.slot_snapshots(),
-                });
+            _ => {}
+        }
+        sched.tick(now);
+    }
+}
+
+/// The run's main thread until every vCPU is done: reports progress, and ends the run if a
+/// host thread ended while its work is not done.
+fn supervise(
+    sched: &Scheduler<'_>,
+    vcpus: &[(u32, ScopedJoinHandle<'_, ()>)],
+    tick: Option<&ScopedJoinHandle<'_, ()>>,
+    progress_every: Duration,
+    progress: &mut dyn FnMut(Progress),
+) {
+    let started = Instant::now();
+    let mut next = progress_every;
+    let mut tick_gone = false;
+    while !sched.all_done() {
+        std::thread::sleep(Duration::from_millis(20).min(progress_every));
+        // Belt and braces (`guarded` already reports panics): a thread that ended while
+        // its vCPU is not done would leave this loop waiting forever.
+        for (id, h) in vcpus {
+            if h.is_finished() && !sched.is_done(*id) {
+                sched.fail(*id, &format!("vCPU {id} thread ended before its vCPU did"));
             }
         }
-    });
-    let tsc_hz = {
-        let cycles = rdtsc().wrapping_sub(tsc_start);
-        let secs = started.elapsed().as_secs_f64();
+        if !tick_gone && tick.is_some_and(|h| h.is_finished()) && !sched.all_done() {
+            tick_gone = true;
+            sched.abandon_all("the scheduler tick thread ended before the vCPUs");
+        }
+        if started.elapsed() >= next {
+            next += progress_every;
+            progress(Progress {
+                elapsed: started.elapsed(),
+                ops: sched.progress(),
+                slots: sched.slot_snapshots(),
+            });
+        }
+    }
+}
+
+/// The TSC frequency measured over a run: TSC cycles against the host clock.
+struct TscClock {
+    started: Instant,
+    tsc: u64,
+}
+
+impl TscClock {
+    fn start() -> Self {
+        TscClock {
+            started: Instant::now(),
+            tsc: rdtsc(),
+        }
+    }
+
+    /// Hz since [`TscClock::start`] (0 if no time passed).
+    fn hz(&self) -> f64 {
+        let cycles = rdtsc().wrapping_sub(self.tsc);
+        let secs = self.started.elapsed().as_secs_f64();
         if secs > 0.0 {
             cycles as f64 / secs
         } else {
             0.0
         }
-    };
+    }
+}
+
+/// The run's report from the scheduler's final state, with its checks.
+fn report(cfg: &RunConfig, sched: &Scheduler<'_>, tsc_hz: f64) -> RunReport {
     let end_ns = sched.stop_time().unwrap_or_else(|| sched.now());
     let (vcpus, counter, mut failures) = sched.results();
     let snapshots = sched.slot_snapshots();
     let mut total = VcpuStats::default();
     let mut per_vcpu = Vec::new();
-    for (id, (state, st)) in vcpus.into_iter().enumerate() {
-        match state {
-            VcpuState::Exited { code } if code != exit_code::OK => failures.push(format!(
+    for (id, (state, mut st)) in vcpus.into_iter().enumerate() {
+        st.steal_ns = st.run_ns.saturating_sub(st.cpu_ns);
+        if let VcpuState::Exited { code } = state
+            && code != exit_code::OK
+        {
+            failures.push(format!(
                 "vCPU {id} exited with code {code} ({})",
                 exit_code_name(code)
-            )),
-            _ => {}
+            ));
         }
-        // Guest-reported values (the guest may report anything) add up saturating.
-        total.ops = total.ops.saturating_add(st.ops);
-        total.writes = total.writes.saturating_add(st.writes);
-        total.violations = total.violations.saturating_add(st.violations);
-        total.preemptions += st.preemptions;
-        total.preemptions_in_cs += st.preemptions_in_cs;
-        total.preemptions_in_blocking += st.preemptions_in_blocking;
-        total.extensions += st.extensions;
-        total.preemptions_at_bound += st.preemptions_at_bound;
-        total.directed_yields += st.directed_yields;
-        total.ple_exits += st.ple_exits;
-        total.yields += st.yields;
-        total.halts += st.halts;
-        total.bad_hypercalls += st.bad_hypercalls;
-        total.run_ns += st.run_ns;
-        total.run_ns_before_stop += st.run_ns_before_stop;
-        total.cpu_ns += st.cpu_ns;
-        total.grace_periods = total.grace_periods.saturating_add(st.grace_periods);
-        total.grace_cycles = total.grace_cycles.saturating_add(st.grace_cycles);
-        total.run_cycles = total.run_cycles.saturating_add(st.run_cycles);
-        total.garbage_rejected = total.garbage_rejected.saturating_add(st.garbage_rejected);
+        total.add(&st);
         per_vcpu.push(VcpuReport {
             vcpu: id as u32,
             state,
@@ -355,33 +405,26 @@ pub fn run(
     }
     total.registered = per_vcpu.iter().all(|v| v.stats.registered);
     if failures.is_empty() {
-        match counter {
-            None => failures.push("no vCPU reported the protected counter (COUNTER)".into()),
-            Some(c) if c != total.writes => failures.push(format!(
-                "mutual exclusion failed: protected counter {c} != sum of WRITES {}",
-                total.writes
-            )),
-            Some(_) => {}
-        }
-        if total.violations != 0 {
-            failures.push(format!(
-                "readers saw {} invariant violations",
-                total.violations
-            ));
-        }
+        check_results(&total, counter, &mut failures);
     }
+    let ops: Vec<f64> = per_vcpu.iter().map(|v| v.stats.ops as f64).collect();
+    let jain = crate::stats::jain(&ops);
+    let ops_min = per_vcpu.iter().map(|v| v.stats.ops).min().unwrap_or(0);
+    let ops_max = per_vcpu.iter().map(|v| v.stats.ops).max().unwrap_or(0);
     let secs = end_ns as f64 / 1e9;
     let grace_mean_cycles =
         (total.grace_periods > 0).then(|| total.grace_cycles as f64 / total.grace_periods as f64);
     let grace_mean_us = grace_mean_cycles
         .filter(|_| tsc_hz > 0.0)
         .map(|c| c / tsc_hz * 1e6);
-    Ok(RunReport {
+    RunReport {
         lock: cfg.lock,
         policy: cfg.policy,
         vcpus: cfg.vcpus,
         pcpus: cfg.pcpus,
         slice_ms: cfg.slice.as_secs_f64() * 1e3,
+        cs_iters: cfg.cs_iters,
+        think_iters: cfg.think_iters,
         secs,
         ops_per_sec: if secs > 0.0 {
             total.ops as f64 / secs
@@ -394,13 +437,34 @@ pub fn run(
             0.0
         },
         total,
+        ops_min,
+        ops_max,
+        jain,
         counter,
         tsc_hz,
         grace_mean_cycles,
         grace_mean_us,
         per_vcpu,
         failures,
-    })
+    }
+}
+
+/// The run's own checks: the protected counter equals the writes, readers saw no violation.
+fn check_results(total: &VcpuStats, counter: Option<u64>, failures: &mut Vec<String>) {
+    match counter {
+        None => failures.push("no vCPU reported the protected counter (COUNTER)".into()),
+        Some(c) if c != total.writes => failures.push(format!(
+            "mutual exclusion failed: protected counter {c} != sum of WRITES {}",
+            total.writes
+        )),
+        Some(_) => {}
+    }
+    if total.violations != 0 {
+        failures.push(format!(
+            "readers saw {} invariant violations",
+            total.violations
+        ));
+    }
 }
 
 /// The time-stamp counter (the guest's clock for its cycle reports).

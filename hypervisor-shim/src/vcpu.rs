@@ -1,59 +1,24 @@
-//! The vCPU thread: an explicit state machine driven by the scheduler.
+//! The vCPU thread: runs the guest while the scheduler gives it a pCPU, maps every exit to
+//! what happens next, and implements the scheduler's [`Kick`] with a signal.
 //!
-//! ```text
-//!            grant                 preempt / yield              exit hypercall
-//! Runnable ---------> Running ---------------------> Runnable   Running -----> Exited
-//!    ^                   |  wait (no kick pending)               fault / bad exit -> Failed
-//!    |      kick         v                                       grace expired   -> ForceStopped
-//!    +-------------- Halted
-//! ```
-//!
-//! The thread calls `KVM_RUN` only in `Running`. Every exit maps to one of handled (resume),
-//! preempted (wait for a slot again), stopped, or an error naming the vCPU and its RIP.
-//! Preemption is a signal ([`kick_signal`]) whose handler, installed without `SA_RESTART`, sets
-//! the vCPU thread's own `immediate_exit`, so that `KVM_RUN` returns `EINTR` (handled
-//! explicitly below) whether the signal lands inside or between two `KVM_RUN`s.
+//! The vCPU states and the transitions between them belong to the scheduler
+//! ([`crate::sched::state`]); this thread calls `KVM_RUN` only in `Running`. Every exit maps to
+//! one of handled (resume), preempted (wait for a pCPU again), stopped, or an error naming the
+//! vCPU and its RIP. Preemption is a signal ([`kick_signal`]) whose handler, installed without
+//! `SA_RESTART`, sets the vCPU thread's own `immediate_exit`, so that `KVM_RUN` returns `EINTR`
+//! (handled explicitly below) whether the signal lands inside or between two `KVM_RUN`s.
 
 use crate::hypercall::decode_io;
-use crate::sched::{After, Scheduler};
+use crate::sched::os::{pin_to, thread_cpu_ns};
+use crate::sched::{After, Kick, Scheduler};
 use core::cell::Cell;
 use core::marker::PhantomData;
 use core::sync::atomic::{AtomicU8, Ordering};
 use kvm_ioctls::{VcpuExit, VcpuFd};
 use std::time::Duration;
+use vmm_sys_util::signal::{Killable, register_signal_handler};
 
-/// A vCPU's scheduling state.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-pub enum VcpuState {
-    /// Waiting in the run queue for a pCPU slot (preempted).
-    Runnable,
-    /// Holding pCPU slot `slot`; the thread may be inside `KVM_RUN`.
-    Running {
-        /// The slot.
-        slot: u32,
-    },
-    /// Halted in `Wait` until kicked.
-    Halted,
-    /// The guest exited with `code`.
-    Exited {
-        /// Exit code.
-        code: u32,
-    },
-    /// The vCPU faulted or exited in a way the shim does not serve.
-    Failed,
-    /// The host stopped it after the grace period.
-    ForceStopped,
-}
-
-impl VcpuState {
-    /// Whether the vCPU is done.
-    pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            VcpuState::Exited { .. } | VcpuState::Failed | VcpuState::ForceStopped
-        )
-    }
-}
+pub use crate::sched::VcpuState;
 
 /// Errors of a vCPU: each names the vCPU and, where readable, its RIP.
 #[derive(Debug, thiserror::Error)]
@@ -137,7 +102,7 @@ thread_local! {
 
 /// Sets (`true`) or clears the calling vCPU thread's `immediate_exit` byte; a no-op on a thread
 /// that runs no vCPU. Called by the vCPU thread itself (the scheduler calls it from
-/// `on_eintr` and `wait_for_slot`, which only vCPU threads call) and by the kick signal's
+/// `on_eintr` and `wait_for_pcpu` through [`SignalKick`], which only vCPU threads call) and by the kick signal's
 /// handler, which runs on that same thread: no other thread touches the byte.
 pub(crate) fn set_immediate_exit(on: bool) {
     let _ = IMMEDIATE_EXIT.try_with(|p| {
@@ -184,13 +149,38 @@ impl Drop for ImmediateExitReg {
 /// The signal the scheduler sends a vCPU thread to preempt it (`SIGRTMIN`, as Firecracker's
 /// vCPU kick: real-time signals are rarely used by other code, unlike SIGUSR1).
 pub fn kick_signal() -> libc::c_int {
-    libc::SIGRTMIN()
+    vmm_sys_util::signal::SIGRTMIN()
 }
 
-extern "C" fn on_kick(_: libc::c_int) {
+extern "C" fn on_kick(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
     // Runs on the vCPU thread the scheduler signalled: make its next (or current) KVM_RUN
     // return EINTR. The signal's other job, taking a vCPU out of guest mode, needs no code.
     set_immediate_exit(true);
+}
+
+/// The scheduler's [`Kick`] of one vCPU thread: the kick signal sent to it.
+#[derive(Debug)]
+struct SignalKick(libc::pthread_t);
+
+// SAFETY: the handle is the live thread of a vCPU (made by that thread itself in
+// `vcpu_thread`), which the scheduler kicks only while the run lasts: vCPU threads are joined
+// after the scheduler's last use.
+unsafe impl Killable for SignalKick {
+    fn pthread_handle(&self) -> libc::pthread_t {
+        self.0
+    }
+}
+
+impl Kick for SignalKick {
+    fn kick(&self) {
+        // The only error is an invalid signal number, which kick_signal() is not; the kick
+        // signal's handler is installed (`install_signal`, before any vCPU thread starts).
+        let _ = self.kill(kick_signal());
+    }
+
+    fn set_exit_request(&self, on: bool) {
+        set_immediate_exit(on);
+    }
 }
 
 /// Why the kick signal's handler could not be installed.
@@ -215,8 +205,9 @@ pub enum SignalError {
     },
 }
 
-/// Installs the kick signal's handler, without `SA_RESTART`; idempotent. Refuses to replace
-/// another handler of the signal.
+/// Installs the kick signal's handler (vmm-sys-util's `register_signal_handler`: no
+/// `SA_RESTART`, every signal blocked while it runs); idempotent. Refuses to replace another
+/// handler of the signal.
 pub fn install_signal() -> Result<(), SignalError> {
     let signal = kick_signal();
     let ours = on_kick as *const () as libc::sighandler_t;
@@ -233,20 +224,11 @@ pub fn install_signal() -> Result<(), SignalError> {
     if old.sa_sigaction != libc::SIG_DFL && old.sa_sigaction != libc::SIG_IGN {
         return Err(SignalError::InUse { signal });
     }
-    // SAFETY: a zeroed sigaction is a valid starting value; the handler is async-signal-safe (a
-    // TLS load and an atomic byte store); sigaction is called with valid pointers.
-    let rc = unsafe {
-        let mut sa: libc::sigaction = core::mem::zeroed();
-        sa.sa_sigaction = ours;
-        sa.sa_flags = 0; // no SA_RESTART: KVM_RUN must return EINTR
-        libc::sigemptyset(&mut sa.sa_mask);
-        libc::sigaction(signal, &sa, core::ptr::null_mut())
-    };
-    if rc != 0 {
-        let source = std::io::Error::last_os_error();
-        return Err(SignalError::Install { signal, source });
-    }
-    Ok(())
+    // The handler is async-signal-safe: a TLS load and an atomic byte store.
+    register_signal_handler(signal, on_kick).map_err(|e| SignalError::Install {
+        signal,
+        source: std::io::Error::from_raw_os_error(e.errno()),
+    })
 }
 
 /// Exit data copied out of the kvm_run page (so the fd is free to read registers).
@@ -360,35 +342,9 @@ fn run_once(id: u32, fd: &mut VcpuFd, sched: &Scheduler<'_>) -> Result<After, Vc
     }
 }
 
-/// Pins the calling thread to `cpu`.
-fn pin_to(cpu: usize) {
-    // SAFETY: a zeroed cpu_set_t is empty; CPU_SET writes inside it (cpu < CPU_SETSIZE is
-    // checked by the caller's choice from sched_getaffinity); pid 0 is the calling thread.
-    unsafe {
-        let mut set: libc::cpu_set_t = core::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, core::mem::size_of::<libc::cpu_set_t>(), &set);
-    }
-}
-
-/// The CPUs this process may run on (for pinning slot k to one of them).
-pub fn available_cpus() -> Vec<usize> {
-    // SAFETY: a zeroed cpu_set_t is a valid out-parameter for sched_getaffinity; CPU_ISSET
-    // reads inside it.
-    unsafe {
-        let mut set: libc::cpu_set_t = core::mem::zeroed();
-        if libc::sched_getaffinity(0, core::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
-            return Vec::new();
-        }
-        (0..libc::CPU_SETSIZE as usize)
-            .filter(|&c| libc::CPU_ISSET(c, &set))
-            .collect()
-    }
-}
-
-/// The body of vCPU `id`'s thread: take a slot, run, serve exits, until stopped.
+/// The body of vCPU `id`'s thread: take a pCPU, run, serve exits, until stopped.
 ///
-/// `cpus` is the pinning map (empty = no pinning): the thread holding slot k runs on
+/// `cpus` is the pinning map (empty = no pinning): the thread holding pCPU k runs on
 /// `cpus[k % cpus.len()]`.
 pub fn vcpu_thread(
     id: u32,
@@ -403,15 +359,16 @@ pub fn vcpu_thread(
     // SAFETY: the mapping lives as long as `fd`, which outlives this function and so the
     // registration; nothing else in the shim names `immediate_exit`.
     let _imm = unsafe { ImmediateExitReg::new(byte) };
-    sched.register_thread(id);
+    // SAFETY: pthread_self has no preconditions.
+    sched.register_thread(id, Box::new(SignalKick(unsafe { libc::pthread_self() })));
     let mut pinned: Option<usize> = None;
     let end = 'outer: loop {
-        let slot = match sched.wait_for_slot(id) {
-            Ok(slot) => slot,
+        let pcpu = match sched.wait_for_pcpu(id) {
+            Ok(pcpu) => pcpu,
             Err(after) => break 'outer after,
         };
         if !cpus.is_empty() {
-            let cpu = cpus[slot as usize % cpus.len()];
+            let cpu = cpus[pcpu as usize % cpus.len()];
             if pinned != Some(cpu) {
                 pin_to(cpu);
                 pinned = Some(cpu);
@@ -423,7 +380,7 @@ pub fn vcpu_thread(
                 Ok(After::Descheduled) => continue 'outer,
                 Ok(after) => break 'outer after,
                 Err(e) => {
-                    sched.fail(id, &e);
+                    sched.fail(id, &e.to_string());
                     break 'outer After::Stopped;
                 }
             }
@@ -433,18 +390,6 @@ pub fn vcpu_thread(
         sched.force_stopped(id, rip(fd), grace);
     }
     sched.record_cpu(id, thread_cpu_ns());
-}
-
-/// CPU time the calling thread has used, ns.
-fn thread_cpu_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: CLOCK_THREAD_CPUTIME_ID is always valid for the calling thread; `ts` is a valid
-    // out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 #[cfg(test)]

@@ -28,6 +28,13 @@ fn bad_arguments_exit_2() {
         &["run", "--secs", "1e12"],
         &["compare", "--pcpus", "257"],
         &["compare", "--locks", "spin,bogus"],
+        &["compare", "--preset", "nope"],
+        &["compare", "--rounds", "0"],
+        &["compare", "--repeat", "0"],
+        &["compare", "--seed", "x"],
+        &["compare", "--quick", "--preset", "smoke"],
+        &["compare", "--vcpus", "0"],
+        &["compare", "--secs", "-1"],
         &["frobnicate"],
     ] {
         let out = shim(args);
@@ -63,8 +70,8 @@ fn run_json_reports_exact_counters() {
 }
 
 #[test]
-fn compare_prints_ratios_and_writes_json_and_svg() {
-    if !kvm_available("compare_prints_ratios_and_writes_json_and_svg") {
+fn compare_runs_paired_rounds_and_writes_json_and_svg() {
+    if !kvm_available("compare_runs_paired_rounds_and_writes_json_and_svg") {
         return;
     }
     let dir = std::env::temp_dir().join(format!("ecs-shim-cli-{}", std::process::id()));
@@ -80,8 +87,10 @@ fn compare_prints_ratios_and_writes_json_and_svg() {
         "spin,mcs",
         "--secs",
         "0.1",
-        "--repeat",
+        "--rounds",
         "1",
+        "--seed",
+        "7",
         "--json",
         json.to_str().unwrap(),
         "--plot",
@@ -92,23 +101,40 @@ fn compare_prints_ratios_and_writes_json_and_svg() {
     let (rows, summary) = table
         .split_once("\n\n")
         .expect("table, blank line, summary");
-    assert_eq!(rows.lines().count(), 1 + 2 * 3, "{table}");
-    assert!(rows.contains("1.00x"), "baseline's own ratio: {table}");
+    // A header, per lock the ceiling and 3 policies, the method.
+    assert_eq!(rows.lines().count(), 1 + 2 * 4 + 1, "{table}");
     assert!(
-        summary.starts_with("against baseline") && summary.contains("mcs       3 on 2   (1.5x):"),
+        rows.contains("ceiling") && rows.contains("1.00x [n/a]"),
+        "{table}"
+    );
+    assert!(
+        rows.contains("order statistics"),
+        "the method is said: {table}"
+    );
+    assert!(
+        summary.starts_with("ecs, medians") && summary.contains("mcs       3 on 2   (1.5x):"),
         "{summary}"
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("[6/6] 3 vCPU/2 pCPU mcs ecs"),
+        stderr.contains("[8/8] round 1/1: ") && stderr.contains("--seed 7 repeats"),
         "progress: {stderr}"
     );
     let v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    assert_eq!(v["rows"].as_array().unwrap().len(), 6);
-    assert_eq!(v["runs"].as_array().unwrap().len(), 6);
+    assert_eq!(v["summary"].as_array().unwrap().len(), 8);
+    assert_eq!(v["runs"].as_array().unwrap().len(), 8);
+    assert_eq!(
+        v["rows"].as_array().unwrap().len(),
+        6,
+        "the older rows, kept"
+    );
+    assert_eq!(v["seed"], 7);
+    assert!(v["host"]["cores"].as_u64().unwrap() >= 1);
+    assert!(v["host"]["kernel"].as_str().is_some_and(|k| !k.is_empty()));
+    assert!(v["runs"][0]["round"] == 0 && v["runs"][0]["position"] == 0);
     let picture = std::fs::read_to_string(&svg).unwrap();
-    assert!(picture.starts_with("<svg") && picture.contains("throughput / baseline"));
+    assert!(picture.starts_with("<svg") && picture.contains("share of the ceiling"));
     // `plot` redraws the same table and chart from the JSON file.
     let again = dir.join("again.svg");
     let out = shim(&[
@@ -121,6 +147,42 @@ fn compare_prints_ratios_and_writes_json_and_svg() {
     assert!(out.status.success(), "{out:?}");
     assert_eq!(String::from_utf8_lossy(&out.stdout), table);
     assert_eq!(std::fs::read_to_string(&again).unwrap(), picture);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn plot_reads_the_older_compare_files() {
+    let dir = std::env::temp_dir().join(format!("ecs-shim-plot-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let docs = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs");
+    for name in ["shim-compare", "shim-current", "shim-under-commit"] {
+        let out_svg = dir.join(format!("{name}.svg"));
+        let out = shim(&[
+            "plot",
+            "--json",
+            &format!("{docs}/{name}.json"),
+            "--out",
+            out_svg.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{name}: {out:?}");
+        assert!(String::from_utf8_lossy(&out.stdout).contains("x-base"));
+        let picture = std::fs::read_to_string(&out_svg).unwrap();
+        assert!(
+            picture.contains("throughput / baseline throughput"),
+            "{name}"
+        );
+    }
+    let bad = dir.join("bad.json");
+    std::fs::write(&bad, "{\"neither\": 1}").unwrap();
+    let out = shim(&[
+        "plot",
+        "--json",
+        bad.to_str().unwrap(),
+        "--out",
+        "/dev/null",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a compare JSON file"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -114,16 +114,24 @@ fn blocking_waiters_spin_while_the_pcpu_is_free_and_halt_when_it_is_not() {
     if !kvm_available("blocking_waiters_spin_while_the_pcpu_is_free_and_halt_when_it_is_not") {
         return;
     }
-    // Under-commit (2 vCPUs on 2 slots): nobody waits for a slot and the holder runs.
+    // Under-commit (2 vCPUs on 2 pCPUs): nobody waits for a pCPU and the holder runs.
     // Without hints (baseline) a waiter halts after the bounded spin; under `ecs` it keeps
-    // spinning (the host publishes `overloaded = 0`, `preempted = 0` for the holder).
+    // spinning (the host publishes `overloaded = 0`, `preempted = 0` for the holder) -- unless
+    // the host kernel deschedules the holder's thread, which the shim then publishes as
+    // `preempted` (issue 8 item 2), and a waiter rightly parks: on a loaded host every halt
+    // beyond the quiet-host share is one such descheduling at most.
     let base = go(&long_waits(2, PolicyKind::Baseline));
     check_exact(&base, "mutex 2/2 baseline");
     let ecs = go(&long_waits(2, PolicyKind::Ecs));
     check_exact(&ecs, "mutex 2/2 ecs");
     eprintln!(
-        "halts under-commit: baseline {} ({} ops), ecs {} ({} ops)",
-        base.total.halts, base.total.ops, ecs.total.halts, ecs.total.ops
+        "halts under-commit: baseline {} ({} ops), ecs {} ({} ops, host deschedules {}, in CS {})",
+        base.total.halts,
+        base.total.ops,
+        ecs.total.halts,
+        ecs.total.ops,
+        ecs.total.host_deschedules,
+        ecs.total.host_deschedules_in_cs
     );
     assert!(
         base.total.halts > 0,
@@ -131,10 +139,11 @@ fn blocking_waiters_spin_while_the_pcpu_is_free_and_halt_when_it_is_not() {
         base.total
     );
     assert!(
-        ecs.total.halts * 4 < base.total.halts,
-        "ecs waiters spin instead: {} halts against baseline's {}",
+        ecs.total.halts * 4 < base.total.halts + 4 * ecs.total.host_deschedules,
+        "ecs waiters spin instead: {} halts against baseline's {} ({} host deschedules)",
         ecs.total.halts,
-        base.total.halts
+        base.total.halts,
+        ecs.total.host_deschedules
     );
     for v in &ecs.per_vcpu {
         assert_eq!(v.slot.overloaded, 0, "under-commit is never overloaded");

@@ -44,7 +44,7 @@ enum FreeSlot {
 /// inside a read-side section of the calling thread (debug builds panic; release builds would
 /// wait forever): unlike [`Rcu`](super::Rcu), the ring cannot grow its backlog instead.
 ///
-/// `const`-constructible, so it fits in a `static` of a no_std guest (the `guest` feature),
+/// `const`-constructible, so it fits in a `static` of a no_std guest (`--cfg ecs_guest`),
 /// where readers are vCPUs. Writers serialize on a small spin lock (see [`Rcu`](super::Rcu)).
 ///
 /// ```
@@ -353,7 +353,7 @@ impl<T: fmt::Debug, const N: usize> fmt::Debug for RcuRing<T, N> {
     }
 }
 
-#[cfg(all(test, not(loom), feature = "std", not(feature = "guest")))]
+#[cfg(all(test, not(loom), feature = "std", not(ecs_guest)))]
 mod tests {
     use super::*;
     use std::sync::Arc;

@@ -13,7 +13,8 @@
 //! operation that precedes or follows it.
 //!
 //! Using this backend outside such a VM is undefined behaviour (on Linux `%fs` is the TLS
-//! block): it is only compiled with the `guest` feature, which only the guest program enables.
+//! block): it is only compiled with `--cfg ecs_guest`, which only the guest program sets (see
+//! [`super`] for why this is a cfg and not a feature).
 
 use super::Backend;
 use crate::abi::{HintSlot, header_offset, slot_offset};

@@ -1,23 +1,35 @@
 //! Hint backends: where critical-section marks go and where the host's hints come from.
 //!
-//! One backend is compiled in, chosen by cargo feature, and exported as [`Active`]; locks call
-//! it through static dispatch only (no `dyn` on the lock path):
+//! One backend is compiled in and exported as [`Active`]; locks call it through static dispatch
+//! only (no `dyn` on the lock path):
 //!
-//! | feature | backend | what it talks to |
-//! |---------|---------|------------------|
-//! | `guest` | `guest::Guest` | the shared hint page through `%fs`/`%gs`, port-I/O hypercalls (inside an `ecs-shim` VM) |
-//! | `std` (default), Linux x86_64 | `linux::Linux` | the kernel's rseq time-slice extension where the kernel and libc allow it, else as `native` |
-//! | `std` (default), elsewhere | [`native::Native`] | nothing: a thread-local depth, constant hints (bare metal, or a VM without eCS) |
-//! | neither | [`native::Native`] | nothing: no depth tracking at all (`no_std` without a hypervisor) |
+//! | build | backend | what it talks to |
+//! |-------|---------|------------------|
+//! | `--cfg ecs_guest` (x86_64) | `guest::Guest` | the shared hint page through `%fs`/`%gs`, port-I/O hypercalls (inside an `ecs-shim` VM) |
+//! | otherwise, `std` (default), Linux x86_64 | `linux::Linux` | the kernel's rseq time-slice extension where the kernel and libc allow it, else as `native` |
+//! | otherwise, `std` (default), elsewhere | [`native::Native`] | nothing: a thread-local depth, constant hints (bare metal, or a VM without eCS) |
+//! | otherwise, no `std` | [`native::Native`] | nothing: no depth tracking at all (`no_std` without a hypervisor) |
+//!
+//! # `ecs_guest` is a cfg, not a feature
+//!
+//! The guest backend reads `%fs`-relative memory that only an `ecs-shim` vCPU maps; on an
+//! ordinary host `%fs` is the thread's TLS block and the same instructions corrupt it. Cargo
+//! features are unified across a dependency graph, so if the guest backend were a feature, any
+//! crate anywhere in the graph could switch every lock of the final program to it. The choice
+//! therefore belongs to the final binary alone, the way `tokio_unstable` does: pass
+//! `--cfg ecs_guest` in that binary's rustflags (the guest program sets it in
+//! `hypervisor-shim/guest/.cargo/config.toml`). No Cargo feature of `ecs-sys` or `ecs-locks`
+//! changes the backend, so `--all-features` is always sound on a host. See `docs/DESIGN.md`,
+//! "Backends and their selection".
 
 pub mod linux;
 pub mod native;
 
-#[cfg(all(feature = "guest", target_arch = "x86_64"))]
+#[cfg(all(ecs_guest, target_arch = "x86_64"))]
 pub mod guest;
 
-#[cfg(all(feature = "guest", not(target_arch = "x86_64")))]
-compile_error!("the `guest` backend is x86_64 only (port I/O hypercalls, %fs-relative slots)");
+#[cfg(all(ecs_guest, not(target_arch = "x86_64")))]
+compile_error!("`--cfg ecs_guest` is x86_64 only (port I/O hypercalls, %fs-relative slots)");
 
 /// What a lock needs from the platform: mark critical sections, read the host's hints, and ask
 /// the host to move the pCPU to someone else.
@@ -86,22 +98,25 @@ pub trait Backend {
     }
 }
 
-#[cfg(all(feature = "guest", target_arch = "x86_64"))]
+// The backend selection: one arm per backend, exactly one of them true.
+
 /// The backend compiled in.
+#[cfg(all(ecs_guest, target_arch = "x86_64"))]
 pub type Active = guest::Guest;
 
+/// The backend compiled in.
 #[cfg(all(
     feature = "std",
     target_os = "linux",
     target_arch = "x86_64",
-    not(loom),
-    not(feature = "guest")
+    not(ecs_guest),
+    not(loom)
 ))]
-/// The backend compiled in.
 pub type Active = linux::Linux;
 
+/// The backend compiled in.
 #[cfg(all(
-    not(feature = "guest"),
+    not(ecs_guest),
     not(all(
         feature = "std",
         target_os = "linux",
@@ -109,5 +124,4 @@ pub type Active = linux::Linux;
         not(loom)
     ))
 ))]
-/// The backend compiled in.
 pub type Active = native::Native;

@@ -89,6 +89,18 @@
 #[cfg(loom)]
 compile_error!("the guest was built with `--cfg loom`: RUSTFLAGS leaked into its build");
 
+// The guest backend is `--cfg ecs_guest`, set in .cargo/config.toml (a user or environment
+// override of the target's rustflags would drop it and silently build the native backend).
+#[cfg(not(ecs_guest))]
+compile_error!(
+    "the guest must be built with `--cfg ecs_guest` (hypervisor-shim/guest/.cargo/config.toml)"
+);
+// The cfg reached ecs-sys (and with it ecs-locks, which uses ecs-sys's backend).
+const _: () = assert!(
+    matches!(ecs_sys::BACKEND.as_bytes(), b"guest"),
+    "ecs-sys was built without `--cfg ecs_guest`"
+);
+
 mod mem;
 mod misbehave;
 mod rcu;

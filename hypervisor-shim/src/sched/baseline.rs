@@ -4,7 +4,7 @@
 //! (`preempted`/`overloaded` stay 0), ignores `cs_depth`, serves a directed yield as a plain
 //! yield to the queue head. Yield, Wait and Kick are still served by the scheduler core.
 
-use super::{Policy, TargetView, TickDecision, TickView, YieldChoice};
+use super::policy::{Policy, TargetView, TickDecision, TickView, YieldChoice};
 use crate::config::PolicyKind;
 
 /// Round robin with a fixed slice.

@@ -22,7 +22,7 @@
 //! grant lets a vCPU re-enter sections on the borrowed time; a short one plus yield-at-exit
 //! returns the pCPU as soon as the lock is free.
 
-use super::{Policy, TargetView, TickDecision, TickView, YieldChoice};
+use super::policy::{Policy, TargetView, TickDecision, TickView, YieldChoice};
 use crate::config::PolicyKind;
 use ecs_sys::abi::{FEATURE_HINTS, FEATURE_PLE};
 

@@ -7,7 +7,7 @@
 //! hints are published.
 
 use super::baseline::round_robin;
-use super::{Policy, TargetView, TickDecision, TickView, YieldChoice};
+use super::policy::{Policy, TargetView, TickDecision, TickView, YieldChoice};
 use crate::config::PolicyKind;
 use ecs_sys::abi::FEATURE_PLE;
 

@@ -61,7 +61,7 @@
     target_os = "linux",
     target_arch = "x86_64",
     not(loom),
-    not(feature = "guest")
+    not(ecs_guest)
 ))]
 mod imp;
 #[cfg(all(
@@ -69,7 +69,7 @@ mod imp;
     target_os = "linux",
     target_arch = "x86_64",
     not(loom),
-    not(feature = "guest")
+    not(ecs_guest)
 ))]
 mod sys;
 #[cfg(all(
@@ -77,7 +77,7 @@ mod sys;
     target_os = "linux",
     target_arch = "x86_64",
     not(loom),
-    not(feature = "guest")
+    not(ecs_guest)
 ))]
 pub use imp::Linux;
 
@@ -87,7 +87,7 @@ pub use imp::Linux;
     target_os = "linux",
     target_arch = "x86_64",
     not(loom),
-    not(feature = "guest")
+    not(ecs_guest)
 )))]
 mod imp {
     use super::RseqStats;

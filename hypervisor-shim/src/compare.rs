@@ -1,0 +1,667 @@
+//! `compare` as paired, shuffled rounds (the experiment of issue 8).
+//!
+//! A plan is a list of *groups*: the runs that are compared with each other, one lock kind (and
+//! critical-section length) on one pCPU count. A group holds every (vCPU count, policy) asked
+//! for plus the *ceiling*: the same workload without over-commit (as many vCPUs as pCPUs,
+//! `baseline`), the physical limit of an over-committed run. Each round runs every group once,
+//! the groups in a random order and each group's runs in a random order (the seed is printed
+//! and accepted back), so slow drifts of a shared host hit every policy alike. Shares of the
+//! ceiling and ratios between policies are computed inside a round, then summarised over the
+//! rounds as medians with a distribution-free 95 % interval ([`crate::stats`]).
+
+use crate::config::{Lock, PolicyKind, RunConfig};
+use crate::run::RunReport;
+use crate::stats::{Interval, median, median_interval};
+use crate::workload::LockKind;
+use core::fmt;
+use core::str::FromStr;
+use std::time::Duration;
+
+/// What a run costs beyond its duration (VM creation, guest boot, the stop): a few tens of
+/// ms here (a 16-run smoke `compare` of 0.2 s runs took 3.5 s); the first estimate of a
+/// `compare`'s length counts 50 ms.
+pub const RUN_OVERHEAD: Duration = Duration::from_millis(50);
+
+/// The confidence level of every interval.
+pub const LEVEL: f64 = 0.95;
+
+/// How the intervals are computed, in words (printed under the table, stored in the JSON).
+pub const METHOD: &str = "medians over paired rounds; [lo, hi] is a distribution-free 95 % \
+    interval of the median from order statistics (binomial: [x(k), x(n+1-k)] with the largest k \
+    such that 2 P(Binomial(n, 1/2) <= k-1) <= 5 %; needs at least 6 rounds, n/a below)";
+
+/// A named set of `compare` parameters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Preset {
+    /// The README's main command: every lock kind, 2, 8 and 16 vCPUs on 2 pCPUs, baseline,
+    /// ple and ecs, 6 rounds of 1 s runs.
+    Default,
+    /// A first look: four lock kinds at 8 on 2, 3 rounds of 0.5 s runs (no intervals).
+    Quick,
+    /// Every policy, `ecs-ple` included, on every lock kind at 8 on 2.
+    Ablations,
+    /// Under-commit (2 on 2) over critical sections of about 0.25, 2.5, 25 and 250 us on the
+    /// blocking locks.
+    UnderCommit,
+    /// The CI smoke test: every lock kind at 8 on 2, 2 rounds of 0.2 s runs.
+    Smoke,
+}
+
+impl Preset {
+    /// Every preset.
+    pub const ALL: [Preset; 5] = [
+        Preset::Default,
+        Preset::Quick,
+        Preset::Ablations,
+        Preset::UnderCommit,
+        Preset::Smoke,
+    ];
+
+    /// The command-line name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Preset::Default => "default",
+            Preset::Quick => "quick",
+            Preset::Ablations => "ablations",
+            Preset::UnderCommit => "under-commit",
+            Preset::Smoke => "smoke",
+        }
+    }
+
+    /// The preset's parameters.
+    pub fn spec(self) -> PlanSpec {
+        let all: Vec<Lock> = LockKind::ALL.into_iter().map(Lock).collect();
+        let three = vec![PolicyKind::Baseline, PolicyKind::Ple, PolicyKind::Ecs];
+        let base = PlanSpec {
+            vcpus: vec![2, 8, 16],
+            pcpus: 2,
+            locks: all.clone(),
+            policies: three.clone(),
+            cs_iters: vec![crate::config::DEFAULT_CS_ITERS],
+            rounds: 6,
+            secs: 1.0,
+        };
+        match self {
+            Preset::Default => base,
+            Preset::Quick => PlanSpec {
+                vcpus: vec![8],
+                locks: [
+                    LockKind::Spin,
+                    LockKind::Mcs,
+                    LockKind::Mutex,
+                    LockKind::Rcu,
+                ]
+                .into_iter()
+                .map(Lock)
+                .collect(),
+                rounds: 3,
+                secs: 0.5,
+                ..base
+            },
+            Preset::Ablations => PlanSpec {
+                vcpus: vec![8],
+                policies: PolicyKind::ALL.to_vec(),
+                ..base
+            },
+            Preset::UnderCommit => PlanSpec {
+                vcpus: vec![2],
+                locks: vec![Lock(LockKind::Mutex), Lock(LockKind::RwLock)],
+                cs_iters: UNDER_COMMIT_CS_ITERS.to_vec(),
+                ..base
+            },
+            Preset::Smoke => PlanSpec {
+                vcpus: vec![8],
+                rounds: 2,
+                secs: 0.2,
+                ..base
+            },
+        }
+    }
+}
+
+/// The critical-section lengths of the under-commit sweep, in guest loop iterations: the
+/// default 100 (well under a microsecond, about 0.25 us) times 1, 10, 100 and 1000. The think
+/// time is kept at four times the section ([`THINK_PER_CS`]) so that the share of time inside
+/// the lock is the same at every point. Frozen before measuring; not tuned per point.
+pub const UNDER_COMMIT_CS_ITERS: [u32; 4] = [100, 1_000, 10_000, 100_000];
+
+/// Think time per unit of critical section at every point of a critical-section sweep (the
+/// default workload's ratio, 400 / 100).
+pub const THINK_PER_CS: u32 = 4;
+
+impl fmt::Display for Preset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Preset {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Preset::ALL
+            .into_iter()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| {
+                format!("unknown preset {s:?} (default, quick, ablations, under-commit, smoke)")
+            })
+    }
+}
+
+/// What a `compare` runs (a preset's values, overridden by flags).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlanSpec {
+    /// vCPU counts.
+    pub vcpus: Vec<u32>,
+    /// pCPUs.
+    pub pcpus: u32,
+    /// Lock kinds.
+    pub locks: Vec<Lock>,
+    /// Policies.
+    pub policies: Vec<PolicyKind>,
+    /// Critical-section lengths (guest loop iterations); more than one makes a sweep, where
+    /// the think time follows ([`THINK_PER_CS`]).
+    pub cs_iters: Vec<u32>,
+    /// Rounds.
+    pub rounds: u32,
+    /// Seconds per run.
+    pub secs: f64,
+}
+
+/// One run of a group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Planned {
+    /// vCPUs.
+    pub vcpus: u32,
+    /// Policy.
+    pub policy: PolicyKind,
+    /// Whether this is the group's ceiling (vCPUs = pCPUs, `baseline`).
+    pub ceiling: bool,
+}
+
+/// The runs compared with each other inside a round.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Group {
+    /// Lock kind.
+    pub lock: Lock,
+    /// Critical-section work.
+    pub cs_iters: u32,
+    /// Think time.
+    pub think_iters: u32,
+    /// The runs, the ceiling first.
+    pub runs: Vec<Planned>,
+}
+
+/// The whole experiment.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// The groups.
+    pub groups: Vec<Group>,
+    /// Rounds.
+    pub rounds: u32,
+    /// The seed of the orders.
+    pub seed: u64,
+    /// The configuration every run starts from (duration, slice, workload defaults).
+    pub template: RunConfig,
+}
+
+impl Plan {
+    /// The plan of `spec` on top of `template` (whose vCPUs, lock and policy are replaced).
+    pub fn new(spec: &PlanSpec, template: RunConfig, seed: u64) -> Self {
+        let sweep = spec.cs_iters.len() > 1;
+        let mut groups = Vec::new();
+        for &lock in &spec.locks {
+            for &cs in &spec.cs_iters {
+                let mut runs = vec![Planned {
+                    vcpus: spec.pcpus,
+                    policy: PolicyKind::Baseline,
+                    ceiling: true,
+                }];
+                for &vcpus in &spec.vcpus {
+                    for &policy in &spec.policies {
+                        runs.push(Planned {
+                            vcpus,
+                            policy,
+                            ceiling: false,
+                        });
+                    }
+                }
+                groups.push(Group {
+                    lock,
+                    cs_iters: cs,
+                    think_iters: if sweep {
+                        cs.saturating_mul(THINK_PER_CS)
+                    } else {
+                        template.think_iters
+                    },
+                    runs,
+                });
+            }
+        }
+        let mut template = template;
+        template.pcpus = spec.pcpus;
+        Plan {
+            groups,
+            rounds: spec.rounds,
+            seed,
+            template,
+        }
+    }
+
+    /// Runs in the whole experiment.
+    pub fn total_runs(&self) -> usize {
+        self.groups.iter().map(|g| g.runs.len()).sum::<usize>() * self.rounds as usize
+    }
+
+    /// The execution order of round `round`: (group, run) pairs.
+    pub fn order(&self, round: u32) -> Vec<(usize, usize)> {
+        let sizes: Vec<usize> = self.groups.iter().map(|g| g.runs.len()).collect();
+        crate::stats::round_order(&sizes, self.seed, round)
+    }
+
+    /// The configuration of run `i` of group `g`.
+    pub fn config(&self, g: usize, i: usize) -> RunConfig {
+        let group = &self.groups[g];
+        let p = group.runs[i];
+        RunConfig {
+            vcpus: p.vcpus,
+            lock: group.lock,
+            policy: p.policy,
+            cs_iters: group.cs_iters,
+            think_iters: group.think_iters,
+            ..self.template.clone()
+        }
+    }
+
+    /// A first estimate of the experiment's length: every run's duration plus `overhead` (VM
+    /// creation and the stop).
+    pub fn estimate(&self, overhead: Duration) -> Duration {
+        (self.template.duration + overhead) * self.total_runs() as u32
+    }
+}
+
+/// One executed run, with where it sat in the experiment.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RoundRun {
+    /// Round (0-based).
+    pub round: u32,
+    /// Its position in the round's execution order (0-based).
+    pub position: usize,
+    /// Its group (index into the plan's groups).
+    pub group: usize,
+    /// Whether it is the group's ceiling.
+    pub ceiling: bool,
+    /// The run.
+    #[serde(flatten)]
+    pub report: RunReport,
+}
+
+/// A median over rounds, with its interval.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Estimate {
+    /// The median.
+    pub median: f64,
+    /// The 95 % interval of the median (`None`: too few rounds).
+    pub interval: Option<Interval>,
+    /// Rounds it is computed from.
+    pub n: usize,
+}
+
+impl Estimate {
+    /// The estimate of `xs` (`None` if empty).
+    pub fn of(xs: &[f64]) -> Option<Self> {
+        Some(Estimate {
+            median: median(xs)?,
+            interval: median_interval(xs, LEVEL),
+            n: xs.len(),
+        })
+    }
+}
+
+/// One line of the summary: a (group, vCPU count, policy) over every round.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct SummaryRow {
+    /// Lock kind.
+    pub lock: Lock,
+    /// Critical-section work.
+    pub cs_iters: u32,
+    /// vCPUs.
+    pub vcpus: u32,
+    /// pCPUs.
+    pub pcpus: u32,
+    /// Policy.
+    pub policy: PolicyKind,
+    /// Whether this is the ceiling.
+    pub ceiling: bool,
+    /// Rounds run.
+    pub rounds: usize,
+    /// Rounds whose run failed its checks (left out of every figure).
+    pub failed: usize,
+    /// Operations per second.
+    pub ops_per_sec: Option<Estimate>,
+    /// Operations per second over the same round's ceiling's.
+    pub share_of_ceiling: Option<Estimate>,
+    /// Operations per second over the same round's `baseline` at the same vCPU count.
+    pub ratio_to_baseline: Option<Estimate>,
+    /// Operations per second over the same round's `ple` at the same vCPU count.
+    pub ratio_to_ple: Option<Estimate>,
+    /// Preemptions inside critical sections (median).
+    pub preemptions_in_cs: Option<f64>,
+    /// Halts (median).
+    pub halts: Option<f64>,
+    /// Host-level deschedulings of a pCPU holder (median; not the shim's decisions).
+    #[serde(default)]
+    pub host_deschedules: Option<f64>,
+    /// Of those, inside a critical section (median).
+    #[serde(default)]
+    pub host_deschedules_in_cs: Option<f64>,
+    /// Steal: time holding a pCPU without a host CPU, percent of the pCPU time (median).
+    #[serde(default)]
+    pub steal_pct: Option<f64>,
+    /// Jain's index of the per-vCPU operations.
+    pub jain: Option<Estimate>,
+    /// The fewest operations of one vCPU (median over rounds).
+    pub ops_min: Option<f64>,
+    /// The most operations of one vCPU (median over rounds).
+    pub ops_max: Option<f64>,
+}
+
+impl SummaryRow {
+    /// Whether a barging lock (spin, mcs, spin-rw, mutex, rwlock: no hand-off order) let
+    /// vCPUs starve: median Jain's index below 0.9.
+    pub fn unfair(&self) -> bool {
+        let barging = matches!(
+            self.lock.0,
+            LockKind::Spin | LockKind::Mcs | LockKind::SpinRw | LockKind::Mutex | LockKind::RwLock
+        );
+        barging && self.jain.is_some_and(|j| j.median < 0.9)
+    }
+}
+
+/// The summary of every (group, run) of `plan` over `runs`, in plan order.
+pub fn summarize(plan: &Plan, runs: &[RoundRun]) -> Vec<SummaryRow> {
+    let find = |round: u32, g: usize, p: Planned| {
+        runs.iter().find(|r| {
+            r.round == round
+                && r.group == g
+                && r.ceiling == p.ceiling
+                && r.report.vcpus == p.vcpus
+                && r.report.policy == p.policy
+                && r.report.ok()
+        })
+    };
+    let mut rows = Vec::new();
+    for (g, group) in plan.groups.iter().enumerate() {
+        let ceiling = group.runs[0];
+        for &p in &group.runs {
+            let same = |policy| Planned {
+                vcpus: p.vcpus,
+                policy,
+                ceiling: false,
+            };
+            let mut v: [Vec<f64>; 12] = Default::default();
+            let (mut ran, mut failed) = (0, 0);
+            for round in 0..plan.rounds {
+                let mine = runs.iter().find(|r| {
+                    r.round == round
+                        && r.group == g
+                        && r.ceiling == p.ceiling
+                        && r.report.vcpus == p.vcpus
+                        && r.report.policy == p.policy
+                });
+                let Some(mine) = mine else { continue };
+                ran += 1;
+                if !mine.report.ok() {
+                    failed += 1;
+                    continue;
+                }
+                let r = &mine.report;
+                let ratio = |other: Option<&RoundRun>| {
+                    other
+                        .map(|o| o.report.ops_per_sec)
+                        .filter(|&o| o > 0.0)
+                        .map(|o| r.ops_per_sec / o)
+                };
+                v[0].push(r.ops_per_sec);
+                v[1].extend(ratio(find(round, g, ceiling)));
+                if !p.ceiling {
+                    v[2].extend(ratio(find(round, g, same(PolicyKind::Baseline))));
+                    if p.policy != PolicyKind::Ple {
+                        v[3].extend(ratio(find(round, g, same(PolicyKind::Ple))));
+                    }
+                }
+                v[4].push(r.total.preemptions_in_cs as f64);
+                v[5].push(r.total.halts as f64);
+                v[6].extend(r.jain);
+                v[7].push(r.ops_min as f64);
+                v[8].push(r.ops_max as f64);
+                v[9].push(r.total.host_deschedules as f64);
+                v[10].push(r.total.host_deschedules_in_cs as f64);
+                v[11].extend(crate::report::steal_pct(&r.total));
+            }
+            rows.push(SummaryRow {
+                lock: group.lock,
+                cs_iters: group.cs_iters,
+                vcpus: p.vcpus,
+                pcpus: plan.template.pcpus,
+                policy: p.policy,
+                ceiling: p.ceiling,
+                rounds: ran,
+                failed,
+                ops_per_sec: Estimate::of(&v[0]),
+                share_of_ceiling: Estimate::of(&v[1]),
+                ratio_to_baseline: Estimate::of(&v[2]),
+                ratio_to_ple: Estimate::of(&v[3]),
+                preemptions_in_cs: median(&v[4]),
+                halts: median(&v[5]),
+                jain: Estimate::of(&v[6]),
+                ops_min: median(&v[7]),
+                ops_max: median(&v[8]),
+                host_deschedules: median(&v[9]),
+                host_deschedules_in_cs: median(&v[10]),
+                steal_pct: median(&v[11]),
+            });
+        }
+    }
+    rows
+}
+
+/// The host a `compare` ran on.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Host {
+    /// CPUs this process may use.
+    pub cores: usize,
+    /// The kernel release (`uname -r`).
+    pub kernel: String,
+    /// The 1, 5 and 15 minute load averages when the experiment started.
+    pub load_start: Option<[f64; 3]>,
+    /// The same when it ended.
+    pub load_end: Option<[f64; 3]>,
+}
+
+impl Host {
+    /// This host, now.
+    pub fn probe() -> Self {
+        Host {
+            cores: crate::sched::os::available_cpus().len(),
+            kernel: kernel_release(),
+            load_start: load_average(),
+            load_end: None,
+        }
+    }
+
+    /// A warning if a load average exceeds the cores (the timings share the CPUs).
+    pub fn load_warning(load: Option<[f64; 3]>, cores: usize, when: &str) -> Option<String> {
+        let l = load?;
+        (l[0] > cores as f64).then(|| {
+            format!(
+                "load average {:.2} {when} exceeds the {cores} cores: the runs shared the CPUs \
+                 with other work, so their timings are not those of a quiet host",
+                l[0]
+            )
+        })
+    }
+}
+
+/// The three load averages (`/proc/loadavg`).
+pub fn load_average() -> Option<[f64; 3]> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    let mut it = text.split_whitespace().map(|w| w.parse::<f64>().ok());
+    Some([it.next()??, it.next()??, it.next()??])
+}
+
+fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".to_owned())
+}
+
+/// The time left, estimated from the runs done so far (`elapsed` for `done` of `total`), or
+/// from `first_guess` before any run finished.
+pub fn eta(elapsed: Duration, done: usize, total: usize, first_guess: Duration) -> Duration {
+    if done == 0 {
+        return first_guess;
+    }
+    elapsed.mul_f64(total.saturating_sub(done) as f64 / done as f64)
+}
+
+/// `mm:ss`.
+pub fn mmss(d: Duration) -> String {
+    let s = d.as_secs();
+    format!("{}:{:02}", s / 60, s % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sched::VcpuStats;
+
+    fn report(vcpus: u32, policy: PolicyKind, ops_per_sec: f64) -> RunReport {
+        RunReport {
+            lock: Lock(LockKind::Spin),
+            policy,
+            vcpus,
+            pcpus: 2,
+            slice_ms: 4.0,
+            cs_iters: 100,
+            think_iters: 400,
+            secs: 1.0,
+            ops_per_sec,
+            ops_per_cpu_sec: ops_per_sec,
+            total: VcpuStats::default(),
+            ops_min: 1,
+            ops_max: 3,
+            jain: Some(0.8),
+            counter: Some(0),
+            tsc_hz: 2e9,
+            grace_mean_cycles: None,
+            grace_mean_us: None,
+            per_vcpu: Vec::new(),
+            failures: Vec::new(),
+        }
+    }
+
+    fn plan(rounds: u32) -> Plan {
+        let spec = PlanSpec {
+            vcpus: vec![8],
+            pcpus: 2,
+            locks: vec![Lock(LockKind::Spin)],
+            policies: vec![PolicyKind::Baseline, PolicyKind::Ple, PolicyKind::Ecs],
+            cs_iters: vec![100],
+            rounds,
+            secs: 1.0,
+        };
+        let t = RunConfig::new(2, 2, LockKind::Spin, PolicyKind::Baseline);
+        Plan::new(&spec, t, 1)
+    }
+
+    #[test]
+    fn the_plan_holds_a_ceiling_per_group_and_every_run() {
+        let p = plan(6);
+        assert_eq!(p.groups.len(), 1);
+        assert_eq!(p.groups[0].runs.len(), 4);
+        assert!(p.groups[0].runs[0].ceiling && p.groups[0].runs[0].vcpus == 2);
+        assert_eq!(p.total_runs(), 24);
+        let c = p.config(0, 3);
+        assert_eq!((c.vcpus, c.pcpus, c.policy), (8, 2, PolicyKind::Ecs));
+        let sweep = Plan::new(
+            &Preset::UnderCommit.spec(),
+            RunConfig::new(2, 2, LockKind::Spin, PolicyKind::Baseline),
+            1,
+        );
+        assert_eq!(sweep.groups.len(), 2 * 4);
+        assert_eq!(sweep.groups[3].think_iters, 400_000);
+        assert_eq!(
+            Plan::new(
+                &Preset::Default.spec(),
+                RunConfig::new(2, 2, LockKind::Spin, PolicyKind::Baseline),
+                1
+            )
+            .total_runs(),
+            7 * 10 * 6
+        );
+    }
+
+    #[test]
+    fn shares_and_ratios_are_paired_within_a_round() {
+        let p = plan(6);
+        let mut runs = Vec::new();
+        for round in 0..6u32 {
+            // Round-to-round drift of the host: every run of a round scaled alike.
+            let k = 1.0 + f64::from(round);
+            for (i, (vcpus, policy, ops, ceiling)) in [
+                (2, PolicyKind::Baseline, 200.0, true),
+                (8, PolicyKind::Baseline, 100.0, false),
+                (8, PolicyKind::Ple, 150.0, false),
+                (8, PolicyKind::Ecs, 190.0, false),
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                let mut r = report(vcpus, policy, ops * k);
+                if round == 5 && policy == PolicyKind::Ple {
+                    r.failures.push("x".into());
+                }
+                runs.push(RoundRun {
+                    round,
+                    position: i,
+                    group: 0,
+                    ceiling,
+                    report: r,
+                });
+            }
+        }
+        let rows = summarize(&p, &runs);
+        let ecs = &rows[3];
+        assert_eq!(ecs.policy, PolicyKind::Ecs);
+        let share = ecs.share_of_ceiling.unwrap();
+        assert!(
+            (share.median - 0.95).abs() < 1e-12,
+            "drift cancels in pairs"
+        );
+        let i = share.interval.expect("6 rounds");
+        assert!((i.lo - 0.95).abs() < 1e-12 && (i.hi - 0.95).abs() < 1e-12);
+        assert!((ecs.ratio_to_baseline.unwrap().median - 1.9).abs() < 1e-12);
+        let x_ple = ecs.ratio_to_ple.unwrap();
+        assert_eq!(x_ple.n, 5, "the round whose ple run failed is left out");
+        assert!(x_ple.interval.is_none(), "5 rounds: n/a");
+        assert_eq!((rows[2].failed, rows[2].rounds), (1, 6));
+        assert!(rows[0].ceiling && rows[0].ratio_to_baseline.is_none());
+        assert!(ecs.unfair(), "spin with Jain 0.8 is flagged");
+        let one = summarize(&plan(1), &runs[..4]);
+        assert!(one[3].share_of_ceiling.unwrap().interval.is_none());
+    }
+
+    #[test]
+    fn presets_and_eta() {
+        for p in Preset::ALL {
+            assert_eq!(p.name().parse::<Preset>(), Ok(p));
+        }
+        assert!("fast".parse::<Preset>().is_err());
+        let d = Duration::from_secs;
+        assert_eq!(eta(d(10), 0, 100, d(500)), d(500));
+        assert_eq!(eta(d(10), 10, 100, d(500)), d(90));
+        assert_eq!(mmss(d(125)), "2:05");
+        assert!(Host::load_warning(Some([3.0, 1.0, 1.0]), 2, "at the start").is_some());
+        assert!(Host::load_warning(Some([1.5, 1.0, 1.0]), 2, "at the start").is_none());
+    }
+}

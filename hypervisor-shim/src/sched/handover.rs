@@ -1,0 +1,268 @@
+//! pCPU hand-over: granting, vacating, queueing, yielding, retiring a vCPU and ending the run.
+//! Every function here runs with the scheduler lock held (it takes the [`SchedState`]).
+
+use super::Scheduler;
+use super::policy::{TickDecision, TickView};
+use super::state::{After, SchedState, VcpuState};
+use core::sync::atomic::Ordering;
+
+impl Scheduler<'_> {
+    /// The policy's view of running vCPU `id` at `now`.
+    pub(super) fn view(&self, st: &SchedState, id: u32, now: u64) -> TickView {
+        let v = &st.vcpus[id as usize];
+        let hint = self.hint(id);
+        TickView {
+            now,
+            slice_start: v.slice_start,
+            slice: self.slice,
+            cs_depth: hint.cs_depth.load(Ordering::Acquire),
+            blocking_depth: hint.blocking_depth.load(Ordering::Acquire),
+            ext_until: v.ext_until,
+            ext_cpu_ns: if v.ext_until.is_some() {
+                self.cpu_ns(st, id, now).saturating_sub(v.ext_cpu_start)
+            } else {
+                0
+            },
+            waiting: st.queue.len(),
+        }
+    }
+
+    /// Gives pCPU `k` to vCPU `h` (taken off the queue) and wakes its thread.
+    pub(super) fn grant(&self, st: &mut SchedState, h: u32, k: u32, now: u64) {
+        st.queue.remove(h);
+        let v = &mut st.vcpus[h as usize];
+        v.state = VcpuState::Running { pcpu: k };
+        v.slice_start = now;
+        v.ext_until = None;
+        v.run_since = Some(now);
+        v.last_tick = None;
+        v.host_stalled = false;
+        st.pcpus[k as usize] = Some(h);
+        if self.hints {
+            let hint = self.hint(h);
+            hint.ext_granted.store(0, Ordering::Relaxed);
+            hint.preempted.store(0, Ordering::Release);
+        }
+        self.cvs[h as usize].notify_one();
+    }
+
+    /// Takes `id` (whose new state the caller sets) off pCPU `k`, and gives the pCPU to
+    /// `next` if given, else to the queue head, else leaves it idle.
+    pub(super) fn vacate(&self, st: &mut SchedState, id: u32, k: u32, next: Option<u32>, now: u64) {
+        let v = &mut st.vcpus[id as usize];
+        if let Some(since) = v.run_since.take() {
+            v.stats.run_ns += now.saturating_sub(since);
+        }
+        v.ext_until = None;
+        v.last_tick = None;
+        v.host_stalled = false;
+        // The vCPU leaves the pCPU anyway: a pending preemption is moot. (Its thread clears a
+        // stale exit request itself, when it gets a pCPU again: `wait_for_pcpu`.)
+        v.preempt_pending = false;
+        if self.hints {
+            let hint = self.hint(id);
+            hint.ext_granted.store(0, Ordering::Relaxed);
+            hint.preempted.store(1, Ordering::Release);
+        }
+        st.pcpus[k as usize] = None;
+        if let Some(h) = next.or_else(|| st.queue.front()) {
+            self.grant(st, h, k, now);
+        }
+        self.sync_overloaded(st);
+    }
+
+    /// Makes `id` runnable at the back of the queue (or, `boost`ed, at its head); gives it an
+    /// idle pCPU if there is one.
+    pub(super) fn enqueue(&self, st: &mut SchedState, id: u32, now: u64, boost: bool) {
+        st.vcpus[id as usize].state = VcpuState::Runnable;
+        if boost {
+            st.queue.push_front(id);
+        } else {
+            st.queue.push_back(id);
+        }
+        if let Some(k) = st.pcpus.iter().position(Option::is_none)
+            && let Some(h) = st.queue.pop_front()
+        {
+            self.grant(st, h, k as u32, now);
+        }
+        self.sync_overloaded(st);
+    }
+
+    /// Publishes `overloaded` (a runnable vCPU waits for a pCPU) in every hint slot when it
+    /// changes.
+    pub(super) fn sync_overloaded(&self, st: &mut SchedState) {
+        let over = !st.queue.is_empty();
+        if self.hints && over != st.overloaded_published {
+            for s in self.area.slots() {
+                s.overloaded.store(u32::from(over), Ordering::Release);
+            }
+            st.overloaded_published = over;
+        }
+    }
+
+    /// Copies vCPU `id`'s counters into its hint slot for the guest to read.
+    pub(super) fn publish_counters(&self, st: &SchedState, id: u32) {
+        st.vcpus[id as usize].stats.publish(self.hint(id));
+    }
+
+    /// `id` gives its pCPU to `next` (or the queue head) and goes to the back of the queue,
+    /// if anyone waits; otherwise it keeps running.
+    pub(super) fn yield_pcpu(
+        &self,
+        st: &mut SchedState,
+        id: u32,
+        next: Option<u32>,
+        now: u64,
+    ) -> After {
+        let Some(k) = st.vcpus[id as usize].state.pcpu() else {
+            return After::Resume;
+        };
+        if st.queue.is_empty() {
+            // Nobody to give the pCPU to: an extension is over, the slice continues.
+            let v = &mut st.vcpus[id as usize];
+            if v.ext_until.take().is_some() {
+                v.slice_start = now;
+            }
+            if self.hints {
+                self.hint(id).ext_granted.store(0, Ordering::Relaxed);
+            }
+            return After::Resume;
+        }
+        let v = &mut st.vcpus[id as usize];
+        v.stats.yields += 1;
+        v.state = VcpuState::Runnable;
+        // A directed yield swaps places: the target takes the caller's pCPU and the caller the
+        // target's place in the run queue (as Linux's yield_to gives the target the caller's
+        // turn without sending the caller to the back). The round-robin order is kept, so
+        // vCPUs keep the order in which FIFO locks serve them. A plain yield goes to the back.
+        if !next.is_some_and(|t| st.queue.replace(t, id)) {
+            st.queue.push_back(id);
+        }
+        self.vacate(st, id, k, next, now);
+        After::Descheduled
+    }
+
+    /// Preempts running vCPU `id`: marks the request, then kicks its thread.
+    pub(super) fn request_preempt(&self, st: &mut SchedState, id: u32) {
+        let v = &mut st.vcpus[id as usize];
+        v.preempt_pending = true;
+        // Ordering: `preempt_pending` (under the lock), then the kick, which makes the vCPU
+        // thread's current or next KVM_RUN return EINTR (see `Kick`). A kick alone would leave
+        // a window: it lands while the thread is outside KVM_RUN, the thread enters with
+        // nothing pending and runs on until the next tick. The thread re-syncs its exit
+        // request with `preempt_pending` under this lock (`on_eintr`, `wait_for_pcpu`), so no
+        // request is lost.
+        if let Some(kick) = &v.kick {
+            kick.kick();
+        }
+    }
+
+    /// Whether the host descheduled running vCPU `id`'s thread since the previous tick: its
+    /// CPU clock advanced by less than a tenth of the wall-clock time. Publishes `preempted`
+    /// while it is (and clears it when the thread runs again), counts each descheduling once.
+    pub(super) fn watch_host(&self, st: &mut SchedState, id: u32, now: u64) {
+        let cpu = st.vcpus[id as usize].clock.and_then(|c| c.cpu_ns());
+        let v = &mut st.vcpus[id as usize];
+        let Some(cpu) = cpu else { return };
+        let prev = v.last_tick.replace((now, cpu));
+        let Some((t0, c0)) = prev else { return };
+        let stalled = host_stalled(now.saturating_sub(t0), cpu.saturating_sub(c0));
+        if stalled == v.host_stalled {
+            return;
+        }
+        v.host_stalled = stalled;
+        if stalled {
+            v.stats.host_deschedules += 1;
+            let in_cs = self.hint(id).cs_depth.load(Ordering::Acquire) != 0;
+            v.stats.host_deschedules_in_cs += u64::from(in_cs);
+        }
+        if self.hints {
+            self.hint(id)
+                .preempted
+                .store(u32::from(stalled), Ordering::Release);
+        }
+    }
+
+    /// Applies a decision other than `Preempt` to running vCPU `id`.
+    pub(super) fn apply(&self, st: &mut SchedState, id: u32, decision: TickDecision) {
+        let now = self.now();
+        let v = &mut st.vcpus[id as usize];
+        match decision {
+            TickDecision::Continue | TickDecision::Preempt => {}
+            TickDecision::NewSlice => {
+                v.slice_start = now;
+                v.ext_until = None;
+                if self.hints {
+                    self.hint(id).ext_granted.store(0, Ordering::Relaxed);
+                }
+            }
+            TickDecision::Extend { until } => {
+                v.ext_until = Some(until);
+                let cpu = self.cpu_ns(st, id, now);
+                let v = &mut st.vcpus[id as usize];
+                v.ext_cpu_start = cpu;
+                v.stats.extensions += 1;
+                self.hint(id).ext_granted.store(1, Ordering::Release);
+                self.publish_counters(st, id);
+            }
+        }
+    }
+
+    /// Retires vCPU `id` into terminal state `end` (unless it already is terminal): frees its
+    /// pCPU and takes it off the queue. The one path of an exit, a failure and a force-stop.
+    pub(super) fn retire(&self, st: &mut SchedState, id: u32, end: VcpuState, now: u64) {
+        debug_assert!(end.is_terminal());
+        let v = &mut st.vcpus[id as usize];
+        if v.state.is_terminal() {
+            return;
+        }
+        if let VcpuState::Exited { code } = end {
+            v.stats.exit_code = Some(code);
+        }
+        let prev = core::mem::replace(&mut v.state, end);
+        if let Some(k) = prev.pcpu() {
+            self.vacate(st, id, k, None, now);
+        }
+        st.queue.remove(id);
+        self.sync_overloaded(st);
+    }
+
+    /// Ends the run (the duration is over, or a failure): the guest is told to stop now.
+    pub(super) fn stop_now(&self, st: &mut SchedState, now: u64) {
+        if st.stopping.is_none() {
+            st.stopping = Some(now);
+            for v in &mut st.vcpus {
+                let current = v.run_since.map_or(0, |since| now.saturating_sub(since));
+                v.stats.run_ns_before_stop = v.stats.run_ns + current;
+            }
+            self.config.stop.store(1, Ordering::Release);
+            // Halted vCPUs get a spurious wake-up so they see `stop`.
+            for id in 0..self.nr_vcpus() {
+                if st.vcpus[id as usize].state == VcpuState::Halted {
+                    self.enqueue(st, id, now, false);
+                }
+            }
+        }
+    }
+}
+
+/// The host-descheduling rule: over `wall_ns` of wall-clock time the thread got `cpu_ns` of
+/// CPU time, less than a tenth of it (a thread that ran at all for most of the interval is not
+/// "descheduled"; one that got nothing surely is).
+pub fn host_stalled(wall_ns: u64, cpu_ns: u64) -> bool {
+    wall_ns > 0 && cpu_ns.saturating_mul(10) < wall_ns
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_stalled;
+
+    #[test]
+    fn a_clock_that_stalls_across_a_tick_is_host_descheduling() {
+        assert!(host_stalled(100_000, 0));
+        assert!(host_stalled(100_000, 9_999));
+        assert!(!host_stalled(100_000, 10_000));
+        assert!(!host_stalled(100_000, 100_000));
+        assert!(!host_stalled(0, 0), "no time passed: nothing to say");
+    }
+}

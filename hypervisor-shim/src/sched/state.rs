@@ -1,0 +1,136 @@
+//! What the scheduler knows of each vCPU, and everything its lock protects.
+//!
+//! ```text
+//!            grant                 preempt / yield              exit hypercall
+//! Runnable ---------> Running ---------------------> Runnable   Running -----> Exited
+//!    ^                   |  wait (no kick pending)               fault / bad exit -> Failed
+//!    |      kick         v                                       grace expired   -> ForceStopped
+//!    +-------------- Halted
+//! ```
+//!
+//! The scheduler owns these states and every transition between them; the vCPU thread only
+//! learns what to do next ([`After`]).
+
+use super::kick::Kick;
+use super::metrics::VcpuStats;
+use super::os::ThreadClock;
+use super::run_queue::RunQueue;
+use core::fmt;
+
+/// A vCPU's scheduling state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum VcpuState {
+    /// Waiting in the run queue for a pCPU (preempted).
+    Runnable,
+    /// Holding pCPU `pcpu`; the thread may be inside `KVM_RUN`.
+    Running {
+        /// The pCPU (named `slot` in the JSON, as before).
+        #[serde(rename = "slot")]
+        pcpu: u32,
+    },
+    /// Halted in `Wait` until kicked.
+    Halted,
+    /// The guest exited with `code`.
+    Exited {
+        /// Exit code.
+        code: u32,
+    },
+    /// The vCPU faulted or exited in a way the shim does not serve.
+    Failed,
+    /// The host stopped it after the grace period.
+    ForceStopped,
+}
+
+impl VcpuState {
+    /// Whether the vCPU is done.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            VcpuState::Exited { .. } | VcpuState::Failed | VcpuState::ForceStopped
+        )
+    }
+
+    /// The pCPU it holds, if it runs.
+    pub fn pcpu(self) -> Option<u32> {
+        match self {
+            VcpuState::Running { pcpu } => Some(pcpu),
+            _ => None,
+        }
+    }
+}
+
+/// What the vCPU thread does after a scheduler call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum After {
+    /// Re-enter the guest.
+    Resume,
+    /// The pCPU was taken: wait for a pCPU again.
+    Descheduled,
+    /// The vCPU is done (exited or failed).
+    Stopped,
+    /// The host force-stops this vCPU (it did not exit in time): read its RIP and report.
+    ForceStop,
+}
+
+/// A vCPU's scheduling record.
+pub(super) struct VcpuRecord {
+    pub(super) state: VcpuState,
+    pub(super) slice_start: u64,
+    pub(super) ext_until: Option<u64>,
+    pub(super) ext_cpu_start: u64,
+    pub(super) clock: Option<ThreadClock>,
+    pub(super) kick_pending: bool,
+    pub(super) preempt_pending: bool,
+    pub(super) force_stop: bool,
+    pub(super) run_since: Option<u64>,
+    /// (wall clock, thread CPU time) at the previous tick while it holds a pCPU; `None` right
+    /// after a grant (the thread was blocked, not descheduled).
+    pub(super) last_tick: Option<(u64, u64)>,
+    /// Whether the host has descheduled its thread (published as `preempted`).
+    pub(super) host_stalled: bool,
+    pub(super) kick: Option<Box<dyn Kick>>,
+    pub(super) stats: VcpuStats,
+}
+
+impl VcpuRecord {
+    pub(super) fn new() -> Self {
+        VcpuRecord {
+            state: VcpuState::Runnable,
+            slice_start: 0,
+            ext_until: None,
+            ext_cpu_start: 0,
+            clock: None,
+            kick_pending: false,
+            preempt_pending: false,
+            force_stop: false,
+            run_since: None,
+            last_tick: None,
+            host_stalled: false,
+            kick: None,
+            stats: VcpuStats::default(),
+        }
+    }
+}
+
+impl fmt::Debug for VcpuRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VcpuRecord")
+            .field("state", &self.state)
+            .field("preempt_pending", &self.preempt_pending)
+            .field("force_stop", &self.force_stop)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Everything the scheduler lock protects.
+#[derive(Debug)]
+pub(super) struct SchedState {
+    pub(super) vcpus: Vec<VcpuRecord>,
+    pub(super) queue: RunQueue,
+    /// Which vCPU holds each pCPU.
+    pub(super) pcpus: Vec<Option<u32>>,
+    pub(super) overloaded_published: bool,
+    pub(super) stopping: Option<u64>,
+    pub(super) counter: Option<u64>,
+    pub(super) failures: Vec<String>,
+}
