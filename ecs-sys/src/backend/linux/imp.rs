@@ -171,34 +171,56 @@ fn process_mode() -> Result<u32, Fallback> {
 }
 
 fn decide_process() -> Result<u32, Fallback> {
-    if sys::env_is_zero(b"ECS_LOCKS_RSEQ\0") {
+    let (feature_size, align) = sys::feature_size_align();
+    let r = classify(&Facts {
+        env_off: sys::env_is_zero(b"ECS_LOCKS_RSEQ\0"),
+        feature_size,
+        align,
+        libc: sys::libc_registration(),
+        in_main: sys::in_main_executable,
+    });
+    if let Ok((_, offset)) = r {
+        FEATURE_SIZE.store(feature_size, Ordering::Relaxed);
+        LIBC_OFFSET.store(offset as i64, Ordering::Relaxed);
+    }
+    r.map(|(m, _)| m)
+}
+
+/// What the process decision looks at.
+struct Facts {
+    /// `ECS_LOCKS_RSEQ=0`.
+    env_off: bool,
+    /// `AT_RSEQ_FEATURE_SIZE`, `AT_RSEQ_ALIGN`.
+    feature_size: u32,
+    align: u32,
+    /// glibc's `(__rseq_offset, __rseq_size)`, if exported.
+    libc: Option<(isize, u32)>,
+    /// Whether this code is in the main executable (asked only when it matters).
+    in_main: fn() -> bool,
+}
+
+/// The process decision as a pure function: the mode and libc's offset, or the fallback.
+fn classify(f: &Facts) -> Result<(u32, isize), Fallback> {
+    if f.env_off {
         return Err(Fallback::OptOutEnv);
     }
-    let (feature_size, align) = sys::feature_size_align();
+    let feature_size = f.feature_size;
     if feature_size < sys::MIN_FEATURE_SIZE {
         return Err(Fallback::NoSliceField { feature_size });
     }
-    FEATURE_SIZE.store(feature_size, Ordering::Relaxed);
-    match sys::libc_registration() {
+    match f.libc {
         Some((_, size)) if size != 0 && size < feature_size => {
             Err(Fallback::LibcLegacy { size, feature_size })
         }
-        Some((offset, size)) if size != 0 => {
-            LIBC_OFFSET.store(offset as i64, Ordering::Relaxed);
-            Ok(MODE_LIBC)
+        Some((offset, size)) if size != 0 => Ok((MODE_LIBC, offset)),
+        _ if feature_size > sys::OWN_AREA_SIZE || f.align > sys::OWN_AREA_SIZE => {
+            Err(Fallback::AreaTooSmall {
+                feature_size,
+                align: f.align,
+            })
         }
-        _ => {
-            if feature_size > sys::OWN_AREA_SIZE || align > sys::OWN_AREA_SIZE {
-                Err(Fallback::AreaTooSmall {
-                    feature_size,
-                    align,
-                })
-            } else if !sys::in_main_executable() {
-                Err(Fallback::SharedObject)
-            } else {
-                Ok(MODE_OWN)
-            }
-        }
+        _ if !(f.in_main)() => Err(Fallback::SharedObject),
+        _ => Ok((MODE_OWN, 0)),
     }
 }
 
@@ -480,6 +502,73 @@ mod tests {
         if let Some((request, _)) = slice_ctrl() {
             assert!(!request, "request cleared after the outermost exit");
         }
+    }
+
+    fn facts(feature_size: u32, libc: Option<(isize, u32)>) -> Facts {
+        Facts {
+            env_off: false,
+            feature_size,
+            align: 64,
+            libc,
+            in_main: || true,
+        }
+    }
+
+    #[test]
+    fn classify_covers_every_libc_situation() {
+        // glibc >= 2.41: v2 registration of the feature size -> libc's area.
+        assert_eq!(
+            classify(&facts(33, Some((-192, 33)))),
+            Ok((MODE_LIBC, -192))
+        );
+        // glibc 2.35-2.39 (32) and 2.40 (20): legacy -> fallback naming the sizes.
+        for size in [20, 32] {
+            assert_eq!(
+                classify(&facts(33, Some((-192, size)))),
+                Err(Fallback::LibcLegacy {
+                    size,
+                    feature_size: 33
+                })
+            );
+        }
+        // Tunable off (size 0), or no symbols (old glibc, musl): own registration.
+        assert_eq!(classify(&facts(33, Some((0, 0)))), Ok((MODE_OWN, 0)));
+        assert_eq!(classify(&facts(33, None)), Ok((MODE_OWN, 0)));
+        // A kernel whose rseq ends before slice_ctrl's reserved byte (6.18: 28; < 6.3: 0)
+        // comes first, whatever libc did: registering 28 bytes would fail with EINVAL.
+        for fs in [0, 28, 32] {
+            assert_eq!(
+                classify(&facts(fs, None)),
+                Err(Fallback::NoSliceField { feature_size: fs })
+            );
+        }
+        // A kernel asking for more than our 64-byte area.
+        assert_eq!(
+            classify(&facts(80, None)),
+            Err(Fallback::AreaTooSmall {
+                feature_size: 80,
+                align: 64
+            })
+        );
+        // ...but libc's v2 area of that size is fine.
+        assert_eq!(
+            classify(&facts(80, Some((-256, 80)))),
+            Ok((MODE_LIBC, -256))
+        );
+        // A shared object never registers its own area.
+        let mut f = facts(33, None);
+        f.in_main = || false;
+        assert_eq!(classify(&f), Err(Fallback::SharedObject));
+        // The opt-out wins over everything.
+        let mut f = facts(33, Some((-192, 33)));
+        f.env_off = true;
+        assert_eq!(classify(&f), Err(Fallback::OptOutEnv));
+    }
+
+    #[test]
+    fn this_code_is_in_the_main_executable() {
+        // Test binaries link ecs-sys statically: own registration is allowed here.
+        assert!(sys::in_main_executable());
     }
 
     #[test]
