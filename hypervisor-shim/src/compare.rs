@@ -472,6 +472,10 @@ pub struct Host {
     pub cores: usize,
     /// The kernel release (`uname -r`).
     pub kernel: String,
+    /// TSC cycles per PAUSE, measured at startup (the PLE window's conversion).
+    pub cycles_per_pause: f64,
+    /// KVM's 4096-cycle base pause-loop window in guest spins on this host.
+    pub ple_base_window: u32,
     /// The 1, 5 and 15 minute load averages when the experiment started.
     pub load_start: Option<[f64; 3]>,
     /// The same when it ended.
@@ -484,6 +488,8 @@ impl Host {
         Host {
             cores: crate::sched::os::available_cpus().len(),
             kernel: kernel_release(),
+            cycles_per_pause: crate::sched::pause::cycles_per_pause(),
+            ple_base_window: crate::sched::pause::base_window_spins(),
             load_start: load_average(),
             load_end: None,
         }
@@ -555,6 +561,8 @@ mod tests {
             tsc_hz: 2e9,
             grace_mean_cycles: None,
             grace_mean_us: None,
+            cycles_per_pause: 170.0,
+            ple_base_window: 0,
             per_vcpu: Vec::new(),
             failures: Vec::new(),
         }

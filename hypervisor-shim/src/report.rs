@@ -303,6 +303,13 @@ pub fn run_summary(r: &RunReport) -> String {
         t.host_deschedules,
         t.host_deschedules_in_cs
     );
+    if r.ple_base_window > 0 {
+        let _ = writeln!(
+            s,
+            "PLE: base window {} spins (KVM's 4096 cycles at {:.0} cycles per PAUSE), x2 per exit, reset on schedule-in",
+            r.ple_base_window, r.cycles_per_pause
+        );
+    }
     if let (Some(c), Some(us)) = (r.grace_mean_cycles, r.grace_mean_us) {
         let _ = writeln!(
             s,
@@ -600,6 +607,8 @@ mod tests {
             tsc_hz: 2e9,
             grace_mean_cycles: None,
             grace_mean_us: None,
+            cycles_per_pause: 170.0,
+            ple_base_window: 0,
             per_vcpu: Vec::new(),
             failures: Vec::new(),
         }

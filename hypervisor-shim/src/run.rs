@@ -96,6 +96,11 @@ pub struct RunReport {
     pub grace_mean_cycles: Option<f64>,
     /// The same in microseconds (with [`RunReport::tsc_hz`]).
     pub grace_mean_us: Option<f64>,
+    /// TSC cycles one PAUSE takes on this machine (measured when the shim started).
+    pub cycles_per_pause: f64,
+    /// The base pause-loop window in spins (KVM's 4096 cycles converted, or `--ple-window`);
+    /// 0 when the policy does not emulate PLE.
+    pub ple_base_window: u32,
     /// Per vCPU.
     pub per_vcpu: Vec<VcpuReport>,
     /// What went wrong, if anything (empty = the run passed every check).
@@ -444,6 +449,12 @@ fn report(cfg: &RunConfig, sched: &Scheduler<'_>, tsc_hz: f64) -> RunReport {
         tsc_hz,
         grace_mean_cycles,
         grace_mean_us,
+        cycles_per_pause: crate::sched::pause::cycles_per_pause(),
+        ple_base_window: if cfg.policy.ple() {
+            cfg.ple_base_window()
+        } else {
+            0
+        },
         per_vcpu,
         failures,
     }

@@ -2,7 +2,7 @@
 //! Every function here runs with the scheduler lock held (it takes the [`SchedState`]).
 
 use super::Scheduler;
-use super::policy::{TickDecision, TickView};
+use super::policy::{Candidate, SpinView, TickDecision, TickView};
 use super::state::{After, SchedState, VcpuState};
 use core::sync::atomic::Ordering;
 
@@ -27,17 +27,20 @@ impl Scheduler<'_> {
         }
     }
 
-    /// Gives pCPU `k` to vCPU `h` (taken off the queue) and wakes its thread.
-    pub(super) fn grant(&self, st: &mut SchedState, h: u32, k: u32, now: u64) {
+    /// Gives pCPU `k` to vCPU `h` (taken off the queue) and wakes its thread; its slice
+    /// starts at `slice_start` (now, or a yield's donor's: see [`Scheduler::directed_yield`]).
+    /// Scheduling in resets its pause-loop window.
+    pub(super) fn grant(&self, st: &mut SchedState, h: u32, k: u32, now: u64, slice_start: u64) {
         st.queue.remove(h);
         let v = &mut st.vcpus[h as usize];
         v.state = VcpuState::Running { pcpu: k };
-        v.slice_start = now;
+        v.slice_start = slice_start;
         v.ext_until = None;
         v.run_since = Some(now);
         v.last_tick = None;
         v.host_stalled = false;
         st.pcpus[k as usize] = Some(h);
+        self.reset_ple_window(st, h);
         if self.hints {
             let hint = self.hint(h);
             hint.ext_granted.store(0, Ordering::Relaxed);
@@ -47,8 +50,10 @@ impl Scheduler<'_> {
     }
 
     /// Takes `id` (whose new state the caller sets) off pCPU `k`, and gives the pCPU to
-    /// `next` if given, else to the queue head, else leaves it idle.
+    /// `next` if given (for the rest of `id`'s slice: the one yield rule), else to the queue
+    /// head (a fresh slice), else leaves it idle.
     pub(super) fn vacate(&self, st: &mut SchedState, id: u32, k: u32, next: Option<u32>, now: u64) {
+        let donor_slice = st.vcpus[id as usize].slice_start;
         let v = &mut st.vcpus[id as usize];
         if let Some(since) = v.run_since.take() {
             v.stats.run_ns += now.saturating_sub(since);
@@ -56,6 +61,7 @@ impl Scheduler<'_> {
         v.ext_until = None;
         v.last_tick = None;
         v.host_stalled = false;
+        v.spun_recently = false;
         // The vCPU leaves the pCPU anyway: a pending preemption is moot. (Its thread clears a
         // stale exit request itself, when it gets a pCPU again: `wait_for_pcpu`.)
         v.preempt_pending = false;
@@ -65,10 +71,90 @@ impl Scheduler<'_> {
             hint.preempted.store(1, Ordering::Release);
         }
         st.pcpus[k as usize] = None;
-        if let Some(h) = next.or_else(|| st.queue.front()) {
-            self.grant(st, h, k, now);
+        match next {
+            Some(h) => self.grant(st, h, k, now, donor_slice),
+            None => {
+                if let Some(h) = st.queue.front() {
+                    self.grant(st, h, k, now, now);
+                }
+            }
         }
         self.sync_overloaded(st);
+    }
+
+    /// Resets vCPU `id`'s pause-loop window to the base (KVM: on schedule-in) and publishes it.
+    pub(super) fn reset_ple_window(&self, st: &mut SchedState, id: u32) {
+        let base = self.policy.ple_window();
+        if base > 0 {
+            st.vcpus[id as usize].ple_window = base;
+            self.hint(id).ple_window.store(base, Ordering::Release);
+        }
+    }
+
+    /// `id` gives its pCPU to queued vCPU `t` for the rest of its slice (a directed yield).
+    pub(super) fn directed_yield(&self, st: &mut SchedState, id: u32, t: u32, now: u64) -> After {
+        st.vcpus[t as usize].stats.directed_yields += 1;
+        let a = self.yield_pcpu(st, id, Some(t), now);
+        self.publish_counters(st, t);
+        a
+    }
+
+    /// A pause-loop exit of `id` (its window of spins is over): the window grows x2, and if the
+    /// host emulates PLE, `kvm_vcpu_on_spin` picks a target in round-robin order from the last
+    /// boosted vCPU, skipping the not-ready and those that spun recently (every other time);
+    /// the target runs on the rest of the spinner's slice. No eligible target: the spinner
+    /// keeps its pCPU.
+    pub(super) fn pause_exit(&self, st: &mut SchedState, id: u32, now: u64) -> After {
+        let v = &mut st.vcpus[id as usize];
+        v.stats.ple_exits += 1;
+        if v.ple_window > 0 {
+            v.ple_window = super::pause::grow(v.ple_window);
+            self.hint(id)
+                .ple_window
+                .store(v.ple_window, Ordering::Release);
+        }
+        if !self.policy.on_pause_exit() {
+            return After::Resume;
+        }
+        let n = self.nr_vcpus();
+        let order: Vec<u32> = (1..=n).map(|i| (st.last_boosted + i) % n).collect();
+        let candidates: Vec<Candidate> = order
+            .iter()
+            .map(|&c| {
+                let v = &st.vcpus[c as usize];
+                Candidate {
+                    vcpu: c,
+                    ready: v.state == VcpuState::Runnable && st.queue.contains(c),
+                    eligible: !v.spun_recently || v.dy_eligible,
+                }
+            })
+            .collect();
+        let target = self.policy.pause_exit_target(&SpinView {
+            caller: id,
+            candidates: &candidates,
+        });
+        // KVM flips `dy_eligible` of every spinning vCPU it considered.
+        let considered = target.map_or(candidates.len(), |t| {
+            candidates
+                .iter()
+                .position(|c| c.vcpu == t)
+                .map_or(0, |i| i + 1)
+        });
+        for c in &candidates[..considered] {
+            let v = &mut st.vcpus[c.vcpu as usize];
+            if v.spun_recently && c.ready {
+                v.dy_eligible = !v.dy_eligible;
+            }
+        }
+        match target.filter(|&t| t != id && candidates.iter().any(|c| c.vcpu == t && c.ready)) {
+            Some(t) => {
+                st.last_boosted = t;
+                let a = self.yield_pcpu(st, id, Some(t), now);
+                st.vcpus[id as usize].spun_recently = a == After::Descheduled;
+                a
+            }
+            None => After::Resume,
+        }
     }
 
     /// Makes `id` runnable at the back of the queue (or, `boost`ed, at its head); gives it an
@@ -83,7 +169,7 @@ impl Scheduler<'_> {
         if let Some(k) = st.pcpus.iter().position(Option::is_none)
             && let Some(h) = st.queue.pop_front()
         {
-            self.grant(st, h, k as u32, now);
+            self.grant(st, h, k as u32, now, now);
         }
         self.sync_overloaded(st);
     }
@@ -171,6 +257,11 @@ impl Scheduler<'_> {
             return;
         }
         v.host_stalled = stalled;
+        if !stalled {
+            // The host scheduled the thread in again: KVM's sched_in resets the window.
+            self.reset_ple_window(st, id);
+        }
+        let v = &mut st.vcpus[id as usize];
         if stalled {
             v.stats.host_deschedules += 1;
             let in_cs = self.hint(id).cs_depth.load(Ordering::Acquire) != 0;

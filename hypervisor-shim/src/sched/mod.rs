@@ -33,14 +33,19 @@ mod handover;
 pub mod kick;
 pub mod metrics;
 pub mod os;
+pub mod pause;
 pub mod ple;
 pub mod policy;
 pub mod run_queue;
 pub mod state;
+#[cfg(test)]
+mod tests;
 
 pub use kick::Kick;
 pub use metrics::{Reported, SlotSnapshot, VcpuStats};
-pub use policy::{Policy, TargetView, TickDecision, TickView, YieldChoice, policy_for};
+pub use policy::{
+    Candidate, Policy, SpinView, TargetView, TickDecision, TickView, YieldChoice, policy_for,
+};
 pub use state::{After, VcpuState};
 
 use crate::hypercall::Request;
@@ -97,6 +102,7 @@ impl<'m> Scheduler<'m> {
                 pcpus: vec![None; nr_pcpus as usize],
                 overloaded_published: false,
                 stopping: None,
+                last_boosted: 0,
                 counter: None,
                 failures: Vec::new(),
             }),
@@ -118,7 +124,7 @@ impl<'m> Scheduler<'m> {
             }
             for k in 0..nr_pcpus {
                 if let Some(h) = st.queue.pop_front() {
-                    s.grant(&mut st, h, k, 0);
+                    s.grant(&mut st, h, k, 0, 0);
                 }
             }
             s.sync_overloaded(&mut st);
@@ -291,10 +297,7 @@ impl<'m> Scheduler<'m> {
                 };
                 match self.policy.on_yield_to(&view) {
                     YieldChoice::Directed(n) if n == t && view.target_queued && t != id => {
-                        st.vcpus[t as usize].stats.directed_yields += 1;
-                        let a = self.yield_pcpu(st, id, Some(t), now);
-                        self.publish_counters(st, t);
-                        a
+                        self.directed_yield(st, id, t, now)
                     }
                     _ => self.yield_pcpu(st, id, None, now),
                 }
@@ -326,14 +329,7 @@ impl<'m> Scheduler<'m> {
                 }
                 After::Resume
             }
-            Request::PauseExit => {
-                st.vcpus[id as usize].stats.ple_exits += 1;
-                if self.policy.on_pause_exit() {
-                    self.yield_pcpu(st, id, None, now)
-                } else {
-                    After::Resume
-                }
-            }
+            Request::PauseExit => self.pause_exit(st, id, now),
         };
         self.publish_counters(st, id);
         after

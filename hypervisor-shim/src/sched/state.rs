@@ -88,6 +88,13 @@ pub(super) struct VcpuRecord {
     pub(super) last_tick: Option<(u64, u64)>,
     /// Whether the host has descheduled its thread (published as `preempted`).
     pub(super) host_stalled: bool,
+    /// Its current pause-loop window in spins (KVM's per-vCPU `ple_window`).
+    pub(super) ple_window: u32,
+    /// It last left its pCPU through a pause-loop exit (it was spinning): KVM's
+    /// `in_spin_loop`, which makes it eligible as a yield target only every other time.
+    pub(super) spun_recently: bool,
+    /// KVM's `dy_eligible` toggle.
+    pub(super) dy_eligible: bool,
     pub(super) kick: Option<Box<dyn Kick>>,
     pub(super) stats: VcpuStats,
 }
@@ -106,6 +113,9 @@ impl VcpuRecord {
             run_since: None,
             last_tick: None,
             host_stalled: false,
+            ple_window: 0,
+            spun_recently: false,
+            dy_eligible: false,
             kick: None,
             stats: VcpuStats::default(),
         }
@@ -131,6 +141,8 @@ pub(super) struct SchedState {
     pub(super) pcpus: Vec<Option<u32>>,
     pub(super) overloaded_published: bool,
     pub(super) stopping: Option<u64>,
+    /// The vCPU the last pause-loop exit boosted (`kvm->last_boosted_vcpu`).
+    pub(super) last_boosted: u32,
     pub(super) counter: Option<u64>,
     pub(super) failures: Vec<String>,
 }
