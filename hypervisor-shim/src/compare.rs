@@ -549,6 +549,7 @@ mod tests {
             pcpus: 2,
             slice_ms: 4.0,
             cs_iters: 100,
+            halt_poll: true,
             think_iters: 400,
             secs: 1.0,
             ops_per_sec,

@@ -225,8 +225,11 @@ pub struct RunConfig {
     pub max_ops: u64,
     /// Time a vCPU gets to exit after `stop`.
     pub grace: Duration,
-    /// Pin the thread holding pCPU slot k to host CPU k (mod the CPUs available).
+    /// Pin the thread holding pCPU k to host CPU k (mod the CPUs available).
     pub pin: bool,
+    /// KVM's halt-polling (on by default, as KVM applies it to every VM; see
+    /// [`crate::sched::halt_poll`]).
+    pub halt_poll: bool,
 }
 
 impl RunConfig {
@@ -249,6 +252,7 @@ impl RunConfig {
             max_ops: 0,
             grace: DEFAULT_GRACE,
             pin: true,
+            halt_poll: true,
         }
     }
 

@@ -146,9 +146,13 @@ struct Common {
     /// Share of read operations for spin-rw, rwlock and rcu (0-100).
     #[arg(long, default_value_t = 80, value_parser = clap::value_parser!(u32).range(0..=100))]
     read_percent: u32,
-    /// Do not pin the thread holding pCPU slot k to host CPU k.
+    /// Do not pin the thread holding pCPU k to host CPU k.
     #[arg(long)]
     no_pin: bool,
+    /// KVM's halt-polling, which KVM applies to every VM: a halting vCPU polls for a kick
+    /// (up to 200 us, adapted per vCPU) while no vCPU waits for its pCPU.
+    #[arg(long, default_value = "on", value_parser = parse_on_off, action = clap::ArgAction::Set)]
+    halt_poll: bool,
     /// Seconds a vCPU gets to exit after the stop request before it is force-stopped.
     #[arg(long, default_value_t = 2.0)]
     grace_secs: f64,
@@ -158,6 +162,14 @@ struct Common {
     /// Deliberate guest misbehaviour, to exercise the host's robustness.
     #[arg(long, default_value = "none", value_parser = parse_misbehave)]
     misbehave: Misbehave,
+}
+
+fn parse_on_off(s: &str) -> Result<bool, String> {
+    match s {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err("expected on or off".to_owned()),
+    }
 }
 
 fn parse_misbehave(s: &str) -> Result<Misbehave, String> {
@@ -199,6 +211,7 @@ impl Common {
         c.think_iters = self.think_iters;
         c.read_percent = self.read_percent;
         c.pin = !self.no_pin;
+        c.halt_poll = self.halt_poll;
         c.grace = secs(self.grace_secs, "--grace-secs");
         c.misbehave = self.misbehave;
         if let Err(e) = c.validate() {

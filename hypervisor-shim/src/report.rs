@@ -295,6 +295,13 @@ pub fn run_summary(r: &RunReport) -> String {
     );
     let _ = writeln!(
         s,
+        "halt-polling {}: {} halts polled first, {} woken while polling",
+        if r.halt_poll { "on" } else { "off" },
+        t.halt_polls,
+        t.halt_poll_hits
+    );
+    let _ = writeln!(
+        s,
         "host: pCPU time {:.1} ms, thread CPU time {:.1} ms, steal {:.1} ms ({}); host deschedules of a pCPU holder {} (in CS {})",
         t.run_ns as f64 / 1e6,
         t.cpu_ns as f64 / 1e6,
@@ -592,6 +599,7 @@ mod tests {
             pcpus: 2,
             slice_ms: 4.0,
             cs_iters: 100,
+            halt_poll: true,
             think_iters: 400,
             secs: 1.0,
             ops_per_sec,

@@ -67,6 +67,8 @@ pub struct RunReport {
     pub slice_ms: f64,
     /// Critical-section work per operation (guest loop iterations).
     pub cs_iters: u32,
+    /// Whether KVM's halt-polling was on.
+    pub halt_poll: bool,
     /// Work between acquisitions (guest loop iterations).
     pub think_iters: u32,
     /// Measured workload time (start to the stop request), seconds.
@@ -196,7 +198,7 @@ pub fn run(
     let (mem, fds) = vm.split();
     let area = mem.hint_area(layout::HINT_AREA, cfg.vcpus)?;
     let block = mem.workload_config(layout::CONFIG)?;
-    let sched = Scheduler::new(area, block, policy, cfg.pcpus, cfg.slice);
+    let sched = Scheduler::with_halt_poll(area, block, policy, cfg.pcpus, cfg.slice, cfg.halt_poll);
     let tsc = TscClock::start();
     std::thread::scope(|s| {
         let vcpus = spawn_vcpus(s, cfg, &sched, fds, &cpus);
@@ -429,6 +431,7 @@ fn report(cfg: &RunConfig, sched: &Scheduler<'_>, tsc_hz: f64) -> RunReport {
         pcpus: cfg.pcpus,
         slice_ms: cfg.slice.as_secs_f64() * 1e3,
         cs_iters: cfg.cs_iters,
+        halt_poll: cfg.halt_poll,
         think_iters: cfg.think_iters,
         secs,
         ops_per_sec: if secs > 0.0 {

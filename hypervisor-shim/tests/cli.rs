@@ -29,6 +29,8 @@ fn bad_arguments_exit_2() {
         &["compare", "--pcpus", "257"],
         &["compare", "--locks", "spin,bogus"],
         &["compare", "--preset", "nope"],
+        &["run", "--halt-poll", "maybe"],
+        &["compare", "--halt-poll", "yes"],
         &["compare", "--rounds", "0"],
         &["compare", "--repeat", "0"],
         &["compare", "--seed", "x"],

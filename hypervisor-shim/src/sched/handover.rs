@@ -175,9 +175,13 @@ impl Scheduler<'_> {
     }
 
     /// Publishes `overloaded` (a runnable vCPU waits for a pCPU) in every hint slot when it
-    /// changes.
+    /// changes; a vCPU waiting also ends every halt-poll (KVM polls only while its CPU has
+    /// nothing else to run).
     pub(super) fn sync_overloaded(&self, st: &mut SchedState) {
         let over = !st.queue.is_empty();
+        if over {
+            self.stop_polls(st);
+        }
         if self.hints && over != st.overloaded_published {
             for s in self.area.slots() {
                 s.overloaded.store(u32::from(over), Ordering::Release);
@@ -228,8 +232,34 @@ impl Scheduler<'_> {
         After::Descheduled
     }
 
+    /// Halts running vCPU `id` for real: it gives its pCPU up until a kick.
+    pub(super) fn halt(&self, st: &mut SchedState, id: u32, now: u64) -> After {
+        let v = &mut st.vcpus[id as usize];
+        let Some(k) = v.state.pcpu() else {
+            return After::Resume;
+        };
+        v.stats.halts += 1;
+        v.state = VcpuState::Halted;
+        self.vacate(st, id, k, None, now);
+        After::Descheduled
+    }
+
+    /// The halt of `id` is over at `now` (woken): adapts its halt-polling window to how long
+    /// the halt lasted, as KVM does.
+    pub(super) fn adapt_poll_window(&self, st: &mut SchedState, id: u32, now: u64) {
+        let v = &mut st.vcpus[id as usize];
+        if let Some(t0) = v.halt_start.take()
+            && self.halt_poll
+        {
+            v.poll_ns = super::halt_poll::next_window(v.poll_ns, now.saturating_sub(t0));
+        }
+    }
+
     /// Preempts running vCPU `id`: marks the request, then kicks its thread.
     pub(super) fn request_preempt(&self, st: &mut SchedState, id: u32) {
+        if st.vcpus[id as usize].polling {
+            self.poll_stop[id as usize].store(true, Ordering::Release);
+        }
         let v = &mut st.vcpus[id as usize];
         v.preempt_pending = true;
         // Ordering: `preempt_pending` (under the lock), then the kick, which makes the vCPU
@@ -327,6 +357,7 @@ impl Scheduler<'_> {
                 v.stats.run_ns_before_stop = v.stats.run_ns + current;
             }
             self.config.stop.store(1, Ordering::Release);
+            self.stop_polls(st);
             // Halted vCPUs get a spurious wake-up so they see `stop`.
             for id in 0..self.nr_vcpus() {
                 if st.vcpus[id as usize].state == VcpuState::Halted {

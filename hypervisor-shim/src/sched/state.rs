@@ -70,6 +70,12 @@ pub enum After {
     Stopped,
     /// The host force-stops this vCPU (it did not exit in time): read its RIP and report.
     ForceStop,
+    /// Halt-polling: wait for a kick keeping the pCPU until `until` (ns since the start), then
+    /// ask the scheduler again ([`crate::sched::Scheduler::poll`]).
+    Poll {
+        /// When polling ends.
+        until: u64,
+    },
 }
 
 /// A vCPU's scheduling record.
@@ -95,6 +101,12 @@ pub(super) struct VcpuRecord {
     pub(super) spun_recently: bool,
     /// KVM's `dy_eligible` toggle.
     pub(super) dy_eligible: bool,
+    /// Its halt-polling window, ns (KVM's per-vCPU `halt_poll_ns`).
+    pub(super) poll_ns: u64,
+    /// When its current halt began (polling included), until the wake-up.
+    pub(super) halt_start: Option<u64>,
+    /// Whether it is polling in a halt.
+    pub(super) polling: bool,
     pub(super) kick: Option<Box<dyn Kick>>,
     pub(super) stats: VcpuStats,
 }
@@ -116,6 +128,9 @@ impl VcpuRecord {
             ple_window: 0,
             spun_recently: false,
             dy_eligible: false,
+            poll_ns: 0,
+            halt_start: None,
+            polling: false,
             kick: None,
             stats: VcpuStats::default(),
         }

@@ -101,3 +101,62 @@ fn a_yield_target_runs_on_the_rest_of_the_donors_slice() {
         },
     );
 }
+
+#[test]
+fn halt_polling_keeps_the_pcpu_for_a_kick_and_adapts_its_window() {
+    with_sched(
+        2,
+        2,
+        Box::new(Ecs::new(200_000, SLICE.as_nanos() as u64)),
+        |s| {
+            // The first halt does not poll (window 0); a short halt grows the window.
+            assert_eq!(s.hypercall(0, Request::Wait), After::Descheduled);
+            assert_eq!(s.hypercall(1, Request::Kick(0)), After::Resume);
+            assert_eq!(
+                state(s, 0).0,
+                VcpuState::Running { pcpu: 0 },
+                "nobody waited"
+            );
+            assert_eq!(s.lock().vcpus[0].poll_ns, super::halt_poll::GROW_START);
+            // The next halt polls, keeping pCPU 0; a kick from another thread ends it.
+            let until = match s.hypercall(0, Request::Wait) {
+                After::Poll { until } => until,
+                other => panic!("{other:?}"),
+            };
+            assert!(until > s.now() - 1 && until <= s.now() + super::halt_poll::GROW_START);
+            std::thread::scope(|t| {
+                t.spawn(|| {
+                    assert_eq!(s.hypercall(1, Request::Kick(0)), After::Resume);
+                });
+                // Polls until the kick (or the window's end, if the kicker was late).
+                let _ = s.poll(0, u64::MAX);
+            });
+            assert_eq!(state(s, 0).0, VcpuState::Running { pcpu: 0 });
+            let st = s.lock();
+            assert_eq!(
+                (
+                    st.vcpus[0].stats.halt_polls,
+                    st.vcpus[0].stats.halt_poll_hits
+                ),
+                (1, 1)
+            );
+            assert_eq!(
+                st.vcpus[0].stats.halts, 1,
+                "only the first halt gave the pCPU up"
+            );
+        },
+    );
+}
+
+#[test]
+fn a_poll_without_a_kick_ends_in_a_real_halt() {
+    with_sched(2, 2, Box::new(Ple { window: 8 }), |s| {
+        s.lock().vcpus[0].poll_ns = 20_000;
+        let After::Poll { until } = s.hypercall(0, Request::Wait) else {
+            panic!("polls");
+        };
+        assert_eq!(s.poll(0, until), After::Descheduled);
+        assert_eq!(state(s, 0).0, VcpuState::Halted);
+        assert_eq!(s.lock().vcpus[0].stats.halt_poll_hits, 0);
+    });
+}
