@@ -230,6 +230,10 @@ pub struct RunConfig {
     /// KVM's halt-polling (on by default, as KVM applies it to every VM; see
     /// [`crate::sched::halt_poll`]).
     pub halt_poll: bool,
+    /// Whether the host publishes `preempted`/`overloaded` (and advertises `FEATURE_HINTS`)
+    /// under a policy that does; off, the same guest binary and lock code run as under a host
+    /// without hints (default on; `ecs` means on).
+    pub guest_hints: bool,
 }
 
 impl RunConfig {
@@ -253,6 +257,7 @@ impl RunConfig {
             grace: DEFAULT_GRACE,
             pin: true,
             halt_poll: true,
+            guest_hints: true,
         }
     }
 

@@ -153,6 +153,10 @@ struct Common {
     /// (up to 200 us, adapted per vCPU) while no vCPU waits for its pCPU.
     #[arg(long, default_value = "on", value_parser = parse_on_off, action = clap::ArgAction::Set)]
     halt_poll: bool,
+    /// Whether the host publishes `preempted`/`overloaded` to the guest under `ecs` and
+    /// `ecs-ple`; off, the same guest runs as under a host without hints (an ablation).
+    #[arg(long, default_value = "on", value_parser = parse_on_off, action = clap::ArgAction::Set)]
+    guest_hints: bool,
     /// Seconds a vCPU gets to exit after the stop request before it is force-stopped.
     #[arg(long, default_value_t = 2.0)]
     grace_secs: f64,
@@ -212,6 +216,7 @@ impl Common {
         c.read_percent = self.read_percent;
         c.pin = !self.no_pin;
         c.halt_poll = self.halt_poll;
+        c.guest_hints = self.guest_hints;
         c.grace = secs(self.grace_secs, "--grace-secs");
         c.misbehave = self.misbehave;
         if let Err(e) = c.validate() {

@@ -295,7 +295,8 @@ pub fn run_summary(r: &RunReport) -> String {
     );
     let _ = writeln!(
         s,
-        "halt-polling {}: {} halts polled first, {} woken while polling",
+        "guest hints {}; halt-polling {}: {} halts polled first, {} woken while polling",
+        if r.guest_hints { "on" } else { "off" },
         if r.halt_poll { "on" } else { "off" },
         t.halt_polls,
         t.halt_poll_hits
@@ -385,6 +386,7 @@ pub fn rows_chart(rows: &[Row]) -> Chart {
             pcpus: r.pcpus,
             cs_iters: 0,
             policy: Some(r.policy),
+            hints_off: false,
             value: r.ratio_to_baseline.filter(|_| r.ok),
             interval: None,
             dot: r.cpu_ratio_to_baseline.filter(|_| r.ok),
@@ -430,6 +432,7 @@ pub fn summary_chart(rows: &[SummaryRow]) -> Chart {
                 pcpus: r.pcpus,
                 cs_iters: r.cs_iters,
                 policy: (!r.ceiling).then_some(r.policy),
+                hints_off: !r.guest_hints,
                 value: share.map(|e| e.median),
                 interval: share.and_then(|e| e.interval).map(|i| (i.lo, i.hi)),
                 dot: None,
@@ -475,7 +478,7 @@ pub fn summary_table(rows: &[SummaryRow]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:>5} {:>5} {:<8}{} {:<8} {:>12} {:<22} {:<22} {:<22} {:>8} {:>8} {:>7} {:>7} {:<18} {:>17} {:>7}",
+        "{:>5} {:>5} {:<8}{} {:<14} {:>12} {:<22} {:<22} {:<22} {:>8} {:>8} {:>7} {:>7} {:<18} {:>17} {:>7}",
         "vcpus",
         "pcpus",
         "lock",
@@ -496,16 +499,12 @@ pub fn summary_table(rows: &[SummaryRow]) -> String {
     for r in rows {
         let _ = writeln!(
             s,
-            "{:>5} {:>5} {:<8}{} {:<8} {:>12} {:<22} {:<22} {:<22} {:>8} {:>8} {:>7} {:>7} {:<18} {:>17} {:>7}",
+            "{:>5} {:>5} {:<8}{} {:<14} {:>12} {:<22} {:<22} {:<22} {:>8} {:>8} {:>7} {:>7} {:<18} {:>17} {:>7}",
             r.vcpus,
             r.pcpus,
             r.lock.name(),
             cs(r.cs_iters.to_string()),
-            if r.ceiling {
-                "ceiling"
-            } else {
-                r.policy.name()
-            },
+            r.label(),
             r.ops_per_sec
                 .map_or_else(|| "-".to_owned(), |e| format!("{:.0}", e.median)),
             est(r.share_of_ceiling, "x"),
@@ -564,11 +563,7 @@ pub fn summary_lines(rows: &[SummaryRow]) -> String {
             format!(
                 "{} {} {} on {} (Jain {:.2})",
                 r.lock.name(),
-                if r.ceiling {
-                    "ceiling"
-                } else {
-                    r.policy.name()
-                },
+                r.label(),
                 r.vcpus,
                 r.pcpus,
                 r.jain.map_or(0.0, |j| j.median)
@@ -600,6 +595,7 @@ mod tests {
             slice_ms: 4.0,
             cs_iters: 100,
             halt_poll: true,
+            guest_hints: true,
             think_iters: 400,
             secs: 1.0,
             ops_per_sec,

@@ -30,6 +30,7 @@ fn bad_arguments_exit_2() {
         &["compare", "--locks", "spin,bogus"],
         &["compare", "--preset", "nope"],
         &["run", "--halt-poll", "maybe"],
+        &["run", "--guest-hints", "1"],
         &["compare", "--halt-poll", "yes"],
         &["compare", "--rounds", "0"],
         &["compare", "--repeat", "0"],

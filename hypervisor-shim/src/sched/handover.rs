@@ -42,9 +42,10 @@ impl Scheduler<'_> {
         st.pcpus[k as usize] = Some(h);
         self.reset_ple_window(st, h);
         if self.hints {
-            let hint = self.hint(h);
-            hint.ext_granted.store(0, Ordering::Relaxed);
-            hint.preempted.store(0, Ordering::Release);
+            self.hint(h).ext_granted.store(0, Ordering::Relaxed);
+        }
+        if self.publish {
+            self.hint(h).preempted.store(0, Ordering::Release);
         }
         self.cvs[h as usize].notify_one();
     }
@@ -66,9 +67,10 @@ impl Scheduler<'_> {
         // stale exit request itself, when it gets a pCPU again: `wait_for_pcpu`.)
         v.preempt_pending = false;
         if self.hints {
-            let hint = self.hint(id);
-            hint.ext_granted.store(0, Ordering::Relaxed);
-            hint.preempted.store(1, Ordering::Release);
+            self.hint(id).ext_granted.store(0, Ordering::Relaxed);
+        }
+        if self.publish {
+            self.hint(id).preempted.store(1, Ordering::Release);
         }
         st.pcpus[k as usize] = None;
         match next {
@@ -182,7 +184,7 @@ impl Scheduler<'_> {
         if over {
             self.stop_polls(st);
         }
-        if self.hints && over != st.overloaded_published {
+        if self.publish && over != st.overloaded_published {
             for s in self.area.slots() {
                 s.overloaded.store(u32::from(over), Ordering::Release);
             }
@@ -297,7 +299,7 @@ impl Scheduler<'_> {
             let in_cs = self.hint(id).cs_depth.load(Ordering::Acquire) != 0;
             v.stats.host_deschedules_in_cs += u64::from(in_cs);
         }
-        if self.hints {
+        if self.publish {
             self.hint(id)
                 .preempted
                 .store(u32::from(stalled), Ordering::Release);

@@ -62,6 +62,21 @@ use state::{SchedState, VcpuRecord};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+/// How a [`Scheduler`] runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// pCPUs.
+    pub nr_pcpus: u32,
+    /// Time slice.
+    pub slice: Duration,
+    /// KVM's halt-polling ([`halt_poll`]).
+    pub halt_poll: bool,
+    /// Whether the host publishes `preempted`/`overloaded` for the guest (under a policy that
+    /// does: `ecs`, `ecs-ple`). Off, the guest's locks run as under a host without hints,
+    /// while the host policy is the same: the ablation of the guest's use of the hints.
+    pub guest_hints: bool,
+}
+
 /// The scheduler shared by the vCPU threads, the tick thread and the run's main thread.
 pub struct Scheduler<'m> {
     state: Mutex<SchedState>,
@@ -75,7 +90,10 @@ pub struct Scheduler<'m> {
     config: &'m WorkloadConfig,
     start: Instant,
     slice: u64,
+    /// The policy runs the eCS protocol (extensions: `ext_granted`).
     hints: bool,
+    /// The host publishes `preempted`/`overloaded` (the policy's, unless guest hints are off).
+    publish: bool,
     nr_pcpus: u32,
 }
 
@@ -110,8 +128,35 @@ impl<'m> Scheduler<'m> {
         slice: Duration,
         halt_poll: bool,
     ) -> Self {
+        Self::with_options(
+            area,
+            config,
+            policy,
+            Options {
+                nr_pcpus,
+                slice,
+                halt_poll,
+                guest_hints: true,
+            },
+        )
+    }
+
+    /// A scheduler with every option.
+    pub fn with_options(
+        area: HintArea<'m>,
+        config: &'m WorkloadConfig,
+        policy: Box<dyn Policy>,
+        opts: Options,
+    ) -> Self {
+        let Options {
+            nr_pcpus,
+            slice,
+            halt_poll,
+            guest_hints,
+        } = opts;
         let n = area.slots().len();
         let hints = policy.publishes_hints();
+        let publish = hints && guest_hints;
         let s = Scheduler {
             state: Mutex::new(SchedState {
                 vcpus: (0..n).map(|_| VcpuRecord::new()).collect(),
@@ -132,11 +177,12 @@ impl<'m> Scheduler<'m> {
             start: Instant::now(),
             slice: slice.as_nanos() as u64,
             hints,
+            publish,
             nr_pcpus,
         };
         {
             let mut st = s.lock();
-            if hints {
+            if publish {
                 for slot in area.slots() {
                     slot.preempted.store(1, Ordering::Release);
                 }
