@@ -40,14 +40,12 @@ impl Backoff {
 
     /// Starts over (after progress, e.g. the lock changed hands).
     #[inline]
-    #[allow(dead_code)]
     pub(crate) fn reset(&mut self) {
         self.step = 0;
     }
 
     /// Backs off after a failed CAS on a contended word: spins only, never yields.
     #[inline]
-    #[allow(dead_code)]
     pub(crate) fn spin(&mut self) {
         for _ in 0..1u32 << self.step.min(SPIN_LIMIT) {
             sync::spin_loop();
@@ -83,7 +81,6 @@ impl Backoff {
 
     /// Whether this waiter has spun long enough that a blocking lock should park now.
     #[inline]
-    #[allow(dead_code)]
     pub(crate) fn is_completed(&self) -> bool {
         self.step > YIELD_LIMIT
     }

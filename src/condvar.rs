@@ -23,7 +23,7 @@ pub use lock_api::WaitTimeoutResult;
 ///
 /// Waiting releases the blocking-section hint of the mutex and takes it back on wake-up; the
 /// timed waits (`wait_for`, `wait_until`, `wait_while_for`, ...) need `std`; without `std`
-/// waiters block in the crate's portable wait queue (`park.rs`: the WAIT hypercall and
+/// waiters block in the crate's portable wait queue (`park/queue.rs`: the WAIT hypercall and
 /// KICK in a guest, spinning in a no_std build without `guest`).
 ///
 /// # Examples

@@ -38,14 +38,12 @@ fn yield_at_exit() {
 
 /// Marks the start of a blocking-mutex section (the weaker hint).
 #[inline(always)]
-#[allow(dead_code)]
 pub(crate) fn blocking_enter() {
     ecs_sys::blocking_enter();
 }
 
 /// Marks the end of a blocking-mutex section.
 #[inline(always)]
-#[allow(dead_code)]
 pub(crate) fn blocking_exit() {
     ecs_sys::blocking_exit();
 }
@@ -66,7 +64,6 @@ pub(crate) fn preempted(vcpu: u32) -> bool {
 /// Whether runnable vCPUs wait for a pCPU (spinning then costs someone else's time).
 /// Constant `false` natively.
 #[inline(always)]
-#[allow(dead_code)]
 pub(crate) fn overloaded() -> bool {
     ecs_sys::LIVE_HINTS && ecs_sys::pcpu_overloaded()
 }

@@ -85,6 +85,7 @@
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 #![warn(missing_docs)]
 
+mod adaptive_spin;
 mod backoff;
 mod cs;
 #[cfg(any(feature = "std", ecs_guest))]
@@ -127,7 +128,7 @@ mod fair_mutex;
 mod mutex;
 mod once;
 mod park;
-/// Loom-only test hook into the portable park queue (see `park.rs`). Not an API.
+/// Loom-only test hook into the portable park queue (see `park/queue.rs`). Not an API.
 #[cfg(loom)]
 #[doc(hidden)]
 pub use park::loom_hook as __loom_park;

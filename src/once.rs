@@ -14,7 +14,8 @@
 //! | 2 | `LOCKED_BIT` | a closure is running |
 //! | 3 | `PARKED_BIT` | threads are parked waiting for the running closure |
 
-use crate::park::{self, AdaptiveSpin, DEFAULT_PARK_TOKEN, DEFAULT_UNPARK_TOKEN};
+use crate::adaptive_spin::AdaptiveSpin;
+use crate::park::{self, DEFAULT_PARK_TOKEN, DEFAULT_UNPARK_TOKEN};
 use crate::sync::{AtomicU32, Ordering, fence};
 use core::fmt;
 
@@ -75,7 +76,7 @@ impl OnceState {
 /// # Differences from parking_lot's `Once`
 ///
 /// The word is a `u32` (4 bytes, parking_lot's is 1); waiters use the adaptive spin of the
-/// blocking locks, and without `std` park in the crate's portable wait queue (`park.rs`).
+/// blocking locks, and without `std` park in the crate's portable wait queue (`park/queue.rs`).
 ///
 /// # Examples
 ///
@@ -93,30 +94,18 @@ impl OnceState {
 pub struct Once(AtomicU32);
 
 impl Once {
-    /// A new `Once` that has not run.
-    #[cfg(not(loom))]
-    #[inline]
-    pub const fn new() -> Once {
-        Once(AtomicU32::new(0))
+    crate::sync::loom_const_fn! {
+        /// A new `Once` that has not run.
+        pub fn new() -> Once {
+            Once(AtomicU32::new(0))
+        }
     }
 
-    /// A new `Once` that has not run (loom: atomics are not `const`).
-    #[cfg(loom)]
-    pub fn new() -> Once {
-        Once(AtomicU32::new(0))
-    }
-
-    /// A `Once` that is already done.
-    #[cfg(not(loom))]
-    #[inline]
-    pub const fn new_completed() -> Once {
-        Once(AtomicU32::new(DONE_BIT))
-    }
-
-    /// A `Once` that is already done (loom).
-    #[cfg(loom)]
-    pub fn new_completed() -> Once {
-        Once(AtomicU32::new(DONE_BIT))
+    crate::sync::loom_const_fn! {
+        /// A `Once` that is already done.
+        pub fn new_completed() -> Once {
+            Once(AtomicU32::new(DONE_BIT))
+        }
     }
 
     /// The current state.

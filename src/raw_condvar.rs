@@ -46,20 +46,12 @@ pub struct RawCondvar {
 }
 
 impl RawCondvar {
-    /// A condvar nobody waits on.
-    #[cfg(not(loom))]
-    #[inline]
-    pub const fn new() -> Self {
-        Self {
-            state: AtomicPtr::new(ptr::null_mut()),
-        }
-    }
-
-    /// A condvar nobody waits on (loom: atomics are not `const`).
-    #[cfg(loom)]
-    pub fn new() -> Self {
-        Self {
-            state: AtomicPtr::new(ptr::null_mut()),
+    crate::sync::loom_const_fn! {
+        /// A condvar nobody waits on.
+        pub fn new() -> Self {
+            Self {
+                state: AtomicPtr::new(ptr::null_mut()),
+            }
         }
     }
 
@@ -204,10 +196,7 @@ impl core::fmt::Debug for RawCondvar {
 // releasing (two mutexes), leaving the guard valid; it never wakes spuriously, so the exact
 // counts returned by the notifies are allowed.
 unsafe impl lock_api::RawCondvar for RawCondvar {
-    #[cfg(not(loom))]
-    const INIT: Self = Self::new();
-    #[cfg(loom)]
-    const INIT: Self = panic!("under loom build raw condvars with RawCondvar::new()");
+    crate::sync::loom_init!();
 
     type RawMutex = RawMutex;
 

@@ -25,26 +25,17 @@ use lock_api::{GuardNoSend, RawMutexFair as _};
 pub struct RawFairMutex(RawMutex);
 
 impl RawFairMutex {
-    /// An unlocked mutex.
-    #[cfg(not(loom))]
-    #[inline]
-    pub const fn new() -> Self {
-        Self(RawMutex::new())
-    }
-
-    /// An unlocked mutex (loom: atomics are not `const`).
-    #[cfg(loom)]
-    pub fn new() -> Self {
-        Self(RawMutex::new())
+    crate::sync::loom_const_fn! {
+        /// An unlocked mutex.
+        pub fn new() -> Self {
+            Self(RawMutex::new())
+        }
     }
 }
 
 // SAFETY: delegates to `RawMutex`, whose `unlock_fair` satisfies `unlock`'s contract.
 unsafe impl lock_api::RawMutex for RawFairMutex {
-    #[cfg(not(loom))]
-    const INIT: Self = Self::new();
-    #[cfg(loom)]
-    const INIT: Self = panic!("under loom build raw locks with RawFairMutex::new()");
+    crate::sync::loom_init!();
 
     type Guard = GuardNoSend;
 

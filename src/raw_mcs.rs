@@ -89,7 +89,7 @@
 //! preempted (that predecessor is the one who will make it head). Waiters never halt and do
 //! not act on the predecessor's hint before spinning a while: Linux once let qspinlock
 //! waiters halt on a preempted predecessor and throughput under heavy over-commit fell about
-//! 8x (DESIGN.md, pitfalls). Natively (no live hints) every waiter past the spin limit yields
+//! 8x (docs/DESIGN.md, "Enlightenment rules", pitfalls). Natively (no live hints) every waiter past the spin limit yields
 //! its thread to the OS (`Backoff`).
 //!
 //! # Words
@@ -156,21 +156,13 @@ pub(crate) struct Node {
 unsafe impl Sync for Node {}
 
 impl Node {
-    #[cfg(not(loom))]
-    const fn new() -> Self {
-        Self {
-            head: AtomicBool::new(false),
-            next: AtomicPtr::new(ptr::null_mut()),
-            vcpu: UnsafeCell::new(0),
-        }
-    }
-
-    #[cfg(loom)]
-    fn new() -> Self {
-        Self {
-            head: AtomicBool::new(false),
-            next: AtomicPtr::new(ptr::null_mut()),
-            vcpu: UnsafeCell::new(0),
+    crate::sync::loom_const_fn! {
+        fn new() -> Self {
+            Self {
+                head: AtomicBool::new(false),
+                next: AtomicPtr::new(ptr::null_mut()),
+                vcpu: UnsafeCell::new(0),
+            }
         }
     }
 }
@@ -204,22 +196,13 @@ pub struct RawMcsMutex {
 }
 
 impl RawMcsMutex {
-    /// A new, unlocked mutex.
-    #[cfg(not(loom))]
-    #[inline]
-    pub const fn new() -> Self {
-        Self {
-            locked: AtomicU32::new(UNLOCKED),
-            tail: AtomicPtr::new(ptr::null_mut()),
-        }
-    }
-
-    /// A new, unlocked mutex (not `const` under loom, whose atomics are not).
-    #[cfg(loom)]
-    pub fn new() -> Self {
-        Self {
-            locked: AtomicU32::new(UNLOCKED),
-            tail: AtomicPtr::new(ptr::null_mut()),
+    crate::sync::loom_const_fn! {
+        /// A new, unlocked mutex.
+        pub fn new() -> Self {
+            Self {
+                locked: AtomicU32::new(UNLOCKED),
+                tail: AtomicPtr::new(ptr::null_mut()),
+            }
         }
     }
 
@@ -502,12 +485,7 @@ impl Default for RawMcsMutex {
 // debug checks that run before any state changes (the reentrancy check in `lock`, the
 // unlocked check in the unlocks).
 unsafe impl lock_api::RawMutex for RawMcsMutex {
-    #[cfg(not(loom))]
-    #[allow(clippy::declare_interior_mutable_const)]
-    const INIT: Self = Self::new();
-    #[cfg(loom)]
-    #[allow(clippy::declare_interior_mutable_const)]
-    const INIT: Self = panic!("loom atomics are not const: build with RawMcsMutex::new()");
+    crate::sync::loom_init!();
 
     type Guard = GuardNoSend;
 

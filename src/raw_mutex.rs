@@ -9,8 +9,7 @@
 //! competes for the lock again (barging, so the lock is not FIFO). A fair unlock instead hands
 //! the still-locked mutex directly to the first waiter.
 //!
-//! What eCS adds (DESIGN.md, "the blocking mutex spins while the holder runs and the pCPU is
-//! not overloaded, and parks otherwise"):
+//! What eCS adds (docs/DESIGN.md, "Enlightenment rules", blocking waiters):
 //! - the holder's vCPU id lives in the upper bits of the word, written by the acquiring CAS
 //!   itself, so a waiter knows whom it waits for at no extra cost;
 //! - the spin decision is [`AdaptiveSpin`]: a waiter parks at once when the holder's vCPU is
@@ -43,8 +42,9 @@
 //! (guest) that holds it — the holder's id is kept in a debug-only field. Release builds do
 //! neither check; a double lock then deadlocks as in parking_lot.
 
+use crate::adaptive_spin::AdaptiveSpin;
 use crate::cs;
-use crate::park::{self, AdaptiveSpin, ParkResult, TOKEN_HANDOFF, TOKEN_NORMAL, UnparkResult};
+use crate::park::{self, ParkResult, TOKEN_HANDOFF, TOKEN_NORMAL, UnparkResult};
 use crate::sync::{AtomicU32, Ordering};
 use lock_api::GuardNoSend;
 
@@ -70,7 +70,7 @@ fn me() -> u32 {
 /// Same contract and fairness as parking_lot 0.13's `RawMutex`; it differs in the word (a
 /// `u32` holding the holder's vCPU instead of a `u8`, plus a debug-only holder id), the spin
 /// decision (hint-driven in a VM), the blocking-section hints, and the parking backend in
-/// `no_std` builds (the crate's portable wait queue, `park.rs`: WAIT/KICK in a guest).
+/// `no_std` builds (the crate's portable wait queue, `park/queue.rs`: WAIT/KICK in a guest).
 ///
 /// ```
 /// use ecs_locks::RawMutex;
@@ -93,24 +93,14 @@ pub struct RawMutex {
 }
 
 impl RawMutex {
-    /// An unlocked mutex.
-    #[cfg(not(loom))]
-    #[inline]
-    pub const fn new() -> Self {
-        Self {
-            state: AtomicU32::new(0),
-            #[cfg(debug_assertions)]
-            owner: crate::sync::AtomicUsize::new(0),
-        }
-    }
-
-    /// An unlocked mutex (loom: atomics are not `const`).
-    #[cfg(loom)]
-    pub fn new() -> Self {
-        Self {
-            state: AtomicU32::new(0),
-            #[cfg(debug_assertions)]
-            owner: crate::sync::AtomicUsize::new(0),
+    crate::sync::loom_const_fn! {
+        /// An unlocked mutex.
+        pub fn new() -> Self {
+            Self {
+                state: AtomicU32::new(0),
+                #[cfg(debug_assertions)]
+                owner: crate::sync::AtomicUsize::new(0),
+            }
         }
     }
 
@@ -362,10 +352,7 @@ impl core::fmt::Debug for RawMutex {
 // operation unwinds while holding a new acquisition (the debug reentrancy panic fires before
 // acquiring).
 unsafe impl lock_api::RawMutex for RawMutex {
-    #[cfg(not(loom))]
-    const INIT: Self = Self::new();
-    #[cfg(loom)]
-    const INIT: Self = panic!("under loom build raw locks with RawMutex::new()");
+    crate::sync::loom_init!();
 
     type Guard = GuardNoSend;
 

@@ -119,19 +119,12 @@ pub(crate) struct ReaderSlot {
 }
 
 impl ReaderSlot {
-    #[cfg(not(loom))]
-    const fn new() -> Self {
-        Self {
-            ctr: AtomicU64::new(0),
-            vcpu: AtomicU32::new(0),
-        }
-    }
-
-    #[cfg(loom)]
-    fn new() -> Self {
-        Self {
-            ctr: AtomicU64::new(0),
-            vcpu: AtomicU32::new(0),
+    crate::sync::loom_const_fn! {
+        fn new() -> Self {
+            Self {
+                ctr: AtomicU64::new(0),
+                vcpu: AtomicU32::new(0),
+            }
         }
     }
 
@@ -259,17 +252,11 @@ pub(crate) struct WriterLock {
 }
 
 impl WriterLock {
-    #[cfg(not(loom))]
-    pub(crate) const fn new() -> Self {
-        Self {
-            word: AtomicU32::new(0),
-        }
-    }
-
-    #[cfg(loom)]
-    pub(crate) fn new() -> Self {
-        Self {
-            word: AtomicU32::new(0),
+    crate::sync::loom_const_fn! {
+        pub(crate) fn new() -> Self {
+            Self {
+                word: AtomicU32::new(0),
+            }
         }
     }
 
@@ -334,21 +321,13 @@ pub(crate) struct Domain {
 }
 
 impl Domain {
-    #[cfg(not(loom))]
-    const fn new() -> Self {
-        Self {
-            gp: CachePadded::new(AtomicU64::new(GP_INIT)),
-            #[cfg(all(feature = "std", not(ecs_guest)))]
-            head: crate::sync::AtomicPtr::new(core::ptr::null_mut()),
-        }
-    }
-
-    #[cfg(loom)]
-    fn new() -> Self {
-        Self {
-            gp: CachePadded::new(AtomicU64::new(GP_INIT)),
-            #[cfg(all(feature = "std", not(ecs_guest)))]
-            head: crate::sync::AtomicPtr::new(core::ptr::null_mut()),
+    crate::sync::loom_const_fn! {
+        fn new() -> Self {
+            Self {
+                gp: CachePadded::new(AtomicU64::new(GP_INIT)),
+                #[cfg(all(feature = "std", not(ecs_guest)))]
+                head: crate::sync::AtomicPtr::new(core::ptr::null_mut()),
+            }
         }
     }
 }

@@ -40,10 +40,10 @@
 //! unlock without `WRITER_BIT`. Recursive read locking can deadlock when a writer is queued
 //! between the two reads (as with parking_lot's non-recursive `RwLock`).
 
+use crate::adaptive_spin::AdaptiveSpin;
 use crate::cs;
 use crate::park::{
-    self, AdaptiveSpin, FilterOp, ParkResult, ParkToken, TOKEN_HANDOFF, TOKEN_NORMAL, UnparkResult,
-    UnparkToken,
+    self, FilterOp, ParkResult, ParkToken, TOKEN_HANDOFF, TOKEN_NORMAL, UnparkResult, UnparkToken,
 };
 use crate::sync::{AtomicUsize, Ordering};
 use core::cell::Cell;
@@ -74,7 +74,7 @@ const TOKEN_UPGRADABLE: ParkToken = ParkToken(ONE_READER | UPGRADABLE_BIT);
 /// Same contract and fairness as parking_lot 0.13's non-recursive `RawRwLock`; it differs in
 /// the spin decision (hint-driven in a VM), the blocking-section hints, a writer-vCPU word in
 /// guest builds, and the parking backend without `std` (the crate's portable wait queue,
-/// `park.rs`).
+/// `park/queue.rs`).
 ///
 /// ```
 /// use ecs_locks::RawRwLock;
@@ -99,24 +99,14 @@ pub struct RawRwLock {
 }
 
 impl RawRwLock {
-    /// An unlocked lock.
-    #[cfg(not(loom))]
-    #[inline]
-    pub const fn new() -> Self {
-        Self {
-            state: AtomicUsize::new(0),
-            #[cfg(ecs_guest)]
-            writer_vcpu: crate::sync::AtomicU32::new(0),
-        }
-    }
-
-    /// An unlocked lock (loom: atomics are not `const`).
-    #[cfg(loom)]
-    pub fn new() -> Self {
-        Self {
-            state: AtomicUsize::new(0),
-            #[cfg(ecs_guest)]
-            writer_vcpu: crate::sync::AtomicU32::new(0),
+    crate::sync::loom_const_fn! {
+        /// An unlocked lock.
+        pub fn new() -> Self {
+            Self {
+                state: AtomicUsize::new(0),
+                #[cfg(ecs_guest)]
+                writer_vcpu: crate::sync::AtomicU32::new(0),
+            }
         }
     }
 
@@ -638,10 +628,7 @@ impl core::fmt::Debug for RawRwLock {
 // WRITER_BIT held by an active writer, both taken with Acquire and released with Release
 // (parking_lot's proven protocol); guards are stateless `GuardNoSend`.
 unsafe impl lock_api::RawRwLock for RawRwLock {
-    #[cfg(not(loom))]
-    const INIT: Self = Self::new();
-    #[cfg(loom)]
-    const INIT: Self = panic!("under loom build raw locks with RawRwLock::new()");
+    crate::sync::loom_init!();
 
     type SharedGuard = GuardNoSend;
     type ExclusiveGuard = GuardNoSend;

@@ -65,20 +65,12 @@ pub struct RawSpinMutex {
 }
 
 impl RawSpinMutex {
-    /// A new, unlocked mutex.
-    #[cfg(not(loom))]
-    #[inline]
-    pub const fn new() -> Self {
-        Self {
-            word: AtomicU32::new(UNLOCKED),
-        }
-    }
-
-    /// A new, unlocked mutex (not `const` under loom, whose atomics are not).
-    #[cfg(loom)]
-    pub fn new() -> Self {
-        Self {
-            word: AtomicU32::new(UNLOCKED),
+    crate::sync::loom_const_fn! {
+        /// A new, unlocked mutex.
+        pub fn new() -> Self {
+            Self {
+                word: AtomicU32::new(UNLOCKED),
+            }
         }
     }
 
@@ -196,12 +188,7 @@ impl Default for RawSpinMutex {
 // when the mutex was not held (nothing to release). The state is `GuardNoSend`: the
 // critical-section depth entered on acquisition belongs to this thread.
 unsafe impl lock_api::RawMutex for RawSpinMutex {
-    #[cfg(not(loom))]
-    #[allow(clippy::declare_interior_mutable_const)]
-    const INIT: Self = Self::new();
-    #[cfg(loom)]
-    #[allow(clippy::declare_interior_mutable_const)]
-    const INIT: Self = panic!("loom atomics are not const: build with RawSpinMutex::new()");
+    crate::sync::loom_init!();
 
     type Guard = GuardNoSend;
 

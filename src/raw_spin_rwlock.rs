@@ -84,6 +84,62 @@ fn with_my_vcpu(s: usize) -> usize {
     (s & !VCPU_MASK) | (((cs::vcpu_id() as usize) << VCPU_SHIFT) & VCPU_MASK)
 }
 
+/// What a waiter in [`RawSpinRwLock::lock_slow`] wants.
+#[derive(Clone, Copy)]
+enum Want {
+    Shared,
+    Exclusive,
+    Upgradable,
+    /// The upgradable holder becoming the writer.
+    Upgrade,
+}
+
+impl Want {
+    /// Whether word `s` lets the waiter take what it wants now.
+    #[inline]
+    fn allowed(self, s: usize) -> bool {
+        match self {
+            Want::Shared => s & (WRITER | WRITER_WAITING) == 0,
+            Want::Exclusive => s & (WRITER | UPGRADABLE) == 0 && readers(s) == 0,
+            Want::Upgradable => s & (WRITER | UPGRADABLE | WRITER_WAITING) == 0,
+            Want::Upgrade => readers(s) == 0,
+        }
+    }
+
+    /// The word after taking it from `s` (where [`Want::allowed`]).
+    #[inline]
+    fn taken(self, s: usize) -> usize {
+        match self {
+            Want::Shared => {
+                assert!(
+                    readers(s) < MAX_READERS,
+                    "RawSpinRwLock reader count overflow"
+                );
+                s + ONE_READER
+            }
+            Want::Exclusive => with_my_vcpu(WRITER),
+            Want::Upgradable => with_my_vcpu(s | UPGRADABLE),
+            Want::Upgrade => RawSpinRwLock::upgraded(s),
+        }
+    }
+
+    /// Whether the waiter sets `WRITER_WAITING` while it waits.
+    #[inline]
+    fn holds_readers_back(self) -> bool {
+        matches!(self, Want::Exclusive | Want::Upgrade)
+    }
+
+    /// The vCPU the waiter waits for, if one holder is known (an upgrading reader waits for
+    /// plain readers, which the word does not name).
+    #[inline]
+    fn waits_for(self, s: usize) -> Option<u32> {
+        match self {
+            Want::Upgrade => None,
+            _ => holder(s),
+        }
+    }
+}
+
 /// The vCPU of the exclusive or upgradable holder in `s`, if there is one.
 #[inline(always)]
 fn holder(s: usize) -> Option<u32> {
@@ -120,20 +176,12 @@ pub struct RawSpinRwLock {
 }
 
 impl RawSpinRwLock {
-    /// A new, unlocked lock.
-    #[cfg(not(loom))]
-    #[inline]
-    pub const fn new() -> Self {
-        Self {
-            word: AtomicUsize::new(0),
-        }
-    }
-
-    /// A new, unlocked lock (not `const` under loom, whose atomics are not).
-    #[cfg(loom)]
-    pub fn new() -> Self {
-        Self {
-            word: AtomicUsize::new(0),
+    crate::sync::loom_const_fn! {
+        /// A new, unlocked lock.
+        pub fn new() -> Self {
+            Self {
+                word: AtomicUsize::new(0),
+            }
         }
     }
 
@@ -141,6 +189,29 @@ impl RawSpinRwLock {
     fn cas(&self, current: usize, new: usize, success: Ordering) -> Result<usize, usize> {
         self.word
             .compare_exchange_weak(current, new, success, Ordering::Relaxed)
+    }
+
+    /// The one slow path: waits until the word allows `want`, then takes it with one CAS.
+    /// Writers (and an upgrading reader) first set `WRITER_WAITING` so new readers and
+    /// upgradable readers hold back while the current ones drain.
+    #[cold]
+    #[inline(never)]
+    fn lock_slow(&self, want: Want) {
+        let mut backoff = Backoff::new();
+        loop {
+            let s = self.word.load(Ordering::Relaxed);
+            if want.allowed(s) {
+                // Clears WRITER_WAITING for a writer: the writers still waiting set it again.
+                if self.cas(s, want.taken(s), Ordering::Acquire).is_ok() {
+                    return;
+                }
+                backoff.spin();
+            } else if want.holds_readers_back() && s & WRITER_WAITING == 0 {
+                let _ = self.cas(s, s | WRITER_WAITING, Ordering::Relaxed);
+            } else {
+                backoff.snooze(want.waits_for(s));
+            }
+        }
     }
 
     // ----- shared -----
@@ -153,31 +224,10 @@ impl RawSpinRwLock {
             || readers(s) == MAX_READERS
             || self.cas(s, s + ONE_READER, Ordering::Acquire).is_err()
         {
-            self.lock_shared_slow();
+            self.lock_slow(Want::Shared);
         }
         cs::enter();
         GuardNoSend::new()
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn lock_shared_slow(&self) {
-        let mut backoff = Backoff::new();
-        loop {
-            let s = self.word.load(Ordering::Relaxed);
-            if s & (WRITER | WRITER_WAITING) == 0 {
-                assert!(
-                    readers(s) < MAX_READERS,
-                    "RawSpinRwLock reader count overflow"
-                );
-                if self.cas(s, s + ONE_READER, Ordering::Acquire).is_ok() {
-                    return;
-                }
-                backoff.spin();
-            } else {
-                backoff.snooze(holder(s));
-            }
-        }
     }
 
     /// Acquires a read lock unless a writer holds it (a waiting writer does not stop it).
@@ -224,31 +274,10 @@ impl RawSpinRwLock {
             .cas(0, with_my_vcpu(WRITER), Ordering::Acquire)
             .is_err()
         {
-            self.lock_exclusive_slow();
+            self.lock_slow(Want::Exclusive);
         }
         cs::enter();
         GuardNoSend::new()
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn lock_exclusive_slow(&self) {
-        let mut backoff = Backoff::new();
-        loop {
-            let s = self.word.load(Ordering::Relaxed);
-            if s & (WRITER | UPGRADABLE) == 0 && readers(s) == 0 {
-                // Clears WRITER_WAITING: the writers still waiting set it again.
-                if self.cas(s, with_my_vcpu(WRITER), Ordering::Acquire).is_ok() {
-                    return;
-                }
-                backoff.spin();
-            } else if s & WRITER_WAITING == 0 {
-                // Hold new readers back so the current ones drain.
-                let _ = self.cas(s, s | WRITER_WAITING, Ordering::Relaxed);
-            } else {
-                backoff.snooze(holder(s));
-            }
-        }
     }
 
     /// Acquires the write lock if nobody holds the lock in any mode.
@@ -299,30 +328,10 @@ impl RawSpinRwLock {
                 .cas(s, with_my_vcpu(s | UPGRADABLE), Ordering::Acquire)
                 .is_err()
         {
-            self.lock_upgradable_slow();
+            self.lock_slow(Want::Upgradable);
         }
         cs::enter();
         GuardNoSend::new()
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn lock_upgradable_slow(&self) {
-        let mut backoff = Backoff::new();
-        loop {
-            let s = self.word.load(Ordering::Relaxed);
-            if s & (WRITER | UPGRADABLE | WRITER_WAITING) == 0 {
-                if self
-                    .cas(s, with_my_vcpu(s | UPGRADABLE), Ordering::Acquire)
-                    .is_ok()
-                {
-                    return;
-                }
-                backoff.spin();
-            } else {
-                backoff.snooze(holder(s));
-            }
-        }
     }
 
     /// Acquires the upgradable read lock unless a writer or another upgradable reader holds
@@ -395,7 +404,7 @@ impl RawSpinRwLock {
         self.debug_check_upgradable("upgrade");
         let s = self.word.load(Ordering::Relaxed);
         if readers(s) != 0 || self.cas(s, Self::upgraded(s), Ordering::Acquire).is_err() {
-            self.upgrade_slow();
+            self.lock_slow(Want::Upgrade);
         }
         guard
     }
@@ -404,25 +413,6 @@ impl RawSpinRwLock {
     #[inline(always)]
     fn upgraded(s: usize) -> usize {
         with_my_vcpu((s & !(UPGRADABLE | WRITER_WAITING)) | WRITER)
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn upgrade_slow(&self) {
-        let mut backoff = Backoff::new();
-        loop {
-            let s = self.word.load(Ordering::Relaxed);
-            if readers(s) == 0 {
-                if self.cas(s, Self::upgraded(s), Ordering::Acquire).is_ok() {
-                    return;
-                }
-                backoff.spin();
-            } else if s & WRITER_WAITING == 0 {
-                let _ = self.cas(s, s | WRITER_WAITING, Ordering::Relaxed);
-            } else {
-                backoff.snooze(None);
-            }
-        }
     }
 
     /// Upgrades to the write lock if no plain readers hold the lock; otherwise keeps the
@@ -539,12 +529,7 @@ impl Default for RawSpinRwLock {
 // the read count borrow), so no held acquisition is lost by unwinding. States are
 // `GuardNoSend`: the critical-section depth belongs to the thread.
 unsafe impl lock_api::RawRwLock for RawSpinRwLock {
-    #[cfg(not(loom))]
-    #[allow(clippy::declare_interior_mutable_const)]
-    const INIT: Self = Self::new();
-    #[cfg(loom)]
-    #[allow(clippy::declare_interior_mutable_const)]
-    const INIT: Self = panic!("loom atomics are not const: build with RawSpinRwLock::new()");
+    crate::sync::loom_init!();
 
     type SharedGuard = GuardNoSend;
     type ExclusiveGuard = GuardNoSend;

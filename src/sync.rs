@@ -12,35 +12,36 @@
 //!   holder and every model terminates.
 //! - blocking goes through loom's `Mutex`/`Condvar`, since loom cannot see futex parking.
 #![allow(clippy::disallowed_types)]
+#![cfg_attr(
+    not(feature = "std"),
+    allow(
+        dead_code,
+        reason = "the facade names every primitive; without std the RCU cell (and without \
+                  ecs_guest RCU and MCS), which use some of them, are not compiled"
+    )
+)]
 
 // Type aliases rather than a `use` re-export: clippy's `disallowed-types` resolves a
 // re-export to the core type and would flag every use outside this file; an alias is its own
 // path, so only a direct `core::sync::atomic` mention is flagged.
 #[cfg(not(loom))]
-#[allow(unused_imports)]
 pub(crate) use core::sync::atomic::{Ordering, fence};
 /// `core::sync::atomic::AtomicBool` (loom's under `--cfg loom`).
 #[cfg(not(loom))]
-#[allow(dead_code)]
 pub(crate) type AtomicBool = core::sync::atomic::AtomicBool;
 /// `core::sync::atomic::AtomicPtr` (loom's under `--cfg loom`).
 #[cfg(not(loom))]
-#[allow(dead_code)]
 pub(crate) type AtomicPtr<T> = core::sync::atomic::AtomicPtr<T>;
 /// `core::sync::atomic::AtomicU32` (loom's under `--cfg loom`).
 #[cfg(not(loom))]
-#[allow(dead_code)]
 pub(crate) type AtomicU32 = core::sync::atomic::AtomicU32;
 /// `core::sync::atomic::AtomicU64` (loom's under `--cfg loom`).
 #[cfg(not(loom))]
-#[allow(dead_code)]
 pub(crate) type AtomicU64 = core::sync::atomic::AtomicU64;
 /// `core::sync::atomic::AtomicUsize` (loom's under `--cfg loom`).
 #[cfg(not(loom))]
-#[allow(dead_code)]
 pub(crate) type AtomicUsize = core::sync::atomic::AtomicUsize;
 #[cfg(loom)]
-#[allow(unused_imports)]
 pub(crate) use loom::sync::atomic::{
     AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering, fence,
 };
@@ -48,8 +49,38 @@ pub(crate) use loom::sync::atomic::{
 #[cfg(loom)]
 pub(crate) use loom::thread_local;
 #[cfg(all(not(loom), feature = "std"))]
-#[allow(unused_imports)]
 pub(crate) use std::thread_local;
+
+/// Defines a constructor that is a `const fn` normally and a plain `fn` under loom, whose
+/// atomics are not `const` (the first convention above). Docs and attributes apply to both;
+/// the `const` one is `#[inline]`.
+macro_rules! loom_const_fn {
+    ($(#[$attr:meta])* $vis:vis fn $name:ident($($args:tt)*) -> $ret:ty $body:block) => {
+        $(#[$attr])*
+        #[cfg(not(loom))]
+        #[inline]
+        $vis const fn $name($($args)*) -> $ret $body
+
+        $(#[$attr])*
+        #[cfg(loom)]
+        $vis fn $name($($args)*) -> $ret $body
+    };
+}
+pub(crate) use loom_const_fn;
+
+/// A lock_api `INIT` constant: `Self::new()` normally, a compile-time-unreachable panic under
+/// loom (the second convention above). Use inside the `unsafe impl` of a lock_api trait.
+macro_rules! loom_init {
+    () => {
+        #[cfg(not(loom))]
+        #[allow(clippy::declare_interior_mutable_const)]
+        const INIT: Self = Self::new();
+        #[cfg(loom)]
+        #[allow(clippy::declare_interior_mutable_const)]
+        const INIT: Self = panic!("loom atomics are not const: build raw locks with `new()`");
+    };
+}
+pub(crate) use loom_init;
 
 /// One iteration of a busy-wait. Under loom, a yield to the model's scheduler.
 #[inline(always)]
@@ -62,7 +93,6 @@ pub(crate) fn spin_loop() {
 
 /// `UnsafeCell` with loom's closure API (`with`, `with_mut`), so loom can track every access.
 #[cfg(loom)]
-#[allow(unused_imports)]
 pub(crate) use loom::cell::UnsafeCell;
 
 /// `UnsafeCell` with loom's closure API (`with`, `with_mut`), so loom can track every access.
@@ -72,7 +102,6 @@ pub(crate) use loom::cell::UnsafeCell;
 pub(crate) struct UnsafeCell<T: ?Sized>(core::cell::UnsafeCell<T>);
 
 #[cfg(not(loom))]
-#[allow(dead_code)]
 impl<T> UnsafeCell<T> {
     /// Wraps `value`.
     #[inline(always)]
@@ -88,7 +117,6 @@ impl<T> UnsafeCell<T> {
 }
 
 #[cfg(not(loom))]
-#[allow(dead_code)]
 impl<T: ?Sized> UnsafeCell<T> {
     /// Runs `f` with a shared raw pointer to the value.
     #[inline(always)]

@@ -10,7 +10,7 @@
 //! area + 64 + 64 * n  HintSlot n   (64 bytes, one cache line)
 //! ```
 //!
-//! Slot fields, by writer (the table in DESIGN.md, "The ABI"):
+//! Slot fields, by writer (docs/DESIGN.md, "The ABI"):
 //!
 //! | offset | field                 | writer | meaning |
 //! |-------:|-----------------------|--------|---------|

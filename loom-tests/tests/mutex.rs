@@ -1,6 +1,6 @@
 //! Loom models of the blocking `RawMutex` / `RawFairMutex`: mutual exclusion, no lost wake-up
 //! through the park queue (loom sees the parking through loom's Mutex/Condvar, see
-//! `ecs_locks` `park.rs`), fair hand-off, and the timed path's clean-up of `PARKED`.
+//! `ecs_locks` `park/queue.rs`), fair hand-off, and the timed path's clean-up of `PARKED`.
 #![cfg(loom)]
 
 use ecs_locks::{RawFairMutex, RawMutex};

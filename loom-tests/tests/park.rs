@@ -1,4 +1,4 @@
-//! Loom models of the portable park queue (`ecs_locks` `park.rs`, the queue the guest's
+//! Loom models of the portable park queue (`ecs_locks` `park/queue.rs`, the queue the guest's
 //! blocking locks run), driven directly through the loom-only `__loom_park` hook.
 //!
 //! Under loom the queue is the real one: the TTAS bucket lock on loom atomics, waiter records
