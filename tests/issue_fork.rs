@@ -13,7 +13,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 /// Child-side deadline: a hang fails the case instead of the whole run.
-const DEADLINE: Duration = Duration::from_secs(20);
+/// Generous: the machine may be loaded, and the case's parent-side waiter keeps spinning.
+const DEADLINE: Duration = Duration::from_secs(60);
 
 fn main() {
     let mut failed = 0;
@@ -115,8 +116,8 @@ fn wait_for(pid: libc::pid_t, limit: Duration) -> Result<(), String> {
 }
 
 /// A thread waits in the MCS queue while this thread holds the lock, and this thread forks.
-/// In the child the lock is released (the forking thread held it) and two new threads contend:
-/// the first to queue finds the dead waiter's node as its predecessor.
+/// In the child the lock is released (the forking thread held it) and taken again; a new thread
+/// that then finds it held queues, and finds the dead waiter's node as its predecessor.
 fn mcs_case() {
     let m = Arc::new(McsMutex::new(0u64));
     std::mem::forget(m.lock()); // released in the child (this thread holds it)
@@ -129,11 +130,23 @@ fn mcs_case() {
     in_child(move || {
         // SAFETY: the forking thread (this one) took the lock above and forgot its guard.
         unsafe { m.force_unlock(ecs_locks::lock_api::GuardNoSend::new()) };
-        let threads: Vec<_> = (0..3)
+        let g = m.lock(); // free: the fast path
+        let m2 = Arc::clone(&m);
+        let queued = thread::spawn(move || *m2.lock() += 1); // held: it queues
+        // SAFETY: only reads the raw lock's queue state.
+        while !unsafe { m.raw() }.has_waiters() {
+            thread::yield_now();
+        }
+        thread::sleep(Duration::from_millis(20)); // let it reach its predecessor
+        drop(g);
+        queued.join().unwrap();
+        assert_eq!(*m.lock(), 1);
+        // And the queue keeps working under contention.
+        let threads: Vec<_> = (0..2)
             .map(|_| {
                 let m = Arc::clone(&m);
                 thread::spawn(move || {
-                    for _ in 0..20_000 {
+                    for _ in 0..5_000 {
                         *m.lock() += 1;
                     }
                 })
@@ -142,7 +155,7 @@ fn mcs_case() {
         for t in threads {
             t.join().unwrap();
         }
-        assert_eq!(*m.lock(), 60_000);
+        assert_eq!(*m.lock(), 10_001);
     })
 }
 
