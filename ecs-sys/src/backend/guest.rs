@@ -226,7 +226,11 @@ impl Backend for Guest {
     #[inline]
     fn ple_window() -> u32 {
         if Self::features() & crate::abi::FEATURE_PLE != 0 {
-            header_u32::<{ header_offset::PLE_WINDOW }>()
+            // The host's per-vCPU window (KVM's grow/reset), else the header's.
+            match slot_u32::<{ slot_offset::PLE_WINDOW }>() {
+                0 => header_u32::<{ header_offset::PLE_WINDOW }>(),
+                w => w,
+            }
         } else {
             0
         }
