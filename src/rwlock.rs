@@ -19,7 +19,8 @@ use crate::raw_rwlock::RawRwLock;
 ///
 /// # Differences from parking_lot's `RwLock`
 ///
-/// - waiters spin only while the writer's vCPU runs and the pCPU is not overloaded (in a VM);
+/// - in a VM waiters spin while the writer's vCPU runs (capped) and yield to it, then park,
+///   when it is preempted;
 ///   every holder is inside a blocking section for the host;
 /// - no `RecursiveRwLock` (parking_lot 0.13's reader-preferring variant) here;
 /// - builds without `std` (timed methods need `std`); guest builds add a writer-vCPU word
