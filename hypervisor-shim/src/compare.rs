@@ -41,7 +41,7 @@ pub enum Preset {
     /// Every policy, `ecs-ple` included, on every lock kind at 8 on 2.
     Ablations,
     /// Under-commit (2 on 2) over critical sections of about 0.25, 2.5, 25 and 250 us on the
-    /// blocking locks.
+    /// blocking `Mutex`, `FairMutex` (hand-off) and a `Condvar` ping-pong.
     UnderCommit,
     /// The CI smoke test: every lock kind at 8 on 2, 2 rounds of 0.2 s runs.
     Smoke,
@@ -70,7 +70,19 @@ impl Preset {
 
     /// The preset's parameters.
     pub fn spec(self) -> PlanSpec {
-        let all: Vec<Lock> = LockKind::ALL.into_iter().map(Lock).collect();
+        // The over-commit experiment's lock kinds (the sweep's blocking kinds are apart).
+        let all: Vec<Lock> = [
+            LockKind::Spin,
+            LockKind::Ticket,
+            LockKind::Mcs,
+            LockKind::SpinRw,
+            LockKind::Mutex,
+            LockKind::RwLock,
+            LockKind::Rcu,
+        ]
+        .into_iter()
+        .map(Lock)
+        .collect();
         let three = vec![PolicyKind::Baseline, PolicyKind::Ple, PolicyKind::Ecs];
         let base = PlanSpec {
             vcpus: vec![2, 8, 16],
@@ -107,7 +119,11 @@ impl Preset {
             },
             Preset::UnderCommit => PlanSpec {
                 vcpus: vec![2],
-                locks: vec![Lock(LockKind::Mutex), Lock(LockKind::RwLock)],
+                locks: vec![
+                    Lock(LockKind::Mutex),
+                    Lock(LockKind::FairMutex),
+                    Lock(LockKind::Condvar),
+                ],
                 cs_iters: UNDER_COMMIT_CS_ITERS.to_vec(),
                 ..base
             },
@@ -373,6 +389,12 @@ pub struct SummaryRow {
     /// Steal: time holding a pCPU without a host CPU, percent of the pCPU time (median).
     #[serde(default)]
     pub steal_pct: Option<f64>,
+    /// Wake-up latency (kick to resume), median over rounds of each run's p50, us.
+    #[serde(default)]
+    pub wake_p50_us: Option<f64>,
+    /// The same for each run's p99, us.
+    #[serde(default)]
+    pub wake_p99_us: Option<f64>,
     /// Jain's index of the per-vCPU operations.
     pub jain: Option<Estimate>,
     /// The fewest operations of one vCPU (median over rounds).
@@ -429,7 +451,7 @@ pub fn summarize(plan: &Plan, runs: &[RoundRun]) -> Vec<SummaryRow> {
                 ceiling: false,
                 guest_hints: true,
             };
-            let mut v: [Vec<f64>; 12] = Default::default();
+            let mut v: [Vec<f64>; 14] = Default::default();
             let (mut ran, mut failed) = (0, 0);
             for round in 0..plan.rounds {
                 let mine = runs.iter().find(|r| {
@@ -469,6 +491,8 @@ pub fn summarize(plan: &Plan, runs: &[RoundRun]) -> Vec<SummaryRow> {
                 v[9].push(r.total.host_deschedules as f64);
                 v[10].push(r.total.host_deschedules_in_cs as f64);
                 v[11].extend(crate::report::steal_pct(&r.total));
+                v[12].extend(r.wakeup.map(|w| w.p50_us));
+                v[13].extend(r.wakeup.map(|w| w.p99_us));
             }
             rows.push(SummaryRow {
                 lock: group.lock,
@@ -492,6 +516,8 @@ pub fn summarize(plan: &Plan, runs: &[RoundRun]) -> Vec<SummaryRow> {
                 host_deschedules: median(&v[9]),
                 host_deschedules_in_cs: median(&v[10]),
                 steal_pct: median(&v[11]),
+                wake_p50_us: median(&v[12]),
+                wake_p99_us: median(&v[13]),
             });
         }
     }
@@ -597,6 +623,7 @@ mod tests {
             grace_mean_cycles: None,
             grace_mean_us: None,
             cycles_per_pause: 170.0,
+            wakeup: None,
             ple_base_window: 0,
             per_vcpu: Vec::new(),
             failures: Vec::new(),
@@ -632,7 +659,7 @@ mod tests {
             RunConfig::new(2, 2, LockKind::Spin, PolicyKind::Baseline),
             1,
         );
-        assert_eq!(sweep.groups.len(), 2 * 4);
+        assert_eq!(sweep.groups.len(), 3 * 4);
         assert_eq!(sweep.groups[3].think_iters, 400_000);
         assert_eq!(
             Plan::new(

@@ -51,7 +51,9 @@ pub enum ConfigError {
     #[error("--read-percent must be 0..=100, got {0}")]
     ReadPercent(u32),
     /// An unknown lock name.
-    #[error("unknown lock kind {0:?} (spin, ticket, mcs, spin-rw, mutex, rwlock, rcu)")]
+    #[error(
+        "unknown lock kind {0:?} (spin, ticket, mcs, spin-rw, mutex, rwlock, rcu, fair-mutex, condvar)"
+    )]
     LockName(String),
     /// An unknown policy name.
     #[error("unknown policy {0:?} (baseline, ple, ecs, ecs-ple)")]
@@ -134,6 +136,8 @@ impl Lock {
             LockKind::Mutex => "mutex",
             LockKind::RwLock => "rwlock",
             LockKind::Rcu => "rcu",
+            LockKind::FairMutex => "fair-mutex",
+            LockKind::Condvar => "condvar",
         }
     }
 }

@@ -63,7 +63,7 @@ struct RunArgs {
     /// pCPU slots the vCPUs share.
     #[arg(long, default_value_t = 2)]
     pcpus: u32,
-    /// Lock kind: spin, ticket, mcs, spin-rw, mutex, rwlock, rcu.
+    /// Lock kind: spin, ticket, mcs, spin-rw, mutex, rwlock, rcu, fair-mutex, condvar.
     #[arg(long, default_value = "spin")]
     lock: Lock,
     /// Scheduling policy: baseline, ple, ecs, ecs-ple.
@@ -93,7 +93,8 @@ struct CompareArgs {
     /// pCPUs.
     #[arg(long)]
     pcpus: Option<u32>,
-    /// Lock kinds, comma-separated: spin, ticket, mcs, spin-rw, mutex, rwlock, rcu.
+    /// Lock kinds, comma-separated: spin, ticket, mcs, spin-rw, mutex, rwlock, rcu,
+    /// fair-mutex, condvar (a ping-pong on a condvar).
     #[arg(long, value_delimiter = ',')]
     locks: Option<Vec<Lock>>,
     /// Policies, comma-separated (ratios need `baseline`): baseline, ple, ecs, ecs-ple.

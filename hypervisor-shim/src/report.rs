@@ -311,6 +311,13 @@ pub fn run_summary(r: &RunReport) -> String {
         t.host_deschedules,
         t.host_deschedules_in_cs
     );
+    if let Some(w) = r.wakeup {
+        let _ = writeln!(
+            s,
+            "wake-ups (kick to resume, TSC): {} measured, p50 {:.1} us, p90 {:.1} us, p99 {:.1} us, max {:.1} us",
+            w.samples, w.p50_us, w.p90_us, w.p99_us, w.max_us
+        );
+    }
     if r.ple_base_window > 0 {
         let _ = writeln!(
             s,
@@ -478,7 +485,7 @@ pub fn summary_table(rows: &[SummaryRow]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:>5} {:>5} {:<8}{} {:<14} {:>12} {:<22} {:<22} {:<22} {:>8} {:>8} {:>7} {:>7} {:<18} {:>17} {:>7}",
+        "{:>5} {:>5} {:<8}{} {:<14} {:>12} {:<22} {:<22} {:<22} {:>8} {:>8} {:>7} {:>7} {:>15} {:<18} {:>17} {:>7}",
         "vcpus",
         "pcpus",
         "lock",
@@ -492,6 +499,7 @@ pub fn summary_table(rows: &[SummaryRow]) -> String {
         "halts",
         "h-desch",
         "steal%",
+        "wake p50/p99us",
         "jain [95%]",
         "ops/vCPU min-max",
         "rounds"
@@ -499,7 +507,7 @@ pub fn summary_table(rows: &[SummaryRow]) -> String {
     for r in rows {
         let _ = writeln!(
             s,
-            "{:>5} {:>5} {:<8}{} {:<14} {:>12} {:<22} {:<22} {:<22} {:>8} {:>8} {:>7} {:>7} {:<18} {:>17} {:>7}",
+            "{:>5} {:>5} {:<8}{} {:<14} {:>12} {:<22} {:<22} {:<22} {:>8} {:>8} {:>7} {:>7} {:>15} {:<18} {:>17} {:>7}",
             r.vcpus,
             r.pcpus,
             r.lock.name(),
@@ -514,6 +522,11 @@ pub fn summary_table(rows: &[SummaryRow]) -> String {
             opt(r.halts, 0, ""),
             opt(r.host_deschedules, 0, ""),
             opt(r.steal_pct, 1, ""),
+            format!(
+                "{}/{}",
+                opt(r.wake_p50_us, 1, ""),
+                opt(r.wake_p99_us, 0, "")
+            ),
             est(r.jain, "") + if r.unfair() { " !" } else { "" },
             format!("{}-{}", opt(r.ops_min, 0, ""), opt(r.ops_max, 0, "")),
             if r.failed > 0 {
@@ -612,6 +625,7 @@ mod tests {
             grace_mean_cycles: None,
             grace_mean_us: None,
             cycles_per_pause: 170.0,
+            wakeup: None,
             ple_base_window: 0,
             per_vcpu: Vec::new(),
             failures: Vec::new(),

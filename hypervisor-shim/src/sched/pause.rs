@@ -11,6 +11,7 @@
 //! Real Intel PLE ignores spinning at CPL > 0 (only a guest kernel's PAUSE loops exit); the
 //! shim's guest runs at CPL 3, so its `ple` stands for a guest kernel's lock under stock KVM.
 
+use super::os::rdtsc;
 use std::sync::OnceLock;
 
 /// KVM's `ple_gap`, cycles.
@@ -54,11 +55,6 @@ pub fn spins_for(cycles: u32, cycles_per_pause: f64) -> u32 {
 /// by default the largest `u32`; the shim keeps it below `u32::MAX / 2`).
 pub fn grow(window: u32) -> u32 {
     window.saturating_mul(PLE_WINDOW_GROW).min(u32::MAX / 2)
-}
-
-fn rdtsc() -> u64 {
-    // SAFETY: `rdtsc` has no memory effect and needs no CPU feature beyond x86_64.
-    unsafe { core::arch::x86_64::_rdtsc() }
 }
 
 #[cfg(test)]
