@@ -1,4 +1,4 @@
-//! What one run is: vCPUs, pCPU slots, lock kind, policy, duration, scheduler and workload
+//! What one run is: vCPUs, pCPUs, lock kind, policy, duration, scheduler and workload
 //! parameters, with documented defaults and validation.
 
 use crate::workload::{LockKind, Misbehave};
@@ -17,7 +17,7 @@ pub enum ConfigError {
         /// Largest allowed.
         max: u32,
     },
-    /// The pCPU slot count is 0 or above the ABI's maximum vCPU count (more slots than vCPUs
+    /// The pCPU count is 0 or above the ABI's maximum vCPU count (more pCPUs than vCPUs
     /// stay idle, and every tick walks them all).
     #[error("--pcpus must be between 1 and {max}, got {got}")]
     Pcpus {
@@ -200,7 +200,7 @@ pub const MAX_DURATION: Duration = Duration::from_secs(1_000_000_000);
 pub struct RunConfig {
     /// vCPUs in the VM.
     pub vcpus: u32,
-    /// pCPU slots the vCPUs share.
+    /// pCPUs the vCPUs share.
     pub pcpus: u32,
     /// The lock the workload contends on.
     pub lock: Lock,

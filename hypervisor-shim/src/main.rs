@@ -27,7 +27,7 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
-    /// One run: N vCPUs on P pCPU slots, one lock kind, one policy.
+    /// One run: N vCPUs on P pCPUs, one lock kind, one policy.
     #[command(after_help = EXIT_CODES)]
     Run(RunArgs),
     /// The policies against each other and against the ceiling (the same workload without
@@ -60,7 +60,7 @@ struct RunArgs {
     /// vCPUs in the VM.
     #[arg(long, default_value_t = 8)]
     vcpus: u32,
-    /// pCPU slots the vCPUs share.
+    /// pCPUs the vCPUs share.
     #[arg(long, default_value_t = 2)]
     pcpus: u32,
     /// Lock kind: spin, ticket, mcs, spin-rw, mutex, rwlock, rcu, fair-mutex, condvar.

@@ -14,7 +14,7 @@ use core::fmt::Write as _;
 pub struct Row {
     /// vCPUs.
     pub vcpus: u32,
-    /// pCPU slots.
+    /// pCPUs.
     pub pcpus: u32,
     /// Lock kind.
     pub lock: Lock,
@@ -38,7 +38,7 @@ pub struct Row {
     pub directed_yields: u64,
     /// Pause-loop exits.
     pub ple_exits: u64,
-    /// Halts: blocking waiters that gave their slot up (WAIT), to be woken by a KICK.
+    /// Halts: blocking waiters that gave their pCPU up (WAIT), to be woken by a KICK.
     #[serde(default)]
     pub halts: u64,
     /// Throughput over `baseline`'s on the same (vcpus, pcpus, lock), if that run exists.
@@ -80,7 +80,7 @@ pub fn medians(runs: &[RunReport]) -> Vec<RunReport> {
 }
 
 /// Builds the comparison rows of `runs` (in order), with ratios against the `baseline` run of
-/// the same vCPU count, slot count and lock.
+/// the same vCPU count, pCPU count and lock.
 pub fn rows(runs: &[RunReport]) -> Vec<Row> {
     runs.iter()
         .map(|r| {
@@ -270,7 +270,7 @@ pub fn run_summary(r: &RunReport) -> String {
     let t = &r.total;
     let _ = writeln!(
         s,
-        "{} vCPUs on {} pCPU slots, lock {}, policy {}, {:.2} s, slice {} ms",
+        "{} vCPUs on {} pCPUs, lock {}, policy {}, {:.2} s, slice {} ms",
         r.vcpus, r.pcpus, r.lock, r.policy, r.secs, r.slice_ms
     );
     let _ = writeln!(
