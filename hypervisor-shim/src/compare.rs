@@ -428,6 +428,25 @@ impl SummaryRow {
     }
 }
 
+/// One (group, run)'s figures, one value per passing round.
+#[derive(Default)]
+struct PerRound {
+    ops: Vec<f64>,
+    share: Vec<f64>,
+    x_base: Vec<f64>,
+    x_ple: Vec<f64>,
+    in_cs: Vec<f64>,
+    halts: Vec<f64>,
+    jain: Vec<f64>,
+    ops_min: Vec<f64>,
+    ops_max: Vec<f64>,
+    h_desch: Vec<f64>,
+    h_desch_cs: Vec<f64>,
+    steal: Vec<f64>,
+    wake50: Vec<f64>,
+    wake99: Vec<f64>,
+}
+
 /// The summary of every (group, run) of `plan` over `runs`, in plan order.
 pub fn summarize(plan: &Plan, runs: &[RoundRun]) -> Vec<SummaryRow> {
     let find = |round: u32, g: usize, p: Planned| {
@@ -451,7 +470,7 @@ pub fn summarize(plan: &Plan, runs: &[RoundRun]) -> Vec<SummaryRow> {
                 ceiling: false,
                 guest_hints: true,
             };
-            let mut v: [Vec<f64>; 14] = Default::default();
+            let mut v = PerRound::default();
             let (mut ran, mut failed) = (0, 0);
             for round in 0..plan.rounds {
                 let mine = runs.iter().find(|r| {
@@ -475,24 +494,25 @@ pub fn summarize(plan: &Plan, runs: &[RoundRun]) -> Vec<SummaryRow> {
                         .filter(|&o| o > 0.0)
                         .map(|o| r.ops_per_sec / o)
                 };
-                v[0].push(r.ops_per_sec);
-                v[1].extend(ratio(find(round, g, ceiling)));
+                v.ops.push(r.ops_per_sec);
+                v.share.extend(ratio(find(round, g, ceiling)));
                 if !p.ceiling {
-                    v[2].extend(ratio(find(round, g, same(PolicyKind::Baseline))));
+                    v.x_base
+                        .extend(ratio(find(round, g, same(PolicyKind::Baseline))));
                     if p.policy != PolicyKind::Ple || !p.guest_hints {
-                        v[3].extend(ratio(find(round, g, same(PolicyKind::Ple))));
+                        v.x_ple.extend(ratio(find(round, g, same(PolicyKind::Ple))));
                     }
                 }
-                v[4].push(r.total.preemptions_in_cs as f64);
-                v[5].push(r.total.halts as f64);
-                v[6].extend(r.jain);
-                v[7].push(r.ops_min as f64);
-                v[8].push(r.ops_max as f64);
-                v[9].push(r.total.host_deschedules as f64);
-                v[10].push(r.total.host_deschedules_in_cs as f64);
-                v[11].extend(crate::report::steal_pct(&r.total));
-                v[12].extend(r.wakeup.map(|w| w.p50_us));
-                v[13].extend(r.wakeup.map(|w| w.p99_us));
+                v.in_cs.push(r.total.preemptions_in_cs as f64);
+                v.halts.push(r.total.halts as f64);
+                v.jain.extend(r.jain);
+                v.ops_min.push(r.ops_min as f64);
+                v.ops_max.push(r.ops_max as f64);
+                v.h_desch.push(r.total.host_deschedules as f64);
+                v.h_desch_cs.push(r.total.host_deschedules_in_cs as f64);
+                v.steal.extend(crate::report::steal_pct(&r.total));
+                v.wake50.extend(r.wakeup.map(|w| w.p50_us));
+                v.wake99.extend(r.wakeup.map(|w| w.p99_us));
             }
             rows.push(SummaryRow {
                 lock: group.lock,
@@ -504,20 +524,20 @@ pub fn summarize(plan: &Plan, runs: &[RoundRun]) -> Vec<SummaryRow> {
                 guest_hints: p.guest_hints,
                 rounds: ran,
                 failed,
-                ops_per_sec: Estimate::of(&v[0]),
-                share_of_ceiling: Estimate::of(&v[1]),
-                ratio_to_baseline: Estimate::of(&v[2]),
-                ratio_to_ple: Estimate::of(&v[3]),
-                preemptions_in_cs: median(&v[4]),
-                halts: median(&v[5]),
-                jain: Estimate::of(&v[6]),
-                ops_min: median(&v[7]),
-                ops_max: median(&v[8]),
-                host_deschedules: median(&v[9]),
-                host_deschedules_in_cs: median(&v[10]),
-                steal_pct: median(&v[11]),
-                wake_p50_us: median(&v[12]),
-                wake_p99_us: median(&v[13]),
+                ops_per_sec: Estimate::of(&v.ops),
+                share_of_ceiling: Estimate::of(&v.share),
+                ratio_to_baseline: Estimate::of(&v.x_base),
+                ratio_to_ple: Estimate::of(&v.x_ple),
+                preemptions_in_cs: median(&v.in_cs),
+                halts: median(&v.halts),
+                jain: Estimate::of(&v.jain),
+                ops_min: median(&v.ops_min),
+                ops_max: median(&v.ops_max),
+                host_deschedules: median(&v.h_desch),
+                host_deschedules_in_cs: median(&v.h_desch_cs),
+                steal_pct: median(&v.steal),
+                wake_p50_us: median(&v.wake50),
+                wake_p99_us: median(&v.wake99),
             });
         }
     }
