@@ -61,6 +61,8 @@ fi
 for ex in $(ls examples/*.rs 2>/dev/null | xargs -rn1 basename | sed 's/\.rs$//'); do
     step "example $ex" cargo run --quiet --example "$ex"
 done
+step "linux-rseq backend on a Linux 7.x kernel under QEMU (scripts/linux-guest/test.sh)" \
+    scripts/linux-guest/test.sh
 if [ "${SKIP_LOOM:-0}" != 1 ]; then
     step "loom models (LOOM_MAX_PREEMPTIONS=${LOOM_MAX_PREEMPTIONS:-2})" \
         env RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \

@@ -51,7 +51,7 @@
 //! | [`RwLock`] | blocking reader-writer, upgradable reads, downgrade, timed | writer-preferring |
 //! | [`ReentrantMutex`], [`Condvar`], [`Once`] | as in parking_lot | |
 //! | [`SpinMutex`] | test-and-test-and-set with backoff | unfair |
-//! | [`TicketMutex`] | ticket spinlock | strict FIFO |
+//! | [`TicketMutex`] | ticket spinlock; waiters that do not run are skipped | FIFO among running waiters |
 //! | [`McsMutex`] | queued spinlock, local spinning | see its docs |
 //! | [`SpinRwLock`] | spinning reader-writer lock | writer-preferring |
 //! | [`Rcu`], [`RcuRing`] | read-copy-update; readers write only their own slot | readers never wait |
@@ -89,6 +89,8 @@ mod adaptive_spin;
 mod backoff;
 mod cs;
 #[cfg(any(feature = "std", ecs_guest))]
+mod fork;
+#[cfg(any(feature = "std", ecs_guest))]
 mod raw_rcu;
 pub mod rcu;
 mod sync;
@@ -111,7 +113,7 @@ pub use mcs::{MappedMcsMutexGuard, McsMutex, McsMutexGuard};
 pub use raw_mcs::RawMcsMutex;
 pub use raw_spin::RawSpinMutex;
 pub use raw_spin_rwlock::RawSpinRwLock;
-pub use raw_ticket::RawTicketMutex;
+pub use raw_ticket::{RawTicketMutex, TicketOrder};
 pub use spin::{MappedSpinMutexGuard, SpinMutex, SpinMutexGuard};
 pub use spin_rwlock::{
     MappedSpinRwLockReadGuard, MappedSpinRwLockWriteGuard, SpinRwLock, SpinRwLockReadGuard,

@@ -1,71 +1,119 @@
-//! `RawTicketMutex`: a FIFO ticket spinlock that knows which vCPU holds each ticket.
+//! `RawTicketMutex`: a FIFO ticket spinlock that stops handing the lock to waiters that do not
+//! run (a preemptable ticket lock), and knows which vCPU holds each ticket.
 //!
 //! # Algorithm
 //!
 //! The ticket lock (Reed & Kanodia, "Synchronization with eventcounts and sequencers",
-//! CACM 1979; as a spinlock: Mellor-Crummey & Scott, "Algorithms for scalable synchronization
-//! on shared-memory multiprocessors", ACM TOCS 1991, section 2.2):
+//! CACM 1979; as a spinlock: Mellor-Crummey & Scott, ACM TOCS 1991, section 2.2) serves tickets
+//! in the order they were taken. Its weakness is *lock-waiter preemption*: each unlock hands the
+//! lock to the next ticket even if that waiter's thread (or vCPU) is descheduled, and then nobody
+//! can use the lock until it runs again. With 8 threads on 2 cores that made every other hand-off
+//! wait for an OS time slice (issue 9: about 250x parking_lot's time). A process forked while a
+//! ticket was outstanding hangs for ever on the same thing: the ticket's thread does not exist.
 //!
-//! - **acquire**: take a ticket `t = next.fetch_add(1)`; the lock is ours when `owner == t`.
-//!   Uncontended this is one RMW and one load.
-//! - **try_lock**: `compare_exchange(next: owner -> owner + 1)`: succeeds only if nobody holds
-//!   or waits.
-//! - **release**: `owner.store(owner + 1, Release)`: the lock passes to the next ticket, so
-//!   every unlock is already a fair hand-off (FIFO).
+//! The fix is the *preemptable ticket lock* (Ouyang & Lange, "Preemptable ticket spinlocks",
+//! VEE 2013): a waiter that has waited longer than its distance in the queue times an expected
+//! delay may take the lock out of order. Here the wait that counts is the *hand-off window*: the
+//! time the lock has been seen **free** while the ticket whose turn it is does not take it. A
+//! running next waiter takes a free lock within a few pauses, so the window only grows when that
+//! waiter is not running. A waiter `d` positions behind the turn takes over after the window has
+//! lasted `d * patience` pauses, so the nearest running waiter acts first and FIFO order holds
+//! among waiters that run; with `patience == u32::MAX` take-over never happens (strict FIFO).
+//!
+//! - **word**: one `AtomicU64`: `next` (the ticket dispenser), the `turn` (the ticket to be
+//!   served next) and a `HELD` bit. Acquisition is a CAS setting `HELD`, so an in-turn waiter and
+//!   a waiter taking over cannot both win.
+//! - **lock**: if the lock is idle (free, no outstanding ticket) one CAS takes a ticket and the
+//!   lock at once. Otherwise take ticket `t = next++` and wait until the lock is free and either
+//!   `turn == t` (in turn), `turn > t` (late: the turn passed while this waiter did not run; it
+//!   competes for the free lock without order), or the hand-off window exceeded
+//!   `(t - turn) * patience` (take-over). Acquiring in turn or by take-over sets
+//!   `turn = t + 1`: tickets skipped by a take-over become late, the queue behind continues in
+//!   order. A late acquisition leaves `turn` alone.
+//! - **try_lock**: the idle CAS only: succeeds if nobody holds the lock and no ticket at or after
+//!   the turn is outstanding.
+//! - **unlock**: clear `HELD` (`fetch_sub(1)`, `Release`). The turn was already advanced by the
+//!   acquisition, so the next ticket may take the lock.
+//!
+//! [`RawTicketMutex::lock_ordered`] reports how each acquisition went ([`TicketOrder`]), which is
+//! what the loom models and `examples/ticket_order.rs` count.
 //!
 //! # Enlightenment: lock-holder and lock-waiter preemption
 //!
-//! The holder is an eCS critical section ([`cs::enter`] / [`cs::exit`]). A FIFO lock has a
-//! second problem beyond lock-holder preemption: the lock is handed to the *next ticket* even
-//! if that waiter's vCPU is descheduled (lock-waiter preemption), and then nobody can use it
-//! until that vCPU runs again. So each acquirer records its vCPU in a ring of hint slots (32
-//! in a VM, see `RING`) indexed by ticket (`ring[t % RING]`, tagged with the ticket's low bits
-//! so a stale slot is recognised). A waiter with ticket `t`, while the lock serves `owner`:
-//! 1. if the holder's vCPU (`ring[owner]`) is preempted, it directed-yields to it;
-//! 2. otherwise, if a waiter ahead of it (tickets `owner + 1 .. t`, those still in the ring) is
-//!    preempted, it directed-yields to that vCPU, so the waiter gets its pCPU back before (or
-//!    as soon as) the lock reaches it; in particular once the lock has been handed to a
-//!    preempted waiter, that waiter *is* `ring[owner]` and everyone behind it yields to it;
-//! 3. otherwise it backs off through [`Backoff`] (exponential spinning; natively a yield to the
-//!    OS past the spin limit, so waiters far from their turn do not burn the CPU).
+//! The holder is an eCS critical section ([`cs::enter`] / [`cs::exit`]). With live hints (inside
+//! an ecs-shim VM) each ticket also records its vCPU in a ring of hint slots (32, see `RING`)
+//! indexed by ticket (`ring[t % RING]`, tagged with the ticket's low bits so a stale slot is
+//! recognised). A waiter:
+//! 1. while the lock is held, directed-yields to the holder's vCPU when it is preempted
+//!    (otherwise it backs off through [`Backoff`]: exponential spinning, natively a yield to the
+//!    OS past the spin limit);
+//! 2. while the lock is free and not its turn, counts only the waiters ahead of it whose vCPU is
+//!    *not* known to be preempted as its distance: preempted waiters are skipped at once instead
+//!    of after a window, and directed yields to them (the previous design) are no longer needed.
 //!
-//! Waiters never halt: only directed yields to a *preempted* holder or predecessor, the damped
-//! policy DESIGN.md asks for after Linux's qspinlock experience. The ring is written only when
-//! the backend has live hints ([`ecs_sys::LIVE_HINTS`]): natively nothing is ever preempted and
-//! the fast path stays one RMW + one load.
+//! Natively nothing is known to be preempted: the ring is never written and shrinks to one slot.
 //!
 //! # Words
 //!
 //! | field | bits | meaning |
 //! |---|---|---|
-//! | `next` | 32 | next ticket to hand out (wrapping) |
-//! | `owner` | 32 | ticket being served; `owner == next` means free (wrapping) |
+//! | `word` | 63..32 | `next`: next ticket to hand out (wrapping at 2^32) |
+//! | `word` | 31..1 | `turn`: the ticket served next, modulo 2^31 |
+//! | `word` | 0 | `HELD` |
 //! | `ring[i]` | 31..16 | low 16 bits of the ticket `t` with `t % RING == i` that wrote the slot |
 //! | `ring[i]` | 15..0 | that ticket's vCPU + 1 (0 = never written) |
 //!
-//! Tickets wrap at 2^32: correct as long as fewer than 2^32 flows wait at once.
+//! Distances are taken modulo 2^31 as signed numbers: correct while fewer than 2^30 flows wait.
+//!
+//! # Fork
+//!
+//! A child forked while tickets were outstanding finds them owned by threads that do not exist
+//! in it. Its first `lock` takes a ticket behind them and, the lock being free, takes over after
+//! `d * patience` pauses (`tests/fork_ticket.rs`); no `pthread_atfork` handler is needed. With
+//! `patience == u32::MAX` (strict FIFO) the child hangs, as every classic ticket lock does.
 //!
 //! # Misuse caught in debug builds
 //!
 //! Unlocking a mutex that is not locked (only possible through the raw API with forged guard
-//! state) panics. Reentrant locking cannot be told apart from another thread's waiting and
-//! deadlocks (the second ticket waits for the first).
+//! state) panics. Reentrant locking deadlocks (the second ticket waits for the first, whose
+//! holder never releases: the lock is never free, so take-over cannot help).
 
 use crate::backoff::Backoff;
 use crate::cs;
-use crate::sync::{AtomicU32, Ordering};
+use crate::sync::{self, AtomicU32, AtomicU64, Ordering};
 use lock_api::GuardNoSend;
 
 /// Hint slots: how many tickets (holder + waiters) have their vCPU recorded. With live hints,
-/// 32: enough for every waiter of a VM with up to 32 vCPUs to find a preempted holder or
-/// predecessor (with 4 slots, 8 or more waiters mostly could not, and spun whole slices:
-/// docs/BENCHMARKS.md, shim section); 128 bytes per lock. Natively the ring is never written,
-/// so it shrinks to one slot.
+/// 32: enough for every waiter of a VM with up to 32 vCPUs to see which waiters ahead of it are
+/// preempted (docs/BENCHMARKS.md, shim section); 128 bytes per lock. Natively the ring is never
+/// written, so it shrinks to one slot.
 const RING: usize = if ecs_sys::LIVE_HINTS { 32 } else { 1 };
 
-/// A raw FIFO ticket spinlock: `next`/`owner` ticket counters plus a small ring naming the
-/// vCPU of each recent ticket, so waiters can directed-yield to a preempted holder or to a
-/// preempted waiter ahead of them. The protocol is documented at the top of `src/raw_ticket.rs`.
+/// Bit 0 of the word: the lock is held.
+const HELD: u64 = 1;
+/// One ticket in the `next` field.
+const ONE_TICKET: u64 = 1 << 32;
+/// `turn` is kept modulo 2^31.
+const TURN_MASK: u32 = (1 << 31) - 1;
+/// Pauses between two looks at a free lock that is not ours to take yet.
+const FREE_SPINS: u32 = 4;
+
+/// How an acquisition of a [`RawTicketMutex`] went, as [`RawTicketMutex::lock_ordered`] reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TicketOrder {
+    /// It was this ticket's turn (FIFO order; includes the idle fast path).
+    InTurn,
+    /// The lock was free but the ticket whose turn it was did not take it within the hand-off
+    /// window, so this ticket took it out of order.
+    TookOver,
+    /// The turn had passed this ticket (another waiter took over while this one was not running),
+    /// and it took the free lock later, without order.
+    Late,
+}
+
+/// A raw FIFO ticket spinlock that lets a waiter take over from a waiter that does not run,
+/// plus a small ring naming the vCPU of each recent ticket. The protocol is documented at the
+/// top of `src/raw_ticket.rs`.
 ///
 /// Use it through [`TicketMutex`](crate::TicketMutex). The inherent methods expose the same
 /// protocol as the `lock_api` impls, for models and low-level code.
@@ -83,10 +131,11 @@ const RING: usize = if ecs_sys::LIVE_HINTS { 32 } else { 1 };
 /// ```
 #[derive(Debug)]
 pub struct RawTicketMutex {
-    /// Next ticket to hand out.
-    next: AtomicU32,
-    /// Ticket now holding the lock (free when equal to `next`).
-    owner: AtomicU32,
+    /// `next` (bits 63..32), `turn` (31..1), `HELD` (0).
+    word: AtomicU64,
+    /// Hand-off window, in pauses per queue position, before a waiter takes over
+    /// (`u32::MAX`: never).
+    patience: u32,
     /// vCPU hints per ticket (written only with live hints).
     ring: [AtomicU32; RING],
 }
@@ -97,14 +146,59 @@ fn ring_entry(t: u32, vcpu: u32) -> u32 {
     (t << 16) | (vcpu.wrapping_add(1) & 0xffff)
 }
 
+/// `next` of a word.
+#[inline(always)]
+fn next_of(w: u64) -> u32 {
+    (w >> 32) as u32
+}
+
+/// `turn` of a word (modulo 2^31).
+#[inline(always)]
+fn turn_of(w: u64) -> u32 {
+    (w as u32) >> 1
+}
+
+/// Signed distance from the turn to ticket `t`, modulo 2^31: 0 = its turn, > 0 = waiters
+/// ahead, < 0 = the turn has passed it.
+#[inline(always)]
+fn distance(t: u32, turn: u32) -> i32 {
+    ((t.wrapping_sub(turn) << 1) as i32) >> 1
+}
+
+/// Free, and no ticket at or after the turn is outstanding.
+#[inline(always)]
+fn is_idle(w: u64) -> bool {
+    w & HELD == 0 && next_of(w) & TURN_MASK == turn_of(w)
+}
+
+/// `w` with `HELD` set and the turn set to `turn`.
+#[inline(always)]
+fn held_with_turn(w: u64, turn: u32) -> u64 {
+    (w & !0xffff_ffff) | (u64::from(turn & TURN_MASK) << 1) | HELD
+}
+
 impl RawTicketMutex {
-    /// A new, unlocked mutex.
+    /// The default hand-off window, in pauses per queue position. A running next waiter looks
+    /// at the lock every few pauses, so a window of this length means it is not running; a few
+    /// microseconds on current x86 cores, far below an OS time slice.
+    pub const DEFAULT_PATIENCE: u32 = 256;
+
+    /// A new, unlocked mutex with the default patience ([`Self::DEFAULT_PATIENCE`]).
     #[cfg(not(loom))]
     #[inline]
     pub const fn new() -> Self {
+        Self::with_patience(Self::DEFAULT_PATIENCE)
+    }
+
+    /// A new, unlocked mutex whose waiters take over after the lock stayed free for `patience`
+    /// pauses per queue position. `u32::MAX` disables take-over: strict FIFO, the classic
+    /// ticket lock (hangs on a descheduled waiter, and in a forked child; see the module docs).
+    #[cfg(not(loom))]
+    #[inline]
+    pub const fn with_patience(patience: u32) -> Self {
         Self {
-            next: AtomicU32::new(0),
-            owner: AtomicU32::new(0),
+            word: AtomicU64::new(0),
+            patience,
             ring: [const { AtomicU32::new(0) }; RING],
         }
     }
@@ -112,11 +206,23 @@ impl RawTicketMutex {
     /// A new, unlocked mutex (not `const` under loom, whose atomics are not).
     #[cfg(loom)]
     pub fn new() -> Self {
+        Self::with_patience(Self::DEFAULT_PATIENCE)
+    }
+
+    /// A new, unlocked mutex with the given patience (not `const` under loom).
+    #[cfg(loom)]
+    pub fn with_patience(patience: u32) -> Self {
         Self {
-            next: AtomicU32::new(0),
-            owner: AtomicU32::new(0),
+            word: AtomicU64::new(0),
+            patience,
             ring: core::array::from_fn(|_| AtomicU32::new(0)),
         }
+    }
+
+    /// The hand-off window in pauses per queue position (`u32::MAX`: never take over).
+    #[inline]
+    pub fn patience(&self) -> u32 {
+        self.patience
     }
 
     /// The hint slot of ticket `t`.
@@ -142,73 +248,154 @@ impl RawTicketMutex {
         ((e >> 16) == (t & 0xffff) && (e & 0xffff) != 0).then(|| (e & 0xffff) - 1)
     }
 
-    /// Acquires the mutex: takes a ticket and waits for its turn (FIFO).
+    /// Acquires the mutex: FIFO among running waiters (see the module docs).
     #[inline]
     pub fn lock(&self) -> GuardNoSend {
-        let t = self.next.fetch_add(1, Ordering::Relaxed);
-        self.record(t);
-        if self.owner.load(Ordering::Acquire) != t {
-            self.lock_contended(t);
-        }
+        self.lock_ordered().0
+    }
+
+    /// Acquires the mutex like [`lock`](Self::lock) and reports whether it was this ticket's
+    /// turn. For models, tests and diagnostics (`examples/ticket_order.rs`).
+    #[inline]
+    pub fn lock_ordered(&self) -> (GuardNoSend, TicketOrder) {
+        let order = match self.try_idle() {
+            true => TicketOrder::InTurn,
+            false => {
+                let t = next_of(self.word.fetch_add(ONE_TICKET, Ordering::Relaxed));
+                self.record(t);
+                self.lock_contended(t)
+            }
+        };
         cs::enter();
-        GuardNoSend::new()
+        (GuardNoSend::new(), order)
+    }
+
+    /// The idle fast path: one CAS takes the next ticket and the lock.
+    #[inline(always)]
+    fn try_idle(&self) -> bool {
+        let mut w = self.word.load(Ordering::Relaxed);
+        while is_idle(w) {
+            let t = next_of(w);
+            let new = held_with_turn(w.wrapping_add(ONE_TICKET), t.wrapping_add(1));
+            match self
+                .word
+                .compare_exchange_weak(w, new, Ordering::Acquire, Ordering::Relaxed)
+            {
+                Ok(_) => {
+                    self.record(t);
+                    return true;
+                }
+                Err(now) => w = now,
+            }
+        }
+        false
     }
 
     #[cold]
     #[inline(never)]
-    fn lock_contended(&self, t: u32) {
+    fn lock_contended(&self, t: u32) -> TicketOrder {
         let mut backoff = Backoff::new();
+        // The free turn last seen (new tickets do not matter), and how many pauses it has
+        // stayed so.
+        let mut seen_free = None;
+        let mut window: u64 = 0;
+        // The turn last seen while held (progress resets the backoff).
+        let mut seen_turn = None;
         loop {
-            let owner = self.owner.load(Ordering::Acquire);
-            if owner == t {
-                return;
+            let w = self.word.load(Ordering::Relaxed);
+            let turn = turn_of(w);
+            let d = distance(t, turn);
+            if w & HELD != 0 {
+                seen_free = None;
+                if seen_turn != Some(turn) {
+                    seen_turn = Some(turn);
+                    backoff.reset();
+                }
+                backoff.snooze(self.holder_hint(turn));
+                continue;
             }
-            backoff.snooze(self.yield_target(owner, t));
+            if seen_free != Some(turn) {
+                seen_free = Some(turn);
+                window = 0;
+            }
+            if d <= 0 || self.may_take_over(t, d as u32, window) {
+                let new_turn = if d >= 0 { t.wrapping_add(1) } else { turn };
+                if self
+                    .word
+                    .compare_exchange(
+                        w,
+                        held_with_turn(w, new_turn),
+                        Ordering::Acquire,
+                        Ordering::Relaxed,
+                    )
+                    .is_ok()
+                {
+                    return match d {
+                        0 => TicketOrder::InTurn,
+                        1.. => TicketOrder::TookOver,
+                        _ => {
+                            // Name ourselves as the holder for waiters' directed yields.
+                            self.record(turn.wrapping_sub(1));
+                            TicketOrder::Late
+                        }
+                    };
+                }
+                continue;
+            }
+            if self.patience == u32::MAX {
+                // Strict FIFO: nothing to count; wait as for a held lock (natively the OS
+                // yields let a descheduled next waiter run).
+                backoff.snooze(None);
+                continue;
+            }
+            for _ in 0..FREE_SPINS {
+                sync::spin_loop();
+            }
+            window += u64::from(FREE_SPINS);
         }
     }
 
-    /// Whom a waiter with ticket `t` should yield to while `owner` is served: the holder, or a
-    /// preempted waiter ahead of `t` (see the module docs). `None` without live hints.
+    /// Whether a waiter `d >= 1` positions behind the turn may take the free lock after it has
+    /// stayed free for `window` pauses. With live hints, waiters ahead whose vCPU is preempted
+    /// (those still in the ring) do not count in the distance.
     #[inline]
-    fn yield_target(&self, owner: u32, t: u32) -> Option<u32> {
+    fn may_take_over(&self, t: u32, d: u32, window: u64) -> bool {
+        if self.patience == u32::MAX {
+            return false;
+        }
+        let mut running_ahead = d;
+        if ecs_sys::LIVE_HINTS {
+            for k in 0..d.min(RING as u32) {
+                let ahead = t.wrapping_sub(d).wrapping_add(k);
+                if self.vcpu_of(ahead).is_some_and(cs::preempted) {
+                    running_ahead -= 1;
+                }
+            }
+        }
+        window >= u64::from(running_ahead) * u64::from(self.patience)
+    }
+
+    /// The holder's vCPU while `turn` is served next (the holder took `turn - 1`; after a late
+    /// acquisition it re-recorded that slot), if it is preempted. `None` without live hints.
+    #[inline]
+    fn holder_hint(&self, turn: u32) -> Option<u32> {
         if !ecs_sys::LIVE_HINTS {
             return None;
         }
-        let holder = self.vcpu_of(owner);
-        if holder.is_some_and(cs::preempted) {
-            return holder;
-        }
-        // Waiters ahead of us whose slots are still in the ring, nearest to the lock first.
-        let ahead = t.wrapping_sub(owner).min(RING as u32);
-        for d in 1..ahead {
-            let v = self.vcpu_of(owner.wrapping_add(d));
-            if v.is_some_and(cs::preempted) {
-                return v;
-            }
-        }
-        holder
+        self.vcpu_of(turn.wrapping_sub(1))
+            .filter(|&v| cs::preempted(v))
     }
 
-    /// Acquires the mutex if nobody holds or waits for it.
+    /// Acquires the mutex if nobody holds it and no ticket at or after the turn is outstanding.
     #[inline]
     pub fn try_lock(&self) -> Option<GuardNoSend> {
-        let owner = self.owner.load(Ordering::Acquire);
-        self.next
-            .compare_exchange(
-                owner,
-                owner.wrapping_add(1),
-                Ordering::Acquire,
-                Ordering::Relaxed,
-            )
-            .ok()
-            .map(|_| {
-                self.record(owner);
-                cs::enter();
-                GuardNoSend::new()
-            })
+        self.try_idle().then(|| {
+            cs::enter();
+            GuardNoSend::new()
+        })
     }
 
-    /// Releases the mutex to the next ticket.
+    /// Releases the mutex (the turn was advanced on acquisition).
     ///
     /// # Safety
     ///
@@ -217,35 +404,37 @@ impl RawTicketMutex {
     #[inline]
     pub unsafe fn unlock(&self, guard: GuardNoSend) {
         let _ = guard;
-        // Only the holder writes `owner`.
-        let owner = self.owner.load(Ordering::Relaxed);
         if cfg!(debug_assertions) {
             assert!(
-                self.next.load(Ordering::Relaxed) != owner,
+                self.word.load(Ordering::Relaxed) & HELD != 0,
                 "RawTicketMutex::unlock called on an unlocked mutex (forged or reused guard state)"
             );
         }
-        self.owner.store(owner.wrapping_add(1), Ordering::Release);
+        // `HELD` is set and only the holder clears it: no borrow into `turn`.
+        self.word.fetch_sub(HELD, Ordering::Release);
         cs::exit();
     }
 
     /// Whether the mutex is held (a momentary snapshot).
     #[inline]
     pub fn is_locked(&self) -> bool {
-        self.queue_len() != 0
+        self.word.load(Ordering::Relaxed) & HELD != 0
     }
 
-    /// Holder plus waiters (a momentary snapshot).
+    /// Holder plus waiters whose ticket is at or after the turn (a momentary snapshot). Late
+    /// waiters (skipped by a take-over) are not counted.
     #[inline]
     pub fn queue_len(&self) -> u32 {
-        let owner = self.owner.load(Ordering::Relaxed);
-        self.next.load(Ordering::Relaxed).wrapping_sub(owner)
+        let w = self.word.load(Ordering::Relaxed);
+        (next_of(w).wrapping_sub(turn_of(w)) & TURN_MASK) + (w & HELD) as u32
     }
 
-    /// Whether flows other than the holder wait (a momentary snapshot; call while holding).
+    /// Whether tickets at or after the turn are outstanding (a momentary snapshot; call while
+    /// holding: then these are waiters).
     #[inline]
     pub fn has_waiters(&self) -> bool {
-        self.queue_len() > 1
+        let w = self.word.load(Ordering::Relaxed);
+        next_of(w) & TURN_MASK != turn_of(w)
     }
 }
 
@@ -255,11 +444,11 @@ impl Default for RawTicketMutex {
     }
 }
 
-// SAFETY: a flow holds the lock exactly while `owner` equals its ticket; tickets are unique
-// (`fetch_add`, or the `try_lock` CAS on `next`), and `owner` advances only in `unlock`
-// (`Release`), read with `Acquire` by the next holder. The debug check in `unlock` fires only
-// when the mutex was not held (nothing to release). The state is `GuardNoSend`: the
-// critical-section depth entered on acquisition belongs to this thread.
+// SAFETY: a flow holds the lock exactly from its successful CAS setting `HELD` (`Acquire`) in
+// the word until its `fetch_sub` clearing it (`Release`); every acquisition path CASes from a
+// word with `HELD` clear, so two flows never hold it at once, whatever the order of tickets. The
+// debug check in `unlock` fires only when the mutex was not held (nothing to release). The state
+// is `GuardNoSend`: the critical-section depth entered on acquisition belongs to this thread.
 unsafe impl lock_api::RawMutex for RawTicketMutex {
     #[cfg(not(loom))]
     #[allow(clippy::declare_interior_mutable_const)]
@@ -292,8 +481,8 @@ unsafe impl lock_api::RawMutex for RawTicketMutex {
     }
 }
 
-// SAFETY: every unlock hands the lock to the next ticket in FIFO order, which is the fair
-// protocol; `bump` re-queues behind the current waiters only when there are some, restoring
+// SAFETY: every unlock leaves the lock to the next ticket in FIFO order (take-over aside, which
+// only happens when that waiter does not take it), which is the fair protocol; `bump` re-queues behind the current waiters only when there are some, restoring
 // valid state (or aborting) as the trait requires.
 unsafe impl lock_api::RawMutexFair for RawTicketMutex {
     #[inline]
@@ -336,18 +525,56 @@ mod tests {
     #[test]
     fn tickets_wrap() {
         let raw = RawTicketMutex::new();
-        raw.next.store(u32::MAX, Ordering::Relaxed);
-        raw.owner.store(u32::MAX, Ordering::Relaxed);
+        // Both counters just below their wrap points.
+        let t = u32::MAX - 1;
+        raw.word.store(
+            u64::from(t) << 32 | u64::from(t & TURN_MASK) << 1,
+            Ordering::Relaxed,
+        );
+        assert!(!raw.is_locked());
+        assert_eq!(raw.queue_len(), 0);
         for _ in 0..3 {
-            let g = raw.try_lock().expect("free");
+            let g = raw.try_lock().expect("idle");
             assert!(raw.is_locked());
+            assert_eq!(raw.queue_len(), 1);
             // SAFETY: `g` is the state of the acquisition above.
             unsafe { raw.unlock(g) };
-            let g = raw.lock();
+            let (g, order) = raw.lock_ordered();
+            assert_eq!(order, TicketOrder::InTurn);
             // SAFETY: as above.
             unsafe { raw.unlock(g) };
             assert!(!raw.is_locked());
+            assert_eq!(raw.queue_len(), 0);
         }
+    }
+
+    #[test]
+    fn distance_is_signed_modulo_2_31() {
+        assert_eq!(distance(5, 5), 0);
+        assert_eq!(distance(7, 5), 2);
+        assert_eq!(distance(4, 5), -1);
+        // `turn` is 31 bits, tickets 32: ticket 2^31 + 3 is ticket 3 modulo 2^31.
+        assert_eq!(distance((1 << 31) + 3, 3), 0);
+        assert_eq!(distance(1, TURN_MASK), 2, "across the wrap");
+        assert_eq!(distance(TURN_MASK, 1), -2, "across the wrap");
+    }
+
+    #[test]
+    fn ticket_outstanding_blocks_try_lock_and_is_taken_over() {
+        // A ticket taken by nobody (as a forked child sees one of a vanished thread): try_lock
+        // fails, lock takes over after the window, and the turn moves past the dead ticket.
+        let raw = RawTicketMutex::with_patience(8);
+        raw.word.fetch_add(ONE_TICKET, Ordering::Relaxed);
+        assert_eq!(raw.queue_len(), 1);
+        assert!(raw.try_lock().is_none());
+        let (g, order) = raw.lock_ordered();
+        assert_eq!(order, TicketOrder::TookOver);
+        // SAFETY: `g` is the state of the acquisition above.
+        unsafe { raw.unlock(g) };
+        assert_eq!(raw.queue_len(), 0, "idle again");
+        let g = raw.try_lock().expect("idle");
+        // SAFETY: as above.
+        unsafe { raw.unlock(g) };
     }
 
     #[test]
@@ -359,7 +586,7 @@ mod tests {
         // Tickets sharing ticket 5's slot see a tag that is not theirs.
         assert_eq!(raw.vcpu_of(5 + RING as u32), None, "stale tag");
         assert_eq!(raw.vcpu_of(5 + 2 * RING as u32), None, "stale tag");
-        assert_eq!(raw.yield_target(0, 1), None, "no live hints natively");
+        assert_eq!(raw.holder_hint(6), None, "no live hints natively");
     }
 
     #[test]

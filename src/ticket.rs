@@ -5,42 +5,42 @@ use crate::raw_ticket::RawTicketMutex;
 /// A FIFO ticket spinlock whose holder is an enlightened critical section, and whose waiters
 /// survive both lock-holder and lock-waiter preemption.
 ///
-/// Protocol and words: [`RawTicketMutex`]. Waiters spin with exponential backoff (natively a
-/// yield to the OS past the spin limit); inside an eCS VM a waiter yields its pCPU to the
-/// holder's vCPU, or to a waiter ahead of it, when that vCPU is preempted.
+/// Protocol and words: [`RawTicketMutex`]. Waiters spin with exponential backoff while the lock
+/// is held (natively a yield to the OS past the spin limit; inside an eCS VM a directed yield to
+/// the holder's vCPU when it is preempted).
 ///
 /// # Fairness
 ///
-/// Strictly FIFO: tickets are served in the order they were taken, every unlock hands the lock
-/// to the next ticket, and no waiter starves. `unlock_fair` is the same as `unlock`;
-/// `TicketMutexGuard::bump` re-queues behind the current waiters when there are any. The cost
-/// of fairness: a hand-off to a flow that is not running stalls the lock until it runs
-/// (mitigated in a VM by the directed yields above; natively by yielding to the OS).
+/// FIFO among waiters that run: tickets are served in the order they were taken, and every
+/// unlock leaves the lock to the next ticket. If that waiter does not take the free lock within
+/// a hand-off window (it is descheduled, or its thread no longer exists), the nearest waiter
+/// behind it takes over (the preemptable ticket lock of Ouyang & Lange, VEE 2013): the window
+/// grows with the distance, [`RawTicketMutex::DEFAULT_PATIENCE`] pauses per position, and inside
+/// a VM waiters known to be preempted are skipped at once. A skipped waiter is *late*: when it
+/// runs again it takes the lock the next time it sees it free, without order.
+/// `TicketMutex::from_raw(RawTicketMutex::with_patience(u32::MAX), v)` is the strict-FIFO
+/// classic. `unlock_fair` is the same as `unlock`; `TicketMutexGuard::bump` re-queues behind
+/// the current waiters when there are any.
 ///
 /// # Oversubscription (bare metal)
 ///
-/// With more runnable threads than CPUs and no hypervisor hints, every FIFO spinlock suffers
-/// lock-waiter preemption: the lock is handed to a ticket whose thread the OS has descheduled,
-/// and nobody can use it until the OS runs that thread again. Waiters past the spin limit yield
-/// to the OS, so it always finishes, but measured with 8 threads on 2 CPUs (tight loop, tiny
-/// section) runs where the threads overlap took seconds for 160 000 acquisitions, against a few
-/// milliseconds for [`SpinMutex`](crate::SpinMutex) or parking_lot's `Mutex`, which let a
-/// running thread barge. Inside an eCS VM the hints address exactly this (directed yields to
-/// the preempted waiter, preemption deferred inside critical sections); on bare metal, prefer
-/// `SpinMutex` or a blocking mutex when threads may outnumber cores. (Linux makes the same
-/// call: without paravirtual spinlocks a guest falls back from its queued lock to
-/// test-and-set, `virt_spin_lock`.)
+/// With more runnable threads than CPUs the OS deschedules waiters holding tickets. A strict
+/// ticket lock then hands the lock to a sleeping thread and everybody waits for its next time
+/// slice (8 threads on 2 CPUs: about 250x parking_lot's time before take-over). With take-over,
+/// such a hand-off costs one window (a few microseconds) and the running threads continue in
+/// order; `examples/ticket_order.rs` counts the acquisitions that were not in turn.
 ///
 /// # Differences from parking_lot and `spin`
 ///
 /// - parking_lot has no spinlock; its closest type, `FairMutex`, parks waiters in the kernel
 ///   and hands off on `unlock_fair`. This lock never parks: use it for short sections where
 ///   FIFO order matters, and in `no_std` guests.
-/// - `spin::TicketMutex` (the `spin` crate) is the same algorithm spinning forever; this one
-///   backs off, yields, records each ticket's vCPU so waiters can directed-yield, and marks the
-///   holder as a critical section. Its guards are `!Send`.
+/// - `spin::TicketMutex` (the `spin` crate) is the strict algorithm spinning forever; this one
+///   backs off, yields, skips waiters that do not run, records each ticket's vCPU inside a VM,
+///   and marks the holder as a critical section. Its guards are `!Send`.
 /// - Not reentrant: locking it again on the same thread deadlocks.
-/// - 24 bytes of lock state (two ticket counters and four hint slots).
+/// - 16 bytes of lock state natively (the word, the patience, one hint slot); 32 hint slots
+///   (128 bytes) with live hints.
 ///
 /// # Example
 ///
@@ -107,8 +107,12 @@ mod tests {
     #[test]
     fn fifo_hand_off() {
         // The main thread holds the lock while two helpers queue up in a known order; they
-        // must get it in that order.
-        let m = Arc::new(TicketMutex::new(Vec::new()));
+        // must get it in that order. Strict FIFO: with take-over, a helper the OS keeps off the
+        // CPU at the hand-off (the test threads run in parallel) may be skipped, by design.
+        let m = Arc::new(TicketMutex::from_raw(
+            RawTicketMutex::with_patience(u32::MAX),
+            Vec::new(),
+        ));
         let g = m.lock();
         let mut hs = Vec::new();
         for id in 0..2u32 {

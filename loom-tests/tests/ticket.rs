@@ -1,21 +1,49 @@
-//! Loom models of `RawTicketMutex`: mutual exclusion, `try_lock`, and FIFO hand-off.
+//! Loom models of `RawTicketMutex`: mutual exclusion with and without take-over, `try_lock`,
+//! FIFO hand-off while take-over cannot trigger (`patience == u32::MAX`), and take-over happening
+//! (and excluding) when it can (`patience == 0`: a waiter takes a free lock out of turn at once).
 #![cfg(loom)]
 
-use ecs_locks::RawTicketMutex;
+use ecs_locks::{RawTicketMutex, TicketOrder};
 use loom::sync::Arc;
 use loom::thread;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 mod common;
 
 use common::Guarded;
 
+/// Take-over disabled: the classic strict FIFO ticket lock.
+const STRICT: u32 = u32::MAX;
+/// Take-over as soon as the lock is seen free out of turn.
+const EAGER: u32 = 0;
+
 fn guarded() -> Arc<Guarded<RawTicketMutex>> {
     Guarded::new(RawTicketMutex::new())
+}
+
+fn guarded_with(patience: u32) -> Arc<Guarded<RawTicketMutex>> {
+    Guarded::new(RawTicketMutex::with_patience(patience))
+}
+
+/// Adds `n` under the lock, taken with `lock_ordered`; returns how the acquisition went.
+fn add_ordered(g: &Guarded<RawTicketMutex>, n: u32) -> TicketOrder {
+    let (s, order) = g.raw.lock_ordered();
+    // SAFETY: the lock is held.
+    g.data.with_mut(|p| unsafe { *p += n });
+    // SAFETY: `s` is the state of the acquisition above.
+    unsafe { g.raw.unlock(s) };
+    order
 }
 
 #[test]
 fn lock_excludes() {
     loom::model(|| common::two_adders_exclude(guarded));
+}
+
+#[test]
+fn lock_excludes_strict_and_eager() {
+    loom::model(|| common::two_adders_exclude(|| guarded_with(STRICT)));
+    loom::model(|| common::two_adders_exclude(|| guarded_with(EAGER)));
 }
 
 #[test]
@@ -46,7 +74,7 @@ fn hand_off_is_fifo() {
     // lock only after the main thread's release, and a second main-thread `lock` afterwards
     // must wait for the helper (its ticket is later).
     loom::model(|| {
-        let g = guarded();
+        let g = guarded_with(STRICT);
         let s = g.raw.lock();
         let g2 = Arc::clone(&g);
         let t = thread::spawn(move || {
@@ -71,13 +99,57 @@ fn hand_off_is_fifo() {
     });
 }
 
+/// Two flows, each taking the lock twice (so a flow can queue behind the other while the lock
+/// is free and not its turn: the take-over situation). `patience` decides what may happen;
+/// returns every acquisition's order after checking exclusion and that the lock ends idle.
+fn two_flows_twice(patience: u32) -> Vec<TicketOrder> {
+    let g = guarded_with(patience);
+    let g2 = Arc::clone(&g);
+    let h = thread::spawn(move || [add_ordered(&g2, 1), add_ordered(&g2, 1)]);
+    let mut orders = vec![add_ordered(&g, 1), add_ordered(&g, 1)];
+    orders.extend(h.join().unwrap());
+    assert_eq!(g.value(), 4);
+    assert!(!g.raw.is_locked());
+    assert_eq!(g.raw.queue_len(), 0);
+    orders
+}
+
+/// While take-over cannot trigger, every acquisition is in turn (FIFO), and exclusion holds.
+#[test]
+fn strict_every_acquisition_in_turn() {
+    loom::model(|| {
+        let orders = two_flows_twice(STRICT);
+        assert!(
+            orders.iter().all(|o| *o == TicketOrder::InTurn),
+            "{orders:?}"
+        );
+    });
+}
+
+/// With eager take-over exclusion still holds, the lock ends idle, and some execution really
+/// takes over, so the model covers that path.
+#[test]
+fn eager_takeover_excludes() {
+    static OUT_OF_TURN: AtomicBool = AtomicBool::new(false);
+    loom::model(|| {
+        let orders = two_flows_twice(EAGER);
+        if orders.iter().any(|o| *o != TicketOrder::InTurn) {
+            OUT_OF_TURN.store(true, Ordering::Relaxed);
+        }
+    });
+    assert!(
+        OUT_OF_TURN.load(Ordering::Relaxed),
+        "no execution took the lock out of turn: the model does not reach take-over"
+    );
+}
+
 /// `bump` (fair yield, `RawMutexFair`): when the helper holds a ticket, it must run between
 /// the two halves of our critical section; exclusion holds either way.
 #[test]
 fn bump_yields_to_a_queued_waiter() {
     use lock_api::RawMutexFair;
     loom::model(|| {
-        let g = guarded();
+        let g = guarded_with(STRICT);
         let g2 = Arc::clone(&g);
         let t = thread::spawn(move || {
             let s = g2.raw.lock();
