@@ -544,6 +544,42 @@ pub fn summarize(plan: &Plan, runs: &[RoundRun]) -> Vec<SummaryRow> {
     rows
 }
 
+/// The plan in words: one line per group with its runs, then the totals and the estimate
+/// (`compare --dry-run`).
+pub fn describe(plan: &Plan, preset: Preset) -> String {
+    let mut s = String::new();
+    for g in &plan.groups {
+        let runs: Vec<String> = g
+            .runs
+            .iter()
+            .map(|p| match (p.ceiling, p.guest_hints) {
+                (true, _) => format!("ceiling {} on {}", p.vcpus, plan.template.pcpus),
+                (false, true) => format!("{} {}", p.vcpus, p.policy),
+                (false, false) => format!("{} {} -hints", p.vcpus, p.policy),
+            })
+            .collect();
+        s += &format!(
+            "{} cs {} think {}: {}\n",
+            g.lock,
+            g.cs_iters,
+            g.think_iters,
+            runs.join(", ")
+        );
+    }
+    let total = plan.total_runs();
+    s += &format!(
+        "preset {preset}: {} groups, {} runs per round, {} rounds = {total} runs of {:.1} s: \
+         about {} (seed {})\n",
+        plan.groups.len(),
+        total / plan.rounds.max(1) as usize,
+        plan.rounds,
+        plan.template.duration.as_secs_f64(),
+        mmss(plan.estimate(RUN_OVERHEAD)),
+        plan.seed
+    );
+    s
+}
+
 /// The host a `compare` ran on.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Host {

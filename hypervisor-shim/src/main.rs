@@ -114,6 +114,10 @@ struct CompareArgs {
     /// Write a bar chart of the shares of the ceiling as SVG to FILE.
     #[arg(long, value_name = "FILE")]
     plot: Option<std::path::PathBuf>,
+    /// Print the plan (groups, runs, the time it will take, the seed) and exit without running
+    /// anything (no /dev/kvm needed).
+    #[arg(long)]
+    dry_run: bool,
     #[command(flatten)]
     common: Common,
 }
@@ -372,6 +376,10 @@ fn compare_plan(a: &CompareArgs) -> (Preset, Plan) {
 /// `ecs-shim compare`.
 fn compare_cmd(a: &CompareArgs) -> ExitCode {
     let (preset, plan) = compare_plan(a);
+    if a.dry_run {
+        print!("{}", compare::describe(&plan, preset));
+        return ExitCode::SUCCESS;
+    }
     let elf = match load_guest(&a.common) {
         Ok(elf) => elf,
         Err(code) => return code,

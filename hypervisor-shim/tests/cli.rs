@@ -154,6 +154,35 @@ fn compare_runs_paired_rounds_and_writes_json_and_svg() {
 }
 
 #[test]
+fn dry_run_prints_the_plan_and_its_time_without_kvm() {
+    // The README's time for the main command: 420 runs of 1 s plus the overhead.
+    let out = shim(&["compare", "--dry-run", "--seed", "5"]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("preset default: 7 groups, 70 runs per round, 6 rounds = 420 runs of 1.0 s: about 7:21 (seed 5)"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "spin cs 100 think 400: ceiling 2 on 2, 2 baseline, 2 ple, 2 ecs, 8 baseline"
+        )
+    );
+    let out = shim(&["compare", "--dry-run", "--preset", "ablations"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("8 ecs -hints") && text.contains("294 runs"),
+        "{text}"
+    );
+    let out = shim(&["compare", "--dry-run", "--preset", "under-commit"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("condvar cs 100000 think 400000") && text.contains("288 runs"),
+        "{text}"
+    );
+}
+
+#[test]
 fn plot_reads_the_older_compare_files() {
     let dir = std::env::temp_dir().join(format!("ecs-shim-plot-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
