@@ -70,6 +70,45 @@ fn run_json_reports_exact_counters() {
     assert_eq!(v["counter"], v["total"]["writes"]);
     assert_eq!(v["per_vcpu"].as_array().unwrap().len(), 3);
     assert!(v["failures"].as_array().unwrap().is_empty());
+    // Added fields (issue 8): the knobs, the host's truth, fairness, the PLE conversion.
+    assert_eq!(
+        (v["halt_poll"].as_bool(), v["guest_hints"].as_bool()),
+        (Some(true), Some(true))
+    );
+    assert!(v["cycles_per_pause"].as_f64().unwrap() > 0.0);
+    assert_eq!(v["ple_base_window"], 0, "ecs emulates no PLE");
+    assert!(
+        v["total"]["steal_ns"].as_u64().is_some()
+            && v["total"]["host_deschedules"].as_u64().is_some()
+    );
+    assert!(v["jain"].as_f64().is_some_and(|j| j > 0.0 && j <= 1.0));
+    assert!(v["ops_min"].as_u64().unwrap() <= v["ops_max"].as_u64().unwrap());
+    let out = shim(&[
+        "run",
+        "--vcpus",
+        "2",
+        "--lock",
+        "spin",
+        "--policy",
+        "ple",
+        "--secs",
+        "0.05",
+        "--json",
+        "--halt-poll",
+        "off",
+        "--guest-hints",
+        "off",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    assert_eq!(
+        (v["halt_poll"].as_bool(), v["guest_hints"].as_bool()),
+        (Some(false), Some(false))
+    );
+    assert!(
+        v["ple_base_window"].as_u64().unwrap() >= 1,
+        "KVM's window in spins"
+    );
 }
 
 #[test]
