@@ -380,6 +380,10 @@ pub struct SummaryRow {
     pub preemptions_in_cs: Option<f64>,
     /// Halts (median).
     pub halts: Option<f64>,
+    /// Halts per 100 operations (median): how often a waiter blocked (the under-commit
+    /// target applies where `baseline` halts at least once per 100 operations).
+    #[serde(default)]
+    pub halts_per_100_ops: Option<f64>,
     /// Host-level deschedulings of a pCPU holder (median; not the shim's decisions).
     #[serde(default)]
     pub host_deschedules: Option<f64>,
@@ -437,6 +441,7 @@ struct PerRound {
     x_ple: Vec<f64>,
     in_cs: Vec<f64>,
     halts: Vec<f64>,
+    halt_rate: Vec<f64>,
     jain: Vec<f64>,
     ops_min: Vec<f64>,
     ops_max: Vec<f64>,
@@ -505,6 +510,10 @@ pub fn summarize(plan: &Plan, runs: &[RoundRun]) -> Vec<SummaryRow> {
                 }
                 v.in_cs.push(r.total.preemptions_in_cs as f64);
                 v.halts.push(r.total.halts as f64);
+                if r.total.ops > 0 {
+                    v.halt_rate
+                        .push(100.0 * r.total.halts as f64 / r.total.ops as f64);
+                }
                 v.jain.extend(r.jain);
                 v.ops_min.push(r.ops_min as f64);
                 v.ops_max.push(r.ops_max as f64);
@@ -530,6 +539,7 @@ pub fn summarize(plan: &Plan, runs: &[RoundRun]) -> Vec<SummaryRow> {
                 ratio_to_ple: Estimate::of(&v.x_ple),
                 preemptions_in_cs: median(&v.in_cs),
                 halts: median(&v.halts),
+                halts_per_100_ops: median(&v.halt_rate),
                 jain: Estimate::of(&v.jain),
                 ops_min: median(&v.ops_min),
                 ops_max: median(&v.ops_max),

@@ -568,6 +568,17 @@ pub fn summary_lines(rows: &[SummaryRow]) -> String {
             med(r.ratio_to_ple),
             med(r.ratio_to_baseline)
         );
+        let base = rows.iter().find(|b| {
+            !b.ceiling
+                && b.policy == PolicyKind::Baseline
+                && (b.lock, b.cs_iters, b.vcpus) == (r.lock, r.cs_iters, r.vcpus)
+        });
+        if let Some(h) = base
+            .and_then(|b| b.halts_per_100_ops)
+            .filter(|_| r.vcpus <= r.pcpus)
+        {
+            let _ = writeln!(s, "  {:<22} baseline halts {h:.2} per 100 operations", "");
+        }
     }
     let unfair: Vec<String> = rows
         .iter()
