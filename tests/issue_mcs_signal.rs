@@ -7,7 +7,7 @@
 //! exclude and that nothing hangs.
 //! (No test can force the compiler reordering the old flag allowed; this one checks the
 //! behaviour the flag exists for.)
-
+#![cfg(unix)]
 #![allow(clippy::disallowed_types)] // std atomics for the test's own counters, outside the lock crate
 
 use ecs_locks::McsMutex;

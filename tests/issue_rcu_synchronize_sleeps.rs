@@ -1,6 +1,7 @@
 //! Issue 9: `Rcu::synchronize` only spun and yielded while a reader's section lasted, burning
 //! a CPU for the whole wait. It now sleeps after a bounded spin, woken by the reader's
 //! outermost unlock (or a short timeout).
+#![cfg(unix)]
 
 use ecs_locks::rcu;
 use std::sync::{Arc, Barrier};
