@@ -49,6 +49,7 @@
 //! | [`Mutex`] | blocking, adaptive: spins while the holder runs and the pCPU is not overloaded | barging, fair unlock on request |
 //! | [`FairMutex`] | blocking, hands the lock to the first waiter | FIFO hand-off |
 //! | [`RwLock`] | blocking reader-writer, upgradable reads, downgrade, timed | writer-preferring |
+//! | [`RecursiveRwLock`] | [`RwLock`] whose readers may read-lock again | readers join other readers ahead of a waiting writer |
 //! | [`ReentrantMutex`], [`Condvar`], [`Once`] | as in parking_lot | |
 //! | [`SpinMutex`] | test-and-test-and-set with backoff | unfair |
 //! | [`TicketMutex`] | ticket spinlock; waiters that do not run are skipped | FIFO among running waiters |
@@ -136,6 +137,7 @@ mod raw_condvar;
 mod raw_fair_mutex;
 mod raw_mutex;
 mod raw_rwlock;
+mod recursive_rwlock;
 #[cfg(any(feature = "std", ecs_guest))]
 mod remutex;
 mod rwlock;
@@ -151,7 +153,11 @@ pub use once::{Once, OnceState};
 pub use raw_condvar::RawCondvar;
 pub use raw_fair_mutex::RawFairMutex;
 pub use raw_mutex::RawMutex;
-pub use raw_rwlock::RawRwLock;
+pub use raw_rwlock::{RawRwLock, RawRwLockRecursive};
+pub use recursive_rwlock::{
+    MappedRecursiveRwLockReadGuard, MappedRecursiveRwLockWriteGuard, RecursiveRwLock,
+    RecursiveRwLockReadGuard, RecursiveRwLockUpgradableReadGuard, RecursiveRwLockWriteGuard,
+};
 #[cfg(all(any(feature = "std", ecs_guest), not(loom)))]
 pub use remutex::const_reentrant_mutex;
 #[cfg(any(feature = "std", ecs_guest))]

@@ -4,7 +4,7 @@
 //! # Algorithm
 //!
 //! parking_lot 0.13's non-recursive `RawRwLock` (`src/raw_rwlock.rs`, after Boost's
-//! `upgrade_mutex`), ported without its deadlock detector and recursive mode. Two wait queues:
+//! `upgrade_mutex`), with its recursive mode (`RawRwLock<true>`, [`RawRwLockRecursive`]). Two wait queues:
 //! the primary one at the lock's address for every new waiter, and a secondary one at
 //! address + 1 for the one writer that already owns `WRITER_BIT` and waits for the remaining
 //! readers to leave. A writer takes `WRITER_BIT` first, which stops new readers and
@@ -37,8 +37,9 @@
 //!
 //! Unlocking a mode that is not held through the raw API is undefined behaviour the types
 //! cannot prevent; debug builds catch an underflow of the reader count and an exclusive
-//! unlock without `WRITER_BIT`. Recursive read locking can deadlock when a writer is queued
-//! between the two reads (as with parking_lot's non-recursive `RwLock`).
+//! unlock without `WRITER_BIT`. Recursive read locking of the default mode can deadlock when a
+//! writer is queued between the two reads (as with parking_lot's `RwLock`); the recursive mode
+//! lets a reader in whenever other readers hold the lock.
 
 use crate::adaptive_spin::AdaptiveSpin;
 use crate::cs;
@@ -91,7 +92,11 @@ const TOKEN_UPGRADABLE: ParkToken = ParkToken(ONE_READER | UPGRADABLE_BIT);
 /// }
 /// assert!(!raw.is_locked());
 /// ```
-pub struct RawRwLock {
+///
+/// `RawRwLock<true>` is [`RawRwLockRecursive`]: readers may join while other readers hold the
+/// lock even if a writer waits, so a thread can take the read lock again without deadlock, at
+/// the cost of letting readers starve writers (parking_lot 0.13's `RawRwLock<true>`).
+pub struct RawRwLock<const RECURSIVE: bool = false> {
     state: AtomicUsize,
     /// vCPU of the last writer (guest builds): a hint for waiters' spin decision.
     #[cfg(ecs_guest)]
@@ -102,6 +107,43 @@ impl RawRwLock {
     crate::sync::loom_const_fn! {
         /// An unlocked lock.
         pub fn new() -> Self {
+            Self::new_inner()
+        }
+    }
+}
+
+/// The raw lock of [`RecursiveRwLock`](crate::RecursiveRwLock): [`RawRwLock`] in its recursive
+/// mode (readers are not blocked by a waiting writer while other readers hold the lock).
+///
+/// ```
+/// use ecs_locks::RawRwLockRecursive;
+/// use lock_api::RawRwLock as _;
+///
+/// let raw = RawRwLockRecursive::new_recursive();
+/// let r1 = raw.lock_shared();
+/// let r2 = raw.lock_shared(); // never blocks while r1 is held
+/// // SAFETY: both are states of shared acquisitions above.
+/// unsafe {
+///     raw.unlock_shared(r2);
+///     raw.unlock_shared(r1);
+/// }
+/// ```
+pub type RawRwLockRecursive = RawRwLock<true>;
+
+impl RawRwLock<true> {
+    crate::sync::loom_const_fn! {
+        /// An unlocked recursive lock ([`RawRwLockRecursive`]; named apart from
+        /// [`RawRwLock::new`] so that `RawRwLock::new()` needs no type annotation).
+        pub fn new_recursive() -> Self {
+            Self::new_inner()
+        }
+    }
+}
+
+impl<const RECURSIVE: bool> RawRwLock<RECURSIVE> {
+    crate::sync::loom_const_fn! {
+        /// An unlocked lock of either mode.
+        fn new_inner() -> Self {
             Self {
                 state: AtomicUsize::new(0),
                 #[cfg(ecs_guest)]
@@ -175,8 +217,9 @@ impl RawRwLock {
     #[inline(always)]
     fn try_lock_shared_fast(&self) -> bool {
         let state = self.state.load(Ordering::Relaxed);
-        // A pending or active writer blocks new readers (writer preference).
-        if state & WRITER_BIT != 0 {
+        // A pending or active writer blocks new readers (writer preference); recursive locks
+        // let readers join while other readers still hold the lock.
+        if state & WRITER_BIT != 0 && (!RECURSIVE || state & READERS_MASK == 0) {
             return false;
         }
         let Some(new_state) = state.checked_add(ONE_READER) else {
@@ -191,7 +234,7 @@ impl RawRwLock {
     fn try_lock_shared_slow(&self) -> bool {
         self.state
             .fetch_update(Ordering::Acquire, Ordering::Relaxed, |state| {
-                if state & WRITER_BIT != 0 {
+                if state & WRITER_BIT != 0 && (!RECURSIVE || state & READERS_MASK == 0) {
                     None
                 } else {
                     Some(
@@ -310,7 +353,7 @@ impl RawRwLock {
         let try_lock = |state: &mut usize| {
             let mut backoff = crate::backoff::Backoff::new();
             loop {
-                if *state & WRITER_BIT != 0 {
+                if *state & WRITER_BIT != 0 && (!RECURSIVE || *state & READERS_MASK == 0) {
                     return false;
                 }
                 if self
@@ -333,7 +376,7 @@ impl RawRwLock {
             }
         };
         self.lock_common(timeout, TOKEN_SHARED, try_lock, |state| {
-            state & WRITER_BIT != 0
+            state & WRITER_BIT != 0 && (!RECURSIVE || state & READERS_MASK == 0)
         })
     }
 
@@ -470,11 +513,14 @@ impl RawRwLock {
         let addr = core::ptr::from_ref(self).addr();
         let filter = |ParkToken(token)| {
             let s = new_state.get();
-            if s & WRITER_BIT != 0 {
+            // Normal locks stop after selecting a writer; recursive ones keep scanning for the
+            // readers forward progress may need (parking_lot 0.13).
+            if !RECURSIVE && s & WRITER_BIT != 0 {
                 return FilterOp::Stop;
             }
-            if token & (UPGRADABLE_BIT | WRITER_BIT) != 0 && s & UPGRADABLE_BIT != 0 {
-                // Already waking an upgrader: skip writers and upgraders.
+            if token & (UPGRADABLE_BIT | WRITER_BIT) != 0 && s & (UPGRADABLE_BIT | WRITER_BIT) != 0
+            {
+                // Already waking a writer or upgrader: skip writers and upgraders.
                 FilterOp::Skip
             } else {
                 new_state.set(s + token);
@@ -607,28 +653,38 @@ impl RawRwLock {
     }
 }
 
-impl Default for RawRwLock {
+impl<const RECURSIVE: bool> Default for RawRwLock<RECURSIVE> {
     fn default() -> Self {
-        Self::new()
+        Self::new_inner()
     }
 }
 
-impl core::fmt::Debug for RawRwLock {
+impl<const RECURSIVE: bool> core::fmt::Debug for RawRwLock<RECURSIVE> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         let s = self.state.load(Ordering::Relaxed);
-        f.debug_struct("RawRwLock")
-            .field("readers", &((s & READERS_MASK) / ONE_READER))
-            .field("writer", &(s & WRITER_BIT != 0))
-            .field("upgradable", &(s & UPGRADABLE_BIT != 0))
-            .finish()
+        f.debug_struct(if RECURSIVE {
+            "RawRwLockRecursive"
+        } else {
+            "RawRwLock"
+        })
+        .field("readers", &((s & READERS_MASK) / ONE_READER))
+        .field("writer", &(s & WRITER_BIT != 0))
+        .field("upgradable", &(s & UPGRADABLE_BIT != 0))
+        .finish()
     }
 }
 
 // SAFETY: a writer owns WRITER_BIT with a zero reader count, readers hold a count without
 // WRITER_BIT held by an active writer, both taken with Acquire and released with Release
 // (parking_lot's proven protocol); guards are stateless `GuardNoSend`.
-unsafe impl lock_api::RawRwLock for RawRwLock {
-    crate::sync::loom_init!();
+unsafe impl<const RECURSIVE: bool> lock_api::RawRwLock for RawRwLock<RECURSIVE> {
+    // `loom_init!` names `Self::new()`, which exists per mode; both modes share `new_inner`.
+    #[cfg(not(loom))]
+    #[allow(clippy::declare_interior_mutable_const)]
+    const INIT: Self = Self::new_inner();
+    #[cfg(loom)]
+    #[allow(clippy::declare_interior_mutable_const)]
+    const INIT: Self = panic!("loom atomics are not const: build raw locks with `new()`");
 
     type SharedGuard = GuardNoSend;
     type ExclusiveGuard = GuardNoSend;
@@ -705,7 +761,7 @@ unsafe impl lock_api::RawRwLock for RawRwLock {
 
 // SAFETY: fair unlocks release (or hand over, still held) exactly the caller's acquisition;
 // bumps re-acquire the same mode, aborting if that could unwind.
-unsafe impl lock_api::RawRwLockFair for RawRwLock {
+unsafe impl<const RECURSIVE: bool> lock_api::RawRwLockFair for RawRwLock<RECURSIVE> {
     #[inline]
     unsafe fn unlock_shared_fair(&self, guard: GuardNoSend) {
         // Shared unlocking is always fair in this implementation.
@@ -727,7 +783,9 @@ unsafe impl lock_api::RawRwLockFair for RawRwLock {
 
     #[inline]
     unsafe fn bump_shared(&self, guard: &mut GuardNoSend) {
-        if self.state.load(Ordering::Relaxed) & WRITER_BIT != 0 {
+        let state = self.state.load(Ordering::Relaxed);
+        // A recursive reader bumps only as the last reader (others may not leave).
+        if state & WRITER_BIT != 0 && (!RECURSIVE || state & READERS_MASK == ONE_READER) {
             // SAFETY: the caller holds a shared lock, released here and re-taken.
             unsafe { self.unlock_shared(GuardNoSend::new()) };
             *guard = crate::sync::abort_on_panic(|| self.lock_shared());
@@ -745,7 +803,7 @@ unsafe impl lock_api::RawRwLockFair for RawRwLock {
 }
 
 // SAFETY: a writer atomically becomes a reader (WRITER_BIT -> one reader), waking readers.
-unsafe impl lock_api::RawRwLockDowngrade for RawRwLock {
+unsafe impl<const RECURSIVE: bool> lock_api::RawRwLockDowngrade for RawRwLock<RECURSIVE> {
     #[inline]
     unsafe fn downgrade(&self, guard: GuardNoSend) -> GuardNoSend {
         let state = self
@@ -761,7 +819,7 @@ unsafe impl lock_api::RawRwLockDowngrade for RawRwLock {
 // SAFETY: timed acquisitions either acquire or return `None` after the deadline holding
 // nothing (a writer that timed out waiting for readers gives WRITER_BIT back).
 #[cfg(feature = "std")]
-unsafe impl lock_api::RawRwLockTimed for RawRwLock {
+unsafe impl<const RECURSIVE: bool> lock_api::RawRwLockTimed for RawRwLock<RECURSIVE> {
     type Duration = core::time::Duration;
     type Instant = std::time::Instant;
 
@@ -789,7 +847,7 @@ unsafe impl lock_api::RawRwLockTimed for RawRwLock {
 }
 
 #[cfg(feature = "std")]
-impl RawRwLock {
+impl<const RECURSIVE: bool> RawRwLock<RECURSIVE> {
     #[inline]
     fn try_lock_exclusive_until_inner(
         &self,
@@ -822,7 +880,7 @@ impl RawRwLock {
 
 // SAFETY: at most one upgradable reader (UPGRADABLE_BIT); an upgrade keeps WRITER_BIT out of
 // reach of others and waits for the other readers; downgrades only release rights.
-unsafe impl lock_api::RawRwLockUpgrade for RawRwLock {
+unsafe impl<const RECURSIVE: bool> lock_api::RawRwLockUpgrade for RawRwLock<RECURSIVE> {
     type UpgradableGuard = GuardNoSend;
 
     #[inline]
@@ -886,7 +944,7 @@ unsafe impl lock_api::RawRwLockUpgrade for RawRwLock {
 }
 
 // SAFETY: as for `RawRwLockFair`.
-unsafe impl lock_api::RawRwLockUpgradeFair for RawRwLock {
+unsafe impl<const RECURSIVE: bool> lock_api::RawRwLockUpgradeFair for RawRwLock<RECURSIVE> {
     #[inline]
     unsafe fn unlock_upgradable_fair(&self, _guard: GuardNoSend) {
         self.unlock_upgradable_fair_slow();
@@ -904,7 +962,7 @@ unsafe impl lock_api::RawRwLockUpgradeFair for RawRwLock {
 }
 
 // SAFETY: downgrades only give up rights and wake those who can now proceed.
-unsafe impl lock_api::RawRwLockUpgradeDowngrade for RawRwLock {
+unsafe impl<const RECURSIVE: bool> lock_api::RawRwLockUpgradeDowngrade for RawRwLock<RECURSIVE> {
     #[inline]
     unsafe fn downgrade_upgradable(&self, guard: GuardNoSend) -> GuardNoSend {
         let state = self.state.fetch_sub(UPGRADABLE_BIT, Ordering::Relaxed);
@@ -929,7 +987,7 @@ unsafe impl lock_api::RawRwLockUpgradeDowngrade for RawRwLock {
 
 // SAFETY: as for `RawRwLockTimed`; a timed-out upgrade restores the upgradable read.
 #[cfg(feature = "std")]
-unsafe impl lock_api::RawRwLockUpgradeTimed for RawRwLock {
+unsafe impl<const RECURSIVE: bool> lock_api::RawRwLockUpgradeTimed for RawRwLock<RECURSIVE> {
     #[inline]
     fn try_lock_upgradable_for(&self, timeout: Self::Duration) -> Option<GuardNoSend> {
         (self.try_lock_upgradable_fast() || self.lock_upgradable_slow(park::to_deadline(timeout)))
