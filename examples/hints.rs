@@ -2,8 +2,10 @@
 //!
 //! Run with `cargo run --example hints`. On bare metal (the default `native` backend) the
 //! critical-section depth is tracked per thread and the host's hints are constants: nobody is
-//! ever preempted or overloaded. Inside an `ecs-shim` VM (the guest backend, `--cfg ecs_guest`) the same calls
-//! read the vCPU's shared slot, which the host keeps current.
+//! ever preempted or overloaded. Inside an `ecs-shim` VM (the guest backend, `--cfg ecs_guest`)
+//! the same calls read the vCPU's shared slot, which the host keeps current. On Linux x86_64 the
+//! `linux-rseq` backend says whether this thread gets the kernel's rseq time-slice extension, and
+//! if not why (try `ECS_LOCKS_RSEQ=0` or `GLIBC_TUNABLES=glibc.pthread.rseq=0`).
 
 use ecs_locks::{McsMutex, SpinMutex, ecs_sys};
 
@@ -22,6 +24,14 @@ fn main() {
         "backend: {} (live hints: {})",
         ecs_sys::BACKEND,
         ecs_sys::LIVE_HINTS
+    );
+    // On Linux x86_64: whether this thread's spin-family sections request rseq time-slice
+    // extensions from the kernel, or why not (kernel, libc registration, opt-out).
+    println!("this thread: {}", ecs_sys::thread_backend());
+    let grants = ecs_sys::backend::linux::stats();
+    println!(
+        "rseq extensions so far: {} granted, {} yielded",
+        grants.grants, grants.yields
     );
     let a = SpinMutex::new(1);
     let b = McsMutex::new(2);

@@ -48,9 +48,21 @@ step "no_std build (no backend)" cargo build -p ecs-locks --no-default-features
 step "no_std build (guest backend, --cfg ecs_guest)" \
     env RUSTFLAGS="--cfg ecs_guest" CARGO_TARGET_DIR=target/guest-cfg \
     cargo build -p ecs-locks --no-default-features
+# The README's main command in miniature (every lock kind, 8 on 2, 2 paired rounds of 0.2 s runs:
+# well under 2 minutes); it fails if a run fails its checks. Needs /dev/kvm, like the VM tests.
+if [ -e /dev/kvm ]; then
+    step "shim smoke compare (2 rounds, short runs)" \
+        cargo run --quiet -p hypervisor-shim --bin ecs-shim -- compare --preset smoke
+elif [ "${CI:-}" = true ]; then
+    step "shim smoke compare: /dev/kvm is required under CI=true" false
+else
+    echo "test-all: skipping the shim smoke compare: /dev/kvm is not available"
+fi
 for ex in $(ls examples/*.rs 2>/dev/null | xargs -rn1 basename | sed 's/\.rs$//'); do
     step "example $ex" cargo run --quiet --example "$ex"
 done
+step "linux-rseq backend on a Linux 7.x kernel under QEMU (scripts/linux-guest/test.sh)" \
+    scripts/linux-guest/test.sh
 if [ "${SKIP_LOOM:-0}" != 1 ]; then
     step "loom models (LOOM_MAX_PREEMPTIONS=${LOOM_MAX_PREEMPTIONS:-2})" \
         env RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \

@@ -54,6 +54,26 @@ pub(crate) fn vcpu_id() -> u32 {
     ecs_sys::vcpu_id()
 }
 
+/// The value a lock word stores to name vCPU `vcpu` as its holder: `vcpu + 1`, so that 0 can
+/// mean "free". An id past [`ecs_sys::abi::MAX_VCPUS`] (the guest reads its id from its slot,
+/// which it can scribble on) is clamped to `MAX_VCPUS`, a vCPU that is never reported
+/// preempted: the tag is never 0 ("free") nor `u32::MAX` (the MCS hand-off value), where a
+/// wrapping `+ 1` would turn `u32::MAX` into "free".
+#[inline(always)]
+pub(crate) const fn holder_tag(vcpu: u32) -> u32 {
+    if vcpu < ecs_sys::abi::MAX_VCPUS {
+        vcpu + 1
+    } else {
+        ecs_sys::abi::MAX_VCPUS + 1
+    }
+}
+
+/// [`holder_tag`] of the calling vCPU.
+#[inline(always)]
+pub(crate) fn my_holder_tag() -> u32 {
+    holder_tag(vcpu_id())
+}
+
 /// Whether the vCPU `vcpu` (a lock holder or queue predecessor) is descheduled by the host.
 /// Constant `false` natively.
 #[inline(always)]
@@ -66,4 +86,30 @@ pub(crate) fn preempted(vcpu: u32) -> bool {
 #[inline(always)]
 pub(crate) fn overloaded() -> bool {
     ecs_sys::LIVE_HINTS && ecs_sys::pcpu_overloaded()
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::holder_tag;
+    use ecs_sys::abi::MAX_VCPUS;
+
+    /// Issue 9: `vcpu_id + 1` wrapped a corrupt id `u32::MAX` to 0, "free".
+    #[test]
+    fn holder_tag_is_never_free_nor_handoff() {
+        for v in [
+            0,
+            1,
+            MAX_VCPUS - 1,
+            MAX_VCPUS,
+            MAX_VCPUS + 1,
+            u32::MAX - 1,
+            u32::MAX,
+        ] {
+            let t = holder_tag(v);
+            assert!(t != 0 && t != u32::MAX, "tag {t} for vCPU {v}");
+        }
+        assert_eq!(holder_tag(0), 1);
+        assert_eq!(holder_tag(MAX_VCPUS - 1), MAX_VCPUS);
+        assert_eq!(holder_tag(u32::MAX), MAX_VCPUS + 1);
+    }
 }

@@ -90,6 +90,8 @@ mod adaptive_spin;
 mod backoff;
 mod cs;
 #[cfg(any(feature = "std", ecs_guest))]
+mod fork;
+#[cfg(any(feature = "std", ecs_guest))]
 mod raw_rcu;
 pub mod rcu;
 mod sync;

@@ -15,15 +15,18 @@
 //!   predecessor, link into it (`pred.next = me`) and spin on *my own* node until the
 //!   predecessor makes me the queue **head** (`me.head = true`). The head spins on `locked`
 //!   and takes it with a CAS when it reads 0 (or [`HANDOFF`], see below). Now the holder, it
-//!   passes head-ness on: if `tail` is still its own node it CASes `tail` back to null,
-//!   otherwise it waits for its successor's link and sets `next.head`. Only then does it let
-//!   its node go, and returns.
+//!   passes head-ness on without waiting: if `tail` is still its own node it CASes `tail`
+//!   back to null; otherwise it swaps [`GONE`] into its node's `next`. If that swap returns
+//!   the successor, it sets `next.head`; if it returns null, the successor has swapped
+//!   `tail` but not linked yet, and will find `GONE` when it links (a swap too) and make
+//!   itself the head.
 //! - **release**: a plain `store(locked: 0, Release)`: no queue work, no RMW.
 //!
-//! The new holder waits for a late successor's link (a flow between its `tail` swap and its
-//! `pred.next` store) while it already holds the word, as Linux's qspinlock does: the window
-//! is two instructions of the successor, and a waiter descheduled inside it delays one
-//! holder, not every acquisition.
+//! Linux's qspinlock (and this lock until issue 9) made the new holder wait for a late
+//! successor's link while it already held the word: in user space a successor descheduled
+//! between its `tail` swap and its link then stalled every acquisition. Here nobody waits for
+//! the link: the late successor makes itself head when it runs. Until then the queued waiters
+//! behind it wait for it (they would anyway), and arrivals keep taking the free word.
 //!
 //! Nobody is ever *handed* the lock (except by the opt-in fair unlock): the lock word is free
 //! for whoever CASes it first. That is what survives preemption. A strict FIFO queue lock
@@ -62,18 +65,22 @@
 //!   `cs::vcpu_id()`, bounded by `ecs_sys::abi::MAX_VCPUS`.
 //! - neither: `McsMutex` is not available (there is nowhere to keep a node).
 //!
-//! **Node reuse.** A node is touched by others only while its owner waits, and the owner's
-//! wait ends only after the last such touch: the predecessor's `head` store is read by the
-//! owner (`Acquire`) before the owner can end its wait; the successor reads the node's
-//! `vcpu` and then stores `next` (`Release`), which the owner reads (`Acquire`) before passing
-//! head-ness on, or the owner's CAS of `tail` from its node to null proves no successor
-//! exists. So a node is free for the next wait (or to be freed with its thread) as soon as
-//! its owner returns from `lock`. Predecessors are never read after linking (their `vcpu` is
-//! copied first). The loom models check this with `vcpu` as a plain cell.
+//! **Node reuse.** A node is touched by others only while its owner waits or is *pending*:
+//! the predecessor's `head` store is read by the owner (`Acquire`) before the owner can end
+//! its wait; the successor reads the node's `vcpu` and then swaps `next` (`AcqRel`). The
+//! owner's pass-on either CASes `tail` from its node to null (no successor exists), or swaps
+//! `GONE` into `next` and gets the successor (it then resets `next` to null: free), or gets
+//! null: the node is pending, `next == GONE`, until the late successor's swap replaces
+//! `GONE` with its own address. A pending node is never reused: the owner's next slow-path
+//! wait sees `next == GONE` (`Acquire`, pairing with the successor's swap) and waits
+//! node-less instead (the "Fallback" below), and a thread's node is not freed before its
+//! successor linked (its thread-local's destructor waits for that). Predecessors are never
+//! read after linking (their `vcpu` is copied first). The loom models check this with `vcpu`
+//! as a plain cell.
 //!
 //! **Fallback.** If a flow has no node (its thread-local is already destroyed, as in a lock
 //! taken by a TLS destructor; its vCPU id is out of range; or its node is in use, which the
-//! protocol never does), it waits without queueing: it reads `locked` until it is 0 and
+//! protocol never does; or it is pending, see above), it waits without queueing: it reads `locked` until it is 0 and
 //! CASes it (test-and-test-and-set, as `SpinMutex` does). Correct, it never blocks the queue,
 //! and it competes with the queue head like any arrival.
 //!
@@ -102,7 +109,7 @@
 //! | `tail` | null | no flow queued |
 //! | `tail` | node address | the last queued node |
 //! | `node.head` | `false` / `true` | waiting behind a predecessor / queue head (spins on `locked`) |
-//! | `node.next` | null / node | successor not linked yet / successor |
+//! | `node.next` | null / node / [`GONE`] | successor not linked yet / successor / owner passed head-ness on before its successor linked (pending) |
 //! | `node.vcpu` | `u32` | owner's vCPU, read by the successor before it links |
 //!
 //! # Misuse caught in debug builds
@@ -128,6 +135,11 @@ const UNLOCKED: u32 = 0;
 /// Never a holder value (`vcpu + 1 <= MAX_VCPUS`).
 const HANDOFF: u32 = u32::MAX;
 
+/// `node.next` of a holder that passed head-ness on before its successor linked: the late
+/// successor finds it when it links and makes itself the queue head. Never a node address
+/// (nodes are aligned).
+const GONE: *mut Node = ptr::without_provenance_mut(1);
+
 /// Backoff rounds a queued waiter spins before it acts on its predecessor's preempted hint.
 const DAMP_ROUNDS: u32 = 16;
 
@@ -146,6 +158,10 @@ pub(crate) struct Node {
     /// The owner's vCPU: written by the owner before it publishes the node, read by the
     /// successor between its swap and its link. A plain cell, so loom checks node reuse.
     vcpu: UnsafeCell<u32>,
+    /// The fork generation (`crate::fork`) the owner queued in, written and read like
+    /// `vcpu`: a successor that reads an older one waits behind a thread that does not exist
+    /// in this process (it forked) and makes itself the head.
+    generation: UnsafeCell<u32>,
 }
 
 // SAFETY: `head` and `next` are atomics. `vcpu` is written only by the owner while no other
@@ -162,6 +178,7 @@ impl Node {
                 head: AtomicBool::new(false),
                 next: AtomicPtr::new(ptr::null_mut()),
                 vcpu: UnsafeCell::new(0),
+                generation: UnsafeCell::new(0),
             }
         }
     }
@@ -214,7 +231,7 @@ impl RawMcsMutex {
     /// The lock word value that names this vCPU as the holder.
     #[inline(always)]
     fn my_word() -> u32 {
-        cs::vcpu_id().wrapping_add(1)
+        cs::my_holder_tag()
     }
 
     /// Acquires the mutex: one CAS if it is free, otherwise queue and wait (see the module
@@ -256,19 +273,28 @@ impl RawMcsMutex {
                 "McsMutex locked twice by the same flow (reentrant lock would deadlock)"
             );
         }
-        if slots::with_node(|n| self.lock_queued(n)).is_none() {
+        if slots::with_node(|n| self.lock_queued(n)) != Some(true) {
             self.lock_unqueued();
         }
     }
 
-    /// Queue on `n`, wait to become head, take the word, pass head-ness on.
-    fn lock_queued(&self, n: &Node) {
+    /// Queue on `n`, wait to become head, take the word, pass head-ness on. Returns `false`
+    /// without touching the lock when `n` is still pending (see "Node reuse").
+    fn lock_queued(&self, n: &Node) -> bool {
         let node = ptr::from_ref(n).cast_mut();
+        // Acquire: pairs with a late successor's link, after which it no longer touches `n`.
+        if n.next.load(Ordering::Acquire) == GONE {
+            return false;
+        }
         n.next.store(ptr::null_mut(), Ordering::Relaxed);
         n.head.store(false, Ordering::Relaxed);
         // SAFETY: the node is ours and unpublished: no other flow reaches it until the swap
         // below (module docs, "Node reuse").
         n.vcpu.with_mut(|v| unsafe { *v = cs::vcpu_id() });
+        slots::watch_fork();
+        let generation = crate::fork::generation();
+        // SAFETY: as for `vcpu`.
+        n.generation.with_mut(|g| unsafe { *g = generation });
         // Release: a successor reads our reset node; Acquire: we read the predecessor's.
         let pred = self.tail.swap(node, Ordering::AcqRel);
         if !pred.is_null() {
@@ -279,21 +305,38 @@ impl RawMcsMutex {
             // SAFETY: the predecessor wrote `vcpu` before its swap, which our swap read; it
             // rewrites it only after reading our link (module docs, "Node reuse").
             let pred_vcpu = p.vcpu.with(|v| unsafe { *v });
-            p.next.store(node, Ordering::Release);
-            self.wait_for_head(n, pred_vcpu);
+            // SAFETY: as for `vcpu`.
+            let pred_generation = p.generation.with(|g| unsafe { *g });
+            if pred_generation != generation {
+                // The predecessor queued before this process was forked from its parent: its
+                // thread does not exist here and will never make us head. Make ourselves the
+                // head; nobody touches its node again.
+            } else if p.next.swap(node, Ordering::AcqRel) != GONE {
+                // Release: the predecessor (or whoever reuses its node) reads our reset node;
+                // Acquire: on `GONE`, what the predecessor did before passing head-ness on.
+                // Our last access to `pred`.
+                self.wait_for_head(n, pred_vcpu);
+            }
+            // Else the predecessor took the word and moved on before we linked: we are the head.
         }
         self.take_as_head();
-        // Holder now. Pass head-ness on before letting the node go.
+        // Holder now. Pass head-ness on, without waiting for a successor that has not linked.
         if self
             .tail
             .compare_exchange(node, ptr::null_mut(), Ordering::AcqRel, Ordering::Relaxed)
             .is_err()
         {
-            let next = Self::wait_for_link(n);
-            // SAFETY: `next` linked itself into our node, so it is a waiting flow's node that
-            // stays valid until it reads this store; this is our last access to it.
-            unsafe { (*next).head.store(true, Ordering::Release) };
+            let next = n.next.swap(GONE, Ordering::AcqRel);
+            if !next.is_null() {
+                // Linked already: our node is free again (nobody else touches it now).
+                n.next.store(ptr::null_mut(), Ordering::Relaxed);
+                // SAFETY: `next` linked itself into our node, so it is a waiting flow's node
+                // that stays valid until it reads this store; this is our last access to it.
+                unsafe { (*next).head.store(true, Ordering::Release) };
+            }
+            // Else: pending until the late successor links, finds `GONE` and becomes head.
         }
+        true
     }
 
     /// Spins on our own node until the predecessor makes it the queue head.
@@ -335,20 +378,6 @@ impl RawMcsMutex {
             } else {
                 backoff.snooze(Some(w - 1));
             }
-        }
-    }
-
-    /// A successor swapped itself into `tail` but has not linked yet: wait for the link.
-    #[cold]
-    #[inline(never)]
-    fn wait_for_link(n: &Node) -> *mut Node {
-        let mut backoff = Backoff::new();
-        loop {
-            let next = n.next.load(Ordering::Acquire);
-            if !next.is_null() {
-                return next;
-            }
-            backoff.snooze(None);
         }
     }
 
@@ -436,8 +465,9 @@ impl RawMcsMutex {
         let _ = guard;
         self.debug_check_unlock();
         // A queued flow exists, and while we hold the lock it is the head or becomes it
-        // without the lock word (our own acquisition passed head-ness on before returning):
-        // it will take `HANDOFF`.
+        // without the lock word (our own acquisition passed head-ness on before returning, or
+        // left `GONE` for a late successor, which makes itself head when it links): it will
+        // take `HANDOFF`.
         let word = if self.has_waiters() {
             HANDOFF
         } else {
@@ -543,41 +573,89 @@ unsafe impl lock_api::RawMutexFair for RawMcsMutex {
 /// the marks.
 #[cfg(not(ecs_guest))]
 mod slots {
-    use super::{DEBUG_HELD, Node};
+    use super::{DEBUG_HELD, GONE, Node};
+    use crate::backoff::Backoff;
+    use crate::sync::{AtomicBool, Ordering};
     use core::cell::Cell;
+    use core::sync::atomic::{Ordering as CompilerOrdering, compiler_fence};
 
     /// One thread's node and marks.
     struct Local {
         node: Node,
-        /// The node is in use by a wait.
-        busy: Cell<bool>,
+        /// The node is in use by a wait. An atomic fenced against the compiler rather than a
+        /// `Cell`: a signal handler that takes an MCS lock runs between any two instructions
+        /// of the interrupted thread and must see the mark set before the node is touched
+        /// and cleared only after the last touch (issue 9). The thread-local is
+        /// `const`-initialized, so a first use inside a handler does not run a lazy
+        /// initializer that the interrupted code may be in the middle of.
+        busy: AtomicBool,
         /// Addresses of the locks this thread holds (debug builds; 0 = empty).
         held: [Cell<usize>; DEBUG_HELD],
     }
 
     impl Local {
-        fn new() -> Self {
-            Self {
-                node: Node::new(),
-                busy: Cell::new(false),
-                held: Default::default(),
+        crate::sync::loom_const_fn! {
+            fn new() -> Self {
+                Self {
+                    node: Node::new(),
+                    busy: AtomicBool::new(false),
+                    held: [const { Cell::new(0) }; DEBUG_HELD],
+                }
             }
         }
     }
 
+    impl Drop for Local {
+        fn drop(&mut self) {
+            // A pending node (module docs, "Node reuse") is still to be written by a late
+            // successor's link: the thread's memory must outlive that store. The wait is
+            // for two instructions of a flow that has already swapped itself into `tail`.
+            let mut backoff = Backoff::new();
+            while self.node.next.load(Ordering::Acquire) == GONE {
+                backoff.snooze(None);
+            }
+        }
+    }
+
+    #[cfg(not(loom))]
+    crate::sync::thread_local! {
+        static LOCAL: Local = const { Local::new() };
+    }
+    #[cfg(loom)]
     crate::sync::thread_local! {
         static LOCAL: Local = Local::new();
+    }
+
+    /// Registers the fork repair below (once per process).
+    #[inline]
+    pub(super) fn watch_fork() {
+        static REGISTERED: crate::fork::Registered = crate::fork::Registered::new();
+        crate::fork::on_child(&REGISTERED, repair_after_fork);
+    }
+
+    /// In the child of a `fork()`: the forking thread's node may be pending for a late
+    /// successor that was another thread, which no longer exists: free it.
+    fn repair_after_fork() {
+        let _ = LOCAL.try_with(|l| {
+            if l.node.next.load(Ordering::Relaxed) == GONE {
+                l.node.next.store(core::ptr::null_mut(), Ordering::Relaxed);
+            }
+        });
     }
 
     #[inline]
     pub(super) fn with_node<R>(f: impl FnOnce(&Node) -> R) -> Option<R> {
         LOCAL
             .try_with(|l| {
-                if l.busy.replace(true) {
+                if l.busy.swap(true, Ordering::Relaxed) {
                     return None;
                 }
+                // Same-thread ordering against a signal handler: the mark is set before the
+                // node is touched, and cleared after.
+                compiler_fence(CompilerOrdering::SeqCst);
                 let r = f(&l.node);
-                l.busy.set(false);
+                compiler_fence(CompilerOrdering::SeqCst);
+                l.busy.store(false, Ordering::Relaxed);
                 Some(r)
             })
             .ok()
@@ -629,6 +707,10 @@ mod slots {
         }
     }; MAX_VCPUS as usize];
 
+    /// No fork inside a guest.
+    #[inline(always)]
+    pub(super) fn watch_fork() {}
+
     fn mine() -> Option<&'static Slot> {
         SLOTS.get(crate::cs::vcpu_id() as usize)
     }
@@ -669,6 +751,62 @@ mod slots {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+
+    /// Issue 9: the new holder waited for a late successor's link (a flow between its `tail`
+    /// swap and its link) while holding the word, so a successor descheduled there stalled
+    /// every acquisition. Here the late successor is faked by hand and links only after the
+    /// holder has finished: the holder must not wait for it.
+    #[test]
+    fn holder_does_not_wait_for_a_late_successor() {
+        use std::sync::{Arc, mpsc};
+        use std::time::Duration;
+        let m = Arc::new(RawMcsMutex::new());
+        let g = m.lock();
+        let (done_tx, done_rx) = mpsc::channel();
+        let (exit_tx, exit_rx) = mpsc::channel::<()>();
+        let m2 = Arc::clone(&m);
+        let t = std::thread::spawn(move || {
+            let h = m2.lock(); // queues: the word is held
+            // SAFETY: `h` is the state of the acquisition above.
+            unsafe { m2.unlock(h) };
+            // Another acquisition while the late successor has still not linked: the node is
+            // pending, so this one waits node-less (here it finds the word free).
+            let h = m2.lock();
+            // SAFETY: as above.
+            unsafe { m2.unlock(h) };
+            done_tx.send(()).unwrap();
+            // The thread's node must outlive the late link: keep the thread until then.
+            exit_rx.recv().unwrap();
+        });
+        while !m.has_waiters() {
+            std::thread::yield_now();
+        }
+        // The late successor: swapped into `tail`, not linked.
+        let late = Box::leak(Box::new(Node::new()));
+        let pred = m.tail.swap(late, Ordering::AcqRel);
+        assert!(!pred.is_null());
+        // SAFETY: `g` is the state of the acquisition above.
+        unsafe { m.unlock(g) };
+        done_rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the holder waited for a successor that had not linked");
+        // Now the late successor links, finds GONE, and is the head: it takes the word and
+        // leaves the queue as `lock_queued` would.
+        // SAFETY: `pred` is the waiting thread's node, pending until this link.
+        let prev = unsafe { &*pred }.next.swap(late, Ordering::AcqRel);
+        assert_eq!(prev, GONE, "the holder passed head-ness on through GONE");
+        m.take_as_head();
+        assert!(
+            m.tail
+                .compare_exchange(late, ptr::null_mut(), Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        );
+        // SAFETY: taken by `take_as_head` above, on this thread.
+        unsafe { m.unlock(GuardNoSend::new()) };
+        exit_tx.send(()).unwrap();
+        t.join().unwrap();
+        assert!(!m.is_locked() && !m.has_waiters());
+    }
 
     #[test]
     fn word_names_holder_and_guard_needs_no_node() {

@@ -74,7 +74,8 @@
 //! - `std` (and not `guest`): a registry, a lock-free singly linked list of leaked, cache-padded
 //!   slots. A thread claims a free slot on its first `read_lock` (a thread-local handle from
 //!   `crate::sync::thread_local!`) or pushes a new one; the handle's destructor frees the slot
-//!   for the next thread. Slots are never deallocated, so a writer walking the list never
+//!   for the next thread. Sections taken after the handle is gone (in other thread-locals'
+//!   destructors) share one teardown slot per thread, freed when its outermost section ends. Slots are never deallocated, so a writer walking the list never
 //!   touches freed memory, and the list grows without blocking readers or writers.
 //! - `guest` (no_std, one flow per vCPU, no TLS): a static table of one slot per vCPU, indexed by
 //!   `cs::vcpu_id()`, bounded by [`ecs_sys::abi::MAX_VCPUS`]; writers scan up to the highest vCPU
@@ -194,6 +195,9 @@ pub(crate) unsafe fn read_unlock(slot: &'static ReaderSlot) {
     debug_assert!(v & DEPTH_MASK != 0, "RCU read_unlock without read_lock");
     // The outermost unlock leaves the epoch behind: a quiescent slot's epoch is never looked at.
     slot.ctr.store(v - 1, Ordering::Release);
+    if v & DEPTH_MASK == 1 {
+        slots::left_outermost(slot);
+    }
     cs::exit();
 }
 
@@ -264,7 +268,7 @@ impl WriterLock {
     /// (a panic in the holder unlocks on unwind).
     #[inline]
     pub(crate) fn lock(&self) -> WriterGuard<'_> {
-        let me = cs::vcpu_id().wrapping_add(1).max(1);
+        let me = cs::my_holder_tag();
         if self
             .word
             .compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed)
@@ -337,6 +341,7 @@ impl Domain {
 mod slots {
     use super::{Domain, ReaderSlot};
     use crate::sync::{AtomicBool, Ordering};
+    use core::cell::Cell;
     use crossbeam_utils::CachePadded;
 
     #[cfg(not(loom))]
@@ -370,7 +375,9 @@ mod slots {
 
     impl Handle {
         fn claim() -> Self {
-            Self(claim())
+            let entry = claim();
+            let _ = OWN.try_with(|o| o.set(entry));
+            Self(entry)
         }
     }
 
@@ -379,16 +386,36 @@ mod slots {
             // A section still open here belongs to another thread-local whose destructor has
             // not run yet (it will close the section through the slot pointer its guard
             // holds), or to a forgotten guard (which stalls grace periods forever, as in any
-            // RCU). Either way the slot must not get a second owner: keep it out of
-            // circulation.
+            // RCU). Either way the slot must not get a second owner: it stays this thread's
+            // teardown slot, so later sections of this thread nest on it (and
+            // `in_read_section` still sees the open one); the outermost unlock frees it.
+            let _ = OWN.try_with(|o| o.set(core::ptr::null()));
             if self.0.slot.depth() == 0 {
                 self.0.in_use.store(false, Ordering::Release);
+            } else {
+                let _ = TEARDOWN.try_with(|t| t.set(self.0));
             }
         }
     }
 
     crate::sync::thread_local! {
         static HANDLE: Handle = Handle::claim();
+    }
+
+    // The slot this thread reads on once `HANDLE` is gone (sections taken in other
+    // thread-locals' destructors), or null. No destructor, so it stays usable through the
+    // whole teardown.
+    // `OWN`: the handle's entry while the handle lives, or null (read by the fork repair,
+    // which must not initialize `HANDLE`).
+    #[cfg(not(loom))]
+    crate::sync::thread_local! {
+        static TEARDOWN: Cell<*const Entry> = const { Cell::new(core::ptr::null()) };
+        static OWN: Cell<*const Entry> = const { Cell::new(core::ptr::null()) };
+    }
+    #[cfg(loom)]
+    crate::sync::thread_local! {
+        static TEARDOWN: Cell<*const Entry> = Cell::new(core::ptr::null());
+        static OWN: Cell<*const Entry> = Cell::new(core::ptr::null());
     }
 
     /// This thread's reader slot.
@@ -400,17 +427,68 @@ mod slots {
         }
     }
 
-    /// A slot for a read section taken while this thread's locals are being destroyed (a
-    /// `read_lock` in another thread-local's destructor): claimed for good, it stays quiescent
-    /// between sections, so it costs the writers one more slot to scan and nothing else.
+    /// The slot for a read section taken while this thread's locals are being destroyed (a
+    /// `read_lock` in another thread-local's destructor): one per thread at a time, claimed
+    /// at the first such section and freed when its outermost section ends
+    /// ([`left_outermost`]), so thread churn does not grow the registry (issue 9), and every
+    /// section of the thread nests on the same slot, so `in_read_section` tells the truth.
     #[cold]
     fn teardown_slot() -> &'static ReaderSlot {
-        &claim().slot
+        let cached = TEARDOWN.try_with(Cell::get).unwrap_or(core::ptr::null());
+        if !cached.is_null() {
+            // SAFETY: registry entries are leaked and never freed.
+            return &unsafe { &*cached }.slot;
+        }
+        let entry = claim();
+        // `TEARDOWN` has no destructor, so this cannot fail on a live thread.
+        let _ = TEARDOWN.try_with(|t| t.set(entry));
+        &entry.slot
+    }
+
+    /// Called when `slot`'s outermost section ended: frees the thread's teardown slot.
+    #[inline]
+    pub(super) fn left_outermost(slot: &'static ReaderSlot) {
+        let _ = TEARDOWN.try_with(|t| {
+            let e = t.get();
+            if !e.is_null() && core::ptr::eq(slot, &unsafe_entry(e).slot) {
+                t.set(core::ptr::null());
+                unsafe_entry(e).in_use.store(false, Ordering::Release);
+            }
+        });
+    }
+
+    /// The entry behind a non-null `TEARDOWN` pointer.
+    #[inline]
+    fn unsafe_entry(e: *const Entry) -> &'static Entry {
+        // SAFETY: `TEARDOWN` only holds pointers from `claim`: leaked, never freed entries.
+        unsafe { &*e }
+    }
+
+    /// In the child of a `fork()` (see `crate::fork`): every slot but the forking thread's
+    /// belongs to a thread that does not exist here. A section open in one of them would
+    /// never end and stall every grace period: mark them quiescent and free them. The
+    /// forking thread's own slots (its handle's and its teardown slot) keep their sections.
+    fn repair_after_fork() {
+        let mine = OWN.try_with(Cell::get).unwrap_or(core::ptr::null());
+        let teardown = TEARDOWN.try_with(Cell::get).unwrap_or(core::ptr::null());
+        let mut p = domain().head.load(Ordering::Acquire);
+        while !p.is_null() {
+            // SAFETY: as in `claim`: published, leaked, never freed.
+            let node: &'static Entry = unsafe { &*p };
+            let this = core::ptr::from_ref(node);
+            if this != mine && this != teardown && node.in_use.load(Ordering::Relaxed) {
+                node.slot.ctr.store(0, Ordering::Release);
+                node.in_use.store(false, Ordering::Release);
+            }
+            p = node.next.cast_mut();
+        }
     }
 
     /// Claims a free registry entry, or registers a new one.
     #[cold]
     fn claim() -> &'static Entry {
+        static FORK_HOOK: crate::fork::Registered = crate::fork::Registered::new();
+        crate::fork::on_child(&FORK_HOOK, repair_after_fork);
         let d = domain();
         let mut p = d.head.load(Ordering::Acquire);
         while !p.is_null() {
@@ -508,6 +586,10 @@ mod slots {
         &SLOTS[id as usize]
     }
 
+    /// Nothing to do: a vCPU's slot is static.
+    #[inline(always)]
+    pub(super) fn left_outermost(_slot: &'static ReaderSlot) {}
+
     #[cold]
     fn register(id: u32) {
         HIGH_WATER.fetch_max(id + 1, Ordering::Release);
@@ -596,6 +678,58 @@ mod tests {
         assert!(
             slots::registered() < before + 8,
             "slots of exited threads are reused"
+        );
+    }
+
+    /// Runs `f` in a destructor of a thread-local registered before the thread's RCU handle,
+    /// so it runs after the handle is gone (thread-local destructors run in reverse order).
+    fn in_teardown(f: fn()) {
+        struct Late(fn());
+        impl Drop for Late {
+            fn drop(&mut self) {
+                (self.0)();
+            }
+        }
+        std::thread_local! {
+            static LATE: core::cell::Cell<Option<Late>> = const { core::cell::Cell::new(None) };
+        }
+        std::thread::spawn(move || {
+            LATE.with(|l| l.set(Some(Late(f))));
+            read_lock_unlock(); // registers the handle after `LATE`
+        })
+        .join()
+        .unwrap();
+    }
+
+    /// Issue 9: once the handle was gone, every `read_lock` claimed a fresh registry slot for
+    /// good: the registry grew by one slot per read section of each exiting thread.
+    #[test]
+    fn teardown_sections_reuse_one_slot_and_free_it() {
+        in_teardown(|| {
+            for _ in 0..50 {
+                assert_eq!(read_lock_unlock(), 1);
+            }
+        });
+        let before = slots::registered();
+        for _ in 0..4 {
+            in_teardown(|| {
+                for _ in 0..50 {
+                    let a = read_lock();
+                    let b = read_lock();
+                    assert!(core::ptr::eq(a, b), "teardown sections nest on one slot");
+                    assert!(in_section());
+                    // SAFETY: innermost first, on this thread.
+                    unsafe { read_unlock(b) };
+                    // SAFETY: as above.
+                    unsafe { read_unlock(a) };
+                }
+            });
+        }
+        // Concurrent tests may register a few slots; 200 teardown sections must not add 200.
+        assert!(
+            slots::registered() < before + 20,
+            "teardown sections claimed {} fresh slots",
+            slots::registered() - before
         );
     }
 

@@ -77,7 +77,7 @@ impl RawSpinMutex {
     /// The lock word value that names this vCPU as the holder.
     #[inline(always)]
     fn my_word() -> u32 {
-        cs::vcpu_id().wrapping_add(1)
+        cs::my_holder_tag()
     }
 
     /// Acquires the mutex, spinning (with backoff and directed yield) until it is free.

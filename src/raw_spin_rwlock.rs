@@ -483,14 +483,25 @@ impl RawSpinRwLock {
     #[inline]
     pub unsafe fn downgrade_upgradable(&self, guard: GuardNoSend) -> GuardNoSend {
         self.debug_check_upgradable("downgrade_upgradable");
-        self.update(|s| {
-            assert!(
-                readers(s) < MAX_READERS,
-                "RawSpinRwLock reader count overflow"
-            );
-            (s & !UPGRADABLE) + ONE_READER
-        });
-        guard
+        let mut s = self.word.load(Ordering::Relaxed);
+        loop {
+            if readers(s) == MAX_READERS {
+                // No room for one more reader. lock_api has already consumed the caller's
+                // guard, so release the upgradable lock before reporting: a panic must not
+                // leave UPGRADABLE held with nobody to release it (issue 9).
+                // SAFETY: the caller holds the upgradable lock with `guard` (our contract).
+                unsafe { self.unlock_upgradable(guard) };
+                panic!("RawSpinRwLock reader count overflow");
+            }
+            let new = (s & !UPGRADABLE) + ONE_READER;
+            match self
+                .word
+                .compare_exchange_weak(s, new, Ordering::Release, Ordering::Relaxed)
+            {
+                Ok(_) => return guard,
+                Err(now) => s = now,
+            }
+        }
     }
 
     // ----- queries -----
@@ -641,6 +652,29 @@ unsafe impl lock_api::RawRwLockUpgradeDowngrade for RawSpinRwLock {
 
 #[cfg(all(test, not(loom)))]
 mod tests {
+    /// Issue 9: an overflow panic inside `downgrade_upgradable`'s CAS closure left
+    /// `UPGRADABLE` set with the guard already consumed: nobody could release it.
+    #[test]
+    fn downgrade_upgradable_overflow_releases_the_upgradable_lock() {
+        let raw = RawSpinRwLock::new();
+        let depth = ecs_sys::cs_depth();
+        let u = raw.lock_upgradable();
+        // Fill the reader count (no real reader could get there).
+        raw.word
+            .fetch_or(MAX_READERS * ONE_READER, Ordering::Relaxed);
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            // SAFETY: `u` is this thread's upgradable lock.
+            unsafe { raw.downgrade_upgradable(u) }
+        }));
+        assert!(r.is_err(), "the overflow is reported");
+        let s = raw.word.load(Ordering::Relaxed);
+        assert_eq!(s & UPGRADABLE, 0, "the upgradable lock was released");
+        assert_eq!(ecs_sys::cs_depth(), depth, "and its critical section left");
+        raw.word
+            .fetch_and(!(MAX_READERS * ONE_READER), Ordering::Relaxed);
+        assert!(raw.try_lock_upgradable().is_some());
+    }
+
     use super::*;
 
     #[test]

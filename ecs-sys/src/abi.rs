@@ -26,7 +26,7 @@
 //! |     40 | `nr_preempted_in_cs`  | host   | times preempted with `cs_depth > 0` |
 //! |     44 | `nr_extensions`       | host   | slice extensions granted |
 //! |     48 | `nr_directed_yields`  | host   | directed yields received (another vCPU gave us its pCPU) |
-//! |     52 | `reserved`            | -      | zero |
+//! |     52 | `ple_window`          | host   | this vCPU's pause-loop window in spins (0: the header's) |
 //! |     56 | `progress`            | guest  | workload operations completed so far (read by the host for progress) |
 //!
 //! The host's counters here are a copy for the guest to read; the host keeps its own
@@ -116,8 +116,10 @@ pub struct HintSlot {
     pub nr_extensions: AtomicU32,
     /// Host: directed yields received.
     pub nr_directed_yields: AtomicU32,
-    /// Reserved, zero.
-    pub reserved: AtomicU32,
+    /// Host: this vCPU's current pause-loop window in spins, when the host sizes it per vCPU
+    /// as KVM does (grown on every pause-loop exit, reset when the vCPU is scheduled in); 0
+    /// means the header's `ple_window`. (Was `reserved`, always zero: same layout.)
+    pub ple_window: AtomicU32,
     /// Guest: workload operations completed so far.
     pub progress: AtomicU64,
 }
@@ -142,6 +144,8 @@ pub mod slot_offset {
     pub const HC_STATUS: usize = offset_of!(HintSlot, hc_status);
     /// `hc_arg`.
     pub const HC_ARG: usize = offset_of!(HintSlot, hc_arg);
+    /// `ple_window`.
+    pub const PLE_WINDOW: usize = offset_of!(HintSlot, ple_window);
     /// `progress`.
     pub const PROGRESS: usize = offset_of!(HintSlot, progress);
 }
@@ -173,6 +177,7 @@ const _: () = assert!(offset_of!(HintSlot, overloaded) == 12);
 const _: () = assert!(offset_of!(HintSlot, ext_granted) == 16);
 const _: () = assert!(offset_of!(HintSlot, vcpu_id) == 20);
 const _: () = assert!(offset_of!(HintSlot, hc_status) == 24);
+const _: () = assert!(offset_of!(HintSlot, ple_window) == 52);
 const _: () = assert!(offset_of!(HintSlot, nr_preempted) == 28);
 const _: () = assert!(offset_of!(HintSlot, hc_arg) == 32);
 const _: () = assert!(offset_of!(HintSlot, nr_preempted_in_cs) == 40);
@@ -207,7 +212,7 @@ impl HintSlot {
         nr_preempted_in_cs: AtomicU32::new(0),
         nr_extensions: AtomicU32::new(0),
         nr_directed_yields: AtomicU32::new(0),
-        reserved: AtomicU32::new(0),
+        ple_window: AtomicU32::new(0),
         progress: AtomicU64::new(0),
     };
 
@@ -224,7 +229,7 @@ impl HintSlot {
             &self.nr_preempted_in_cs,
             &self.nr_extensions,
             &self.nr_directed_yields,
-            &self.reserved,
+            &self.ple_window,
         ] {
             f.store(0, Ordering::Relaxed);
         }

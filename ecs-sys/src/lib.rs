@@ -115,6 +115,16 @@ pub fn kick(vcpu: u32) {
     Active::kick(vcpu)
 }
 
+/// Which backend the calling thread uses and, on Linux, whether its spin-family sections
+/// request rseq time-slice extensions or why not. See [`backend::linux`].
+///
+/// ```
+/// println!("{}", ecs_sys::thread_backend());
+/// ```
+pub fn thread_backend() -> backend::linux::ThreadBackend {
+    Active::thread_backend()
+}
+
 /// Pause-loop window in spin iterations (0 = no PLE). See [`Backend::ple_window`].
 #[inline]
 pub fn ple_window() -> u32 {

@@ -25,6 +25,8 @@ pub struct Bar {
     pub cs_iters: u32,
     /// The series: a policy, or the ceiling (`None`).
     pub policy: Option<PolicyKind>,
+    /// The series is the policy with `--guest-hints off`.
+    pub hints_off: bool,
     /// The bar's height, if the run passed.
     pub value: Option<f64>,
     /// Whiskers: (low, high).
@@ -54,9 +56,14 @@ pub struct Chart {
     pub bars: Vec<Bar>,
 }
 
+/// A series: a policy (with hints off?), or the ceiling.
+type Series = (Option<PolicyKind>, bool);
+
 /// Colours of the series (colour-blind-safe Okabe-Ito).
-fn colour(p: Option<PolicyKind>) -> RGBColor {
+fn colour((p, hints_off): Series) -> RGBColor {
     match p {
+        Some(PolicyKind::Ecs) if hints_off => RGBColor(0xCC, 0x79, 0xA7),
+        Some(PolicyKind::EcsPle) if hints_off => RGBColor(0xD5, 0x5E, 0x00),
         None => RGBColor(0x56, 0xB4, 0xE9),
         Some(PolicyKind::Baseline) => RGBColor(0x99, 0x99, 0x99),
         Some(PolicyKind::Ple) => RGBColor(0xE6, 0x9F, 0x00),
@@ -65,8 +72,12 @@ fn colour(p: Option<PolicyKind>) -> RGBColor {
     }
 }
 
-fn series_name(p: Option<PolicyKind>) -> &'static str {
-    p.map_or("ceiling", PolicyKind::name)
+fn series_name((p, hints_off): Series) -> String {
+    match p {
+        None => "ceiling".to_owned(),
+        Some(p) if hints_off => format!("{p}, hints off"),
+        Some(p) => p.name().to_owned(),
+    }
 }
 
 /// The over-commit ratio `vcpus / pcpus` as an axis label: `1x`, `4x`, `1.5x`.
@@ -102,7 +113,7 @@ pub fn svg(c: &Chart) -> String {
 }
 
 fn draw(c: &Chart, out: &mut String) -> Result<(), Box<dyn std::error::Error>> {
-    let series = first_seen(c.bars.iter().map(|b| b.policy));
+    let series = first_seen(c.bars.iter().map(|b| (b.policy, b.hints_off)));
     let locks = first_seen(c.bars.iter().map(|b| b.lock));
     // Per lock, its (vcpus, pcpus, cs) groups by ascending over-commit, then section length.
     let blocks: Vec<(Lock, Vec<GroupKey>)> = locks
@@ -137,7 +148,7 @@ fn draw(c: &Chart, out: &mut String) -> Result<(), Box<dyn std::error::Error>> {
     } else {
         (top * 1.1).ceil()
     };
-    let width = 120 + (28.0 * x_max) as u32 + 200;
+    let width = (120 + (28.0 * x_max) as u32 + 200).max(960);
     let root = SVGBackend::with_string(out, (width, 520)).into_drawing_area();
     root.fill(&WHITE)?;
     let mut chart = ChartBuilder::on(&root)
@@ -163,7 +174,13 @@ fn draw(c: &Chart, out: &mut String) -> Result<(), Box<dyn std::error::Error>> {
         for &(vcpus, pcpus, cs) in groups {
             for (si, &s) in series.iter().enumerate() {
                 let Some(b) = c.bars.iter().find(|b| {
-                    (b.lock, b.vcpus, b.pcpus, b.cs_iters, b.policy) == (*lock, vcpus, pcpus, cs, s)
+                    (
+                        b.lock,
+                        b.vcpus,
+                        b.pcpus,
+                        b.cs_iters,
+                        (b.policy, b.hints_off),
+                    ) == (*lock, vcpus, pcpus, cs, s)
                 }) else {
                     continue;
                 };
@@ -240,7 +257,7 @@ fn draw(c: &Chart, out: &mut String) -> Result<(), Box<dyn std::error::Error>> {
             [(lx, y), (lx + 14, y + 14)],
             colour(s).filled(),
         ))?;
-        root.draw(&text(series_name(s), i as i32))?;
+        root.draw(&text(&series_name(s), i as i32))?;
     }
     let mut i = series.len() as i32;
     let y = ly + 22 * i + 7;
@@ -276,6 +293,7 @@ mod tests {
             pcpus: 2,
             cs_iters: 100,
             policy,
+            hints_off: false,
             value: Some(value),
             interval: Some((value * 0.9, value * 1.1)),
             dot: None,

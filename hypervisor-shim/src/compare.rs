@@ -80,6 +80,7 @@ impl Preset {
             cs_iters: vec![crate::config::DEFAULT_CS_ITERS],
             rounds: 6,
             secs: 1.0,
+            hint_ablation: false,
         };
         match self {
             Preset::Default => base,
@@ -101,6 +102,7 @@ impl Preset {
             Preset::Ablations => PlanSpec {
                 vcpus: vec![8],
                 policies: PolicyKind::ALL.to_vec(),
+                hint_ablation: true,
                 ..base
             },
             Preset::UnderCommit => PlanSpec {
@@ -165,6 +167,9 @@ pub struct PlanSpec {
     pub rounds: u32,
     /// Seconds per run.
     pub secs: f64,
+    /// Also run every hint-publishing policy with `--guest-hints off` (the ablation of the
+    /// guest's use of the hints).
+    pub hint_ablation: bool,
 }
 
 /// One run of a group.
@@ -176,6 +181,8 @@ pub struct Planned {
     pub policy: PolicyKind,
     /// Whether this is the group's ceiling (vCPUs = pCPUs, `baseline`).
     pub ceiling: bool,
+    /// Whether the host publishes its hints to the guest (`--guest-hints`).
+    pub guest_hints: bool,
 }
 
 /// The runs compared with each other inside a round.
@@ -215,14 +222,19 @@ impl Plan {
                     vcpus: spec.pcpus,
                     policy: PolicyKind::Baseline,
                     ceiling: true,
+                    guest_hints: true,
                 }];
                 for &vcpus in &spec.vcpus {
                     for &policy in &spec.policies {
-                        runs.push(Planned {
-                            vcpus,
-                            policy,
-                            ceiling: false,
-                        });
+                        let off = spec.hint_ablation && policy.hints();
+                        for guest_hints in [true, false].into_iter().take(1 + usize::from(off)) {
+                            runs.push(Planned {
+                                vcpus,
+                                policy,
+                                ceiling: false,
+                                guest_hints,
+                            });
+                        }
                     }
                 }
                 groups.push(Group {
@@ -268,6 +280,7 @@ impl Plan {
             policy: p.policy,
             cs_iters: group.cs_iters,
             think_iters: group.think_iters,
+            guest_hints: p.guest_hints,
             ..self.template.clone()
         }
     }
@@ -332,6 +345,9 @@ pub struct SummaryRow {
     pub policy: PolicyKind,
     /// Whether this is the ceiling.
     pub ceiling: bool,
+    /// Whether the host published its hints to the guest.
+    #[serde(default = "yes")]
+    pub guest_hints: bool,
     /// Rounds run.
     pub rounds: usize,
     /// Rounds whose run failed its checks (left out of every figure).
@@ -365,7 +381,20 @@ pub struct SummaryRow {
     pub ops_max: Option<f64>,
 }
 
+fn yes() -> bool {
+    true
+}
+
 impl SummaryRow {
+    /// The row's series name: the policy (`, hints off` for the ablation) or `ceiling`.
+    pub fn label(&self) -> String {
+        match (self.ceiling, self.guest_hints) {
+            (true, _) => "ceiling".to_owned(),
+            (false, true) => self.policy.name().to_owned(),
+            (false, false) => format!("{} -hints", self.policy.name()),
+        }
+    }
+
     /// Whether a barging lock (spin, mcs, spin-rw, mutex, rwlock: no hand-off order) let
     /// vCPUs starve: median Jain's index below 0.9.
     pub fn unfair(&self) -> bool {
@@ -386,6 +415,7 @@ pub fn summarize(plan: &Plan, runs: &[RoundRun]) -> Vec<SummaryRow> {
                 && r.ceiling == p.ceiling
                 && r.report.vcpus == p.vcpus
                 && r.report.policy == p.policy
+                && r.report.guest_hints == p.guest_hints
                 && r.report.ok()
         })
     };
@@ -397,6 +427,7 @@ pub fn summarize(plan: &Plan, runs: &[RoundRun]) -> Vec<SummaryRow> {
                 vcpus: p.vcpus,
                 policy,
                 ceiling: false,
+                guest_hints: true,
             };
             let mut v: [Vec<f64>; 12] = Default::default();
             let (mut ran, mut failed) = (0, 0);
@@ -407,6 +438,7 @@ pub fn summarize(plan: &Plan, runs: &[RoundRun]) -> Vec<SummaryRow> {
                         && r.ceiling == p.ceiling
                         && r.report.vcpus == p.vcpus
                         && r.report.policy == p.policy
+                        && r.report.guest_hints == p.guest_hints
                 });
                 let Some(mine) = mine else { continue };
                 ran += 1;
@@ -425,7 +457,7 @@ pub fn summarize(plan: &Plan, runs: &[RoundRun]) -> Vec<SummaryRow> {
                 v[1].extend(ratio(find(round, g, ceiling)));
                 if !p.ceiling {
                     v[2].extend(ratio(find(round, g, same(PolicyKind::Baseline))));
-                    if p.policy != PolicyKind::Ple {
+                    if p.policy != PolicyKind::Ple || !p.guest_hints {
                         v[3].extend(ratio(find(round, g, same(PolicyKind::Ple))));
                     }
                 }
@@ -445,6 +477,7 @@ pub fn summarize(plan: &Plan, runs: &[RoundRun]) -> Vec<SummaryRow> {
                 pcpus: plan.template.pcpus,
                 policy: p.policy,
                 ceiling: p.ceiling,
+                guest_hints: p.guest_hints,
                 rounds: ran,
                 failed,
                 ops_per_sec: Estimate::of(&v[0]),
@@ -472,6 +505,10 @@ pub struct Host {
     pub cores: usize,
     /// The kernel release (`uname -r`).
     pub kernel: String,
+    /// TSC cycles per PAUSE, measured at startup (the PLE window's conversion).
+    pub cycles_per_pause: f64,
+    /// KVM's 4096-cycle base pause-loop window in guest spins on this host.
+    pub ple_base_window: u32,
     /// The 1, 5 and 15 minute load averages when the experiment started.
     pub load_start: Option<[f64; 3]>,
     /// The same when it ended.
@@ -484,6 +521,8 @@ impl Host {
         Host {
             cores: crate::sched::os::available_cpus().len(),
             kernel: kernel_release(),
+            cycles_per_pause: crate::sched::pause::cycles_per_pause(),
+            ple_base_window: crate::sched::pause::base_window_spins(),
             load_start: load_average(),
             load_end: None,
         }
@@ -543,6 +582,8 @@ mod tests {
             pcpus: 2,
             slice_ms: 4.0,
             cs_iters: 100,
+            halt_poll: true,
+            guest_hints: true,
             think_iters: 400,
             secs: 1.0,
             ops_per_sec,
@@ -555,6 +596,8 @@ mod tests {
             tsc_hz: 2e9,
             grace_mean_cycles: None,
             grace_mean_us: None,
+            cycles_per_pause: 170.0,
+            ple_base_window: 0,
             per_vcpu: Vec::new(),
             failures: Vec::new(),
         }
@@ -569,6 +612,7 @@ mod tests {
             cs_iters: vec![100],
             rounds,
             secs: 1.0,
+            hint_ablation: false,
         };
         let t = RunConfig::new(2, 2, LockKind::Spin, PolicyKind::Baseline);
         Plan::new(&spec, t, 1)
@@ -599,6 +643,14 @@ mod tests {
             .total_runs(),
             7 * 10 * 6
         );
+        let abl = Plan::new(
+            &Preset::Ablations.spec(),
+            RunConfig::new(2, 2, LockKind::Spin, PolicyKind::Baseline),
+            1,
+        );
+        // Ceiling, 4 policies with hints on, ecs and ecs-ple with hints off.
+        assert_eq!(abl.groups[0].runs.len(), 1 + 4 + 2);
+        assert!(!abl.config(0, 4).guest_hints && abl.config(0, 4).policy == PolicyKind::Ecs);
     }
 
     #[test]

@@ -175,11 +175,11 @@ pub const DEFAULT_TICK: Duration = Duration::from_micros(100);
 /// Default eCS extension: short (DESIGN.md pitfalls: short grants plus yield at exit beat
 /// whole extra slices); in practice one or two ticks. Bounded by a quarter slice.
 pub const DEFAULT_EXTENSION: Duration = Duration::from_micros(200);
-/// Default pause-loop window in guest `Backoff` spins (one PAUSE each). Stock KVM's
-/// `ple_window` starts at 4096 cycles and grows (x2 per useless exit) per vCPU; a PAUSE costs
-/// about 160-180 TSC cycles on this machine (measured), so 256 spins (~45k cycles, ~20 us) is
-/// the base window after three to four grows.
-pub const DEFAULT_PLE_WINDOW: u32 = 256;
+/// Default base pause-loop window in guest `Backoff` spins: 0, which means KVM's 4096 cycles
+/// converted with the cost of a PAUSE measured when the shim starts
+/// ([`crate::sched::pause`]). Each vCPU's window then grows x2 per pause-loop exit and is
+/// reset when it is scheduled in, as KVM's.
+pub const DEFAULT_PLE_WINDOW: u32 = 0;
 /// Default critical-section work, in guest loop iterations (well under a microsecond).
 pub const DEFAULT_CS_ITERS: u32 = 100;
 /// Default think time between acquisitions: a few times the critical section.
@@ -210,7 +210,8 @@ pub struct RunConfig {
     pub tick: Duration,
     /// eCS extension length (clamped to a quarter slice).
     pub extension: Duration,
-    /// Pause-loop window advertised under `ple`.
+    /// Base pause-loop window in spins advertised under `ple` and `ecs-ple` (0 = KVM's 4096
+    /// cycles in spins measured on this machine; see [`RunConfig::ple_base_window`]).
     pub ple_window: u32,
     /// Critical-section work per operation.
     pub cs_iters: u32,
@@ -224,8 +225,15 @@ pub struct RunConfig {
     pub max_ops: u64,
     /// Time a vCPU gets to exit after `stop`.
     pub grace: Duration,
-    /// Pin the thread holding pCPU slot k to host CPU k (mod the CPUs available).
+    /// Pin the thread holding pCPU k to host CPU k (mod the CPUs available).
     pub pin: bool,
+    /// KVM's halt-polling (on by default, as KVM applies it to every VM; see
+    /// [`crate::sched::halt_poll`]).
+    pub halt_poll: bool,
+    /// Whether the host publishes `preempted`/`overloaded` (and advertises `FEATURE_HINTS`)
+    /// under a policy that does; off, the same guest binary and lock code run as under a host
+    /// without hints (default on; `ecs` means on).
+    pub guest_hints: bool,
 }
 
 impl RunConfig {
@@ -248,6 +256,8 @@ impl RunConfig {
             max_ops: 0,
             grace: DEFAULT_GRACE,
             pin: true,
+            halt_poll: true,
+            guest_hints: true,
         }
     }
 
@@ -294,6 +304,15 @@ impl RunConfig {
             return Err(ConfigError::ReadPercent(self.read_percent));
         }
         Ok(())
+    }
+
+    /// The base pause-loop window in spins: the configured one, or KVM's default converted
+    /// with this machine's cycles per PAUSE.
+    pub fn ple_base_window(&self) -> u32 {
+        match self.ple_window {
+            0 => crate::sched::pause::base_window_spins(),
+            w => w,
+        }
     }
 
     /// The extension actually granted: the configured one, at most a quarter slice.

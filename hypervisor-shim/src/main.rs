@@ -131,7 +131,8 @@ struct Common {
     /// eCS extension in us (at most a quarter slice).
     #[arg(long, default_value_t = 200)]
     ext_us: u64,
-    /// Pause-loop window (spins) advertised under `ple` and `ecs-ple`.
+    /// Base pause-loop window (spins) under `ple` and `ecs-ple`; 0 = KVM's 4096 cycles in
+    /// spins of this machine (measured at startup). It grows x2 per exit, per vCPU.
     #[arg(long, default_value_t = hypervisor_shim::config::DEFAULT_PLE_WINDOW)]
     ple_window: u32,
     /// Work inside the critical section (guest loop iterations) [default: 100; `compare`: the
@@ -145,9 +146,17 @@ struct Common {
     /// Share of read operations for spin-rw, rwlock and rcu (0-100).
     #[arg(long, default_value_t = 80, value_parser = clap::value_parser!(u32).range(0..=100))]
     read_percent: u32,
-    /// Do not pin the thread holding pCPU slot k to host CPU k.
+    /// Do not pin the thread holding pCPU k to host CPU k.
     #[arg(long)]
     no_pin: bool,
+    /// KVM's halt-polling, which KVM applies to every VM: a halting vCPU polls for a kick
+    /// (up to 200 us, adapted per vCPU) while no vCPU waits for its pCPU.
+    #[arg(long, default_value = "on", value_parser = parse_on_off, action = clap::ArgAction::Set)]
+    halt_poll: bool,
+    /// Whether the host publishes `preempted`/`overloaded` to the guest under `ecs` and
+    /// `ecs-ple`; off, the same guest runs as under a host without hints (an ablation).
+    #[arg(long, default_value = "on", value_parser = parse_on_off, action = clap::ArgAction::Set)]
+    guest_hints: bool,
     /// Seconds a vCPU gets to exit after the stop request before it is force-stopped.
     #[arg(long, default_value_t = 2.0)]
     grace_secs: f64,
@@ -157,6 +166,14 @@ struct Common {
     /// Deliberate guest misbehaviour, to exercise the host's robustness.
     #[arg(long, default_value = "none", value_parser = parse_misbehave)]
     misbehave: Misbehave,
+}
+
+fn parse_on_off(s: &str) -> Result<bool, String> {
+    match s {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err("expected on or off".to_owned()),
+    }
 }
 
 fn parse_misbehave(s: &str) -> Result<Misbehave, String> {
@@ -198,6 +215,8 @@ impl Common {
         c.think_iters = self.think_iters;
         c.read_percent = self.read_percent;
         c.pin = !self.no_pin;
+        c.halt_poll = self.halt_poll;
+        c.guest_hints = self.guest_hints;
         c.grace = secs(self.grace_secs, "--grace-secs");
         c.misbehave = self.misbehave;
         if let Err(e) = c.validate() {

@@ -295,6 +295,14 @@ pub fn run_summary(r: &RunReport) -> String {
     );
     let _ = writeln!(
         s,
+        "guest hints {}; halt-polling {}: {} halts polled first, {} woken while polling",
+        if r.guest_hints { "on" } else { "off" },
+        if r.halt_poll { "on" } else { "off" },
+        t.halt_polls,
+        t.halt_poll_hits
+    );
+    let _ = writeln!(
+        s,
         "host: pCPU time {:.1} ms, thread CPU time {:.1} ms, steal {:.1} ms ({}); host deschedules of a pCPU holder {} (in CS {})",
         t.run_ns as f64 / 1e6,
         t.cpu_ns as f64 / 1e6,
@@ -303,6 +311,13 @@ pub fn run_summary(r: &RunReport) -> String {
         t.host_deschedules,
         t.host_deschedules_in_cs
     );
+    if r.ple_base_window > 0 {
+        let _ = writeln!(
+            s,
+            "PLE: base window {} spins (KVM's 4096 cycles at {:.0} cycles per PAUSE), x2 per exit, reset on schedule-in",
+            r.ple_base_window, r.cycles_per_pause
+        );
+    }
     if let (Some(c), Some(us)) = (r.grace_mean_cycles, r.grace_mean_us) {
         let _ = writeln!(
             s,
@@ -371,6 +386,7 @@ pub fn rows_chart(rows: &[Row]) -> Chart {
             pcpus: r.pcpus,
             cs_iters: 0,
             policy: Some(r.policy),
+            hints_off: false,
             value: r.ratio_to_baseline.filter(|_| r.ok),
             interval: None,
             dot: r.cpu_ratio_to_baseline.filter(|_| r.ok),
@@ -416,6 +432,7 @@ pub fn summary_chart(rows: &[SummaryRow]) -> Chart {
                 pcpus: r.pcpus,
                 cs_iters: r.cs_iters,
                 policy: (!r.ceiling).then_some(r.policy),
+                hints_off: !r.guest_hints,
                 value: share.map(|e| e.median),
                 interval: share.and_then(|e| e.interval).map(|i| (i.lo, i.hi)),
                 dot: None,
@@ -461,7 +478,7 @@ pub fn summary_table(rows: &[SummaryRow]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:>5} {:>5} {:<8}{} {:<8} {:>12} {:<22} {:<22} {:<22} {:>8} {:>8} {:>7} {:>7} {:<18} {:>17} {:>7}",
+        "{:>5} {:>5} {:<8}{} {:<14} {:>12} {:<22} {:<22} {:<22} {:>8} {:>8} {:>7} {:>7} {:<18} {:>17} {:>7}",
         "vcpus",
         "pcpus",
         "lock",
@@ -482,16 +499,12 @@ pub fn summary_table(rows: &[SummaryRow]) -> String {
     for r in rows {
         let _ = writeln!(
             s,
-            "{:>5} {:>5} {:<8}{} {:<8} {:>12} {:<22} {:<22} {:<22} {:>8} {:>8} {:>7} {:>7} {:<18} {:>17} {:>7}",
+            "{:>5} {:>5} {:<8}{} {:<14} {:>12} {:<22} {:<22} {:<22} {:>8} {:>8} {:>7} {:>7} {:<18} {:>17} {:>7}",
             r.vcpus,
             r.pcpus,
             r.lock.name(),
             cs(r.cs_iters.to_string()),
-            if r.ceiling {
-                "ceiling"
-            } else {
-                r.policy.name()
-            },
+            r.label(),
             r.ops_per_sec
                 .map_or_else(|| "-".to_owned(), |e| format!("{:.0}", e.median)),
             est(r.share_of_ceiling, "x"),
@@ -550,11 +563,7 @@ pub fn summary_lines(rows: &[SummaryRow]) -> String {
             format!(
                 "{} {} {} on {} (Jain {:.2})",
                 r.lock.name(),
-                if r.ceiling {
-                    "ceiling"
-                } else {
-                    r.policy.name()
-                },
+                r.label(),
                 r.vcpus,
                 r.pcpus,
                 r.jain.map_or(0.0, |j| j.median)
@@ -585,6 +594,8 @@ mod tests {
             pcpus: 2,
             slice_ms: 4.0,
             cs_iters: 100,
+            halt_poll: true,
+            guest_hints: true,
             think_iters: 400,
             secs: 1.0,
             ops_per_sec,
@@ -600,6 +611,8 @@ mod tests {
             tsc_hz: 2e9,
             grace_mean_cycles: None,
             grace_mean_us: None,
+            cycles_per_pause: 170.0,
+            ple_base_window: 0,
             per_vcpu: Vec::new(),
             failures: Vec::new(),
         }

@@ -4,7 +4,7 @@
 use crate::config::{ConfigError, Lock, PolicyKind, RunConfig};
 use crate::page::PageError;
 use crate::sched::os::{available_cpus, realtime_priority};
-use crate::sched::{Policy, Scheduler, SlotSnapshot, VcpuState, VcpuStats, policy_for};
+use crate::sched::{Options, Policy, Scheduler, SlotSnapshot, VcpuState, VcpuStats, policy_for};
 use crate::vcpu::{SignalError, install_signal, vcpu_thread};
 use crate::vm::{Vm, VmError, VmSpec, layout};
 use crate::workload::exit_code;
@@ -67,6 +67,10 @@ pub struct RunReport {
     pub slice_ms: f64,
     /// Critical-section work per operation (guest loop iterations).
     pub cs_iters: u32,
+    /// Whether KVM's halt-polling was on.
+    pub halt_poll: bool,
+    /// Whether the host published its hints to the guest (`--guest-hints`).
+    pub guest_hints: bool,
     /// Work between acquisitions (guest loop iterations).
     pub think_iters: u32,
     /// Measured workload time (start to the stop request), seconds.
@@ -96,6 +100,11 @@ pub struct RunReport {
     pub grace_mean_cycles: Option<f64>,
     /// The same in microseconds (with [`RunReport::tsc_hz`]).
     pub grace_mean_us: Option<f64>,
+    /// TSC cycles one PAUSE takes on this machine (measured when the shim started).
+    pub cycles_per_pause: f64,
+    /// The base pause-loop window in spins (KVM's 4096 cycles converted, or `--ple-window`);
+    /// 0 when the policy does not emulate PLE.
+    pub ple_base_window: u32,
     /// Per vCPU.
     pub per_vcpu: Vec<VcpuReport>,
     /// What went wrong, if anything (empty = the run passed every check).
@@ -191,7 +200,13 @@ pub fn run(
     let (mem, fds) = vm.split();
     let area = mem.hint_area(layout::HINT_AREA, cfg.vcpus)?;
     let block = mem.workload_config(layout::CONFIG)?;
-    let sched = Scheduler::new(area, block, policy, cfg.pcpus, cfg.slice);
+    let opts = Options {
+        nr_pcpus: cfg.pcpus,
+        slice: cfg.slice,
+        halt_poll: cfg.halt_poll,
+        guest_hints: cfg.guest_hints,
+    };
+    let sched = Scheduler::with_options(area, block, policy, opts);
     let tsc = TscClock::start();
     std::thread::scope(|s| {
         let vcpus = spawn_vcpus(s, cfg, &sched, fds, &cpus);
@@ -206,7 +221,13 @@ fn vm_spec(cfg: &RunConfig, policy: &dyn Policy) -> VmSpec {
     VmSpec {
         nr_vcpus: cfg.vcpus,
         nr_pcpus: cfg.pcpus,
-        features: policy.features(),
+        // Without guest hints the header does not advertise them: the guest's locks run as on
+        // a host that has none.
+        features: if cfg.guest_hints {
+            policy.features()
+        } else {
+            policy.features() & !ecs_sys::abi::FEATURE_HINTS
+        },
         ple_window: policy.ple_window(),
         lock: cfg.lock.0,
         cs_iters: cfg.cs_iters,
@@ -424,6 +445,8 @@ fn report(cfg: &RunConfig, sched: &Scheduler<'_>, tsc_hz: f64) -> RunReport {
         pcpus: cfg.pcpus,
         slice_ms: cfg.slice.as_secs_f64() * 1e3,
         cs_iters: cfg.cs_iters,
+        halt_poll: cfg.halt_poll,
+        guest_hints: cfg.guest_hints,
         think_iters: cfg.think_iters,
         secs,
         ops_per_sec: if secs > 0.0 {
@@ -444,6 +467,12 @@ fn report(cfg: &RunConfig, sched: &Scheduler<'_>, tsc_hz: f64) -> RunReport {
         tsc_hz,
         grace_mean_cycles,
         grace_mean_us,
+        cycles_per_pause: crate::sched::pause::cycles_per_pause(),
+        ple_base_window: if cfg.policy.ple() {
+            cfg.ple_base_window()
+        } else {
+            0
+        },
         per_vcpu,
         failures,
     }

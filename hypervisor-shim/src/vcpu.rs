@@ -375,7 +375,11 @@ pub fn vcpu_thread(
             }
         }
         loop {
-            match run_once(id, fd, sched) {
+            let after = match run_once(id, fd, sched) {
+                Ok(After::Poll { until }) => Ok(sched.poll(id, until)),
+                other => other,
+            };
+            match after {
                 Ok(After::Resume) => continue,
                 Ok(After::Descheduled) => continue 'outer,
                 Ok(after) => break 'outer after,

@@ -93,3 +93,43 @@ fn a_descheduled_slot_holder_is_seen_counted_and_flagged_preempted() {
             .sum::<u64>()
     );
 }
+
+#[test]
+fn guest_hints_off_publishes_no_hint_under_the_same_host_policy() {
+    if !kvm_available("guest_hints_off_publishes_no_hint_under_the_same_host_policy") {
+        return;
+    }
+    let mut c = RunConfig::new(6, 2, LockKind::Spin, PolicyKind::Ecs);
+    c.duration = Duration::from_millis(300);
+    c.guest_hints = false;
+    let mut seen = Vec::new();
+    let r = run(&c, guest_elf(), Duration::from_millis(10), &mut |p| {
+        seen.push(p.slots)
+    })
+    .expect("run starts");
+    assert!(r.ok(), "{:?}", r.failures);
+    assert!(!r.guest_hints);
+    assert!(!seen.is_empty());
+    for slots in seen
+        .iter()
+        .chain([&r.per_vcpu.iter().map(|v| v.slot).collect()])
+    {
+        assert!(
+            slots.iter().all(|s| s.preempted == 0 && s.overloaded == 0),
+            "a hint was published: {slots:?}"
+        );
+    }
+    // The host policy is still eCS: it defers preemptions in critical sections.
+    assert!(r.total.extensions > 0, "{:?}", r.total);
+    // With hints on, the same run publishes them.
+    c.guest_hints = true;
+    let mut flagged = false;
+    let r = run(&c, guest_elf(), Duration::from_millis(10), &mut |p| {
+        flagged |= p
+            .slots
+            .iter()
+            .any(|s| s.preempted == 1 && s.overloaded == 1);
+    })
+    .expect("run starts");
+    assert!(r.ok() && r.guest_hints && flagged, "{:?}", r.failures);
+}

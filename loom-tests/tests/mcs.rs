@@ -1,8 +1,9 @@
 //! Loom models of `RawMcsMutex` (qspinlock-style): mutual exclusion between queued waiters
 //! and arrivals that take the free lock word ahead of them, hand-off of head-ness down the
-//! queue (including a successor that links late), reuse of a waiter's node for its next wait
-//! while its successor may still be linking into it (the node's `vcpu` is a plain cell, so a
-//! premature reuse is a reported data race), nesting, and the fair unlock to the queue head.
+//! queue (including a successor that links late, after the holder passed head-ness on through
+//! `GONE` without waiting), reuse of a waiter's node for its next wait while its successor may
+//! still be linking into it (a pending node is skipped; the node's `vcpu` is a plain cell, so
+//! a premature reuse is a reported data race), nesting, and the fair unlock to the queue head.
 #![cfg(loom)]
 
 use ecs_locks::RawMcsMutex;
@@ -18,7 +19,9 @@ fn guarded() -> Arc<Guarded<RawMcsMutex>> {
 }
 
 /// Two threads contend: covers the uncontended CAS, the queued swap + link + hand-off, and the
-/// release that finds a successor between its swap and its link (`wait_for_link`).
+/// release that finds a successor between its swap and its link: the holder swaps `GONE`
+/// into its node without waiting, and the late successor finds it when it links and makes
+/// itself the head (issue 9; both branches are reached by the models in this file).
 #[test]
 fn lock_excludes_and_hands_off() {
     loom::model(|| common::two_adders_exclude(guarded));

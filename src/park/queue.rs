@@ -132,7 +132,7 @@ impl Bucket {
     /// vCPU, so a waiter yields to that vCPU when it is preempted. Under loom the same code
     /// runs on loom atomics (each spin is a loom yield).
     fn lock(&self) -> BucketGuard<'_> {
-        let me = crate::cs::vcpu_id().wrapping_add(1);
+        let me = crate::cs::my_holder_tag();
         #[cfg(not(loom))]
         let mut backoff = crate::backoff::Backoff::new();
         while self

@@ -20,6 +20,22 @@ enum Slot {
     Taken,
 }
 
+/// Turns a `Taken` slot into a `Retired` one when the [`RcuRing::update`] that took it
+/// unwinds before taking its value out.
+struct Untake<'a, T, const N: usize> {
+    ring: &'a RcuRing<T, N>,
+    slot: usize,
+    gp: GracePeriod,
+}
+
+impl<T, const N: usize> Drop for Untake<'_, T, N> {
+    fn drop(&mut self) {
+        let w = self.ring.writer.lock();
+        debug_assert!(matches!(self.ring.state(&w, self.slot), Slot::Taken));
+        self.ring.set_state(&w, self.slot, Slot::Retired(self.gp));
+    }
+}
+
 /// What [`RcuRing::free_slot`] found.
 enum FreeSlot {
     /// This slot is `Free` (possibly just reclaimed).
@@ -137,7 +153,17 @@ impl<T, const N: usize> RcuRing<T, N> {
     /// grace period). `f` runs under the ring's writer lock and must not write to this ring.
     pub fn update(&self, f: impl FnOnce(&T) -> T) -> T {
         let (old, gp) = self.publish(f, true);
+        // If the wait unwinds (the debug check for a wait inside one's own section), the
+        // `Taken` slot would be stranded: no call would ever take it out, and with every spare
+        // slot stranded the ring could never be written again (issue 9). Hand it back as
+        // `Retired`, so it is dropped once its grace period completes.
+        let untake = Untake {
+            ring: self,
+            slot: old,
+            gp,
+        };
         gp.wait();
+        core::mem::forget(untake);
         let _w = self.writer.lock();
         self.states.with_mut(|s| {
             // SAFETY: `states` is only touched under `writer`, which we hold.

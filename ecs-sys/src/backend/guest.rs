@@ -158,6 +158,12 @@ impl Backend for Guest {
             asm!("dec dword ptr fs:[{o}]", "mov {d:e}, dword ptr fs:[{o}]",
                  o = const slot_offset::CS_DEPTH, d = out(reg) depth, options(nostack))
         };
+        if depth == u32::MAX {
+            // An exit without an enter on this vCPU (a `force_unlock` of a lock another vCPU
+            // took): undo the wrap, so the vCPU is not marked inside a section for good.
+            Self::cs_enter();
+            return false;
+        }
         depth == 0 && slot_u32::<{ slot_offset::EXT_GRANTED }>() != 0
     }
 
@@ -220,7 +226,11 @@ impl Backend for Guest {
     #[inline]
     fn ple_window() -> u32 {
         if Self::features() & crate::abi::FEATURE_PLE != 0 {
-            header_u32::<{ header_offset::PLE_WINDOW }>()
+            // The host's per-vCPU window (KVM's grow/reset), else the header's.
+            match slot_u32::<{ slot_offset::PLE_WINDOW }>() {
+                0 => header_u32::<{ header_offset::PLE_WINDOW }>(),
+                w => w,
+            }
         } else {
             0
         }

@@ -6,7 +6,8 @@
 //! | build | backend | what it talks to |
 //! |-------|---------|------------------|
 //! | `--cfg ecs_guest` (x86_64) | `guest::Guest` | the shared hint page through `%fs`/`%gs`, port-I/O hypercalls (inside an `ecs-shim` VM) |
-//! | otherwise, `std` (default) | [`native::Native`] | nothing: a thread-local depth, constant hints (bare metal, or a VM without eCS) |
+//! | otherwise, `std` (default), Linux x86_64 | `linux::Linux` | the kernel's rseq time-slice extension where the kernel and libc allow it, else as `native` |
+//! | otherwise, `std` (default), elsewhere | [`native::Native`] | nothing: a thread-local depth, constant hints (bare metal, or a VM without eCS) |
 //! | otherwise, no `std` | [`native::Native`] | nothing: no depth tracking at all (`no_std` without a hypervisor) |
 //!
 //! # `ecs_guest` is a cfg, not a feature
@@ -21,6 +22,7 @@
 //! changes the backend, so `--all-features` is always sound on a host. See `docs/DESIGN.md`,
 //! "Backends and their selection".
 
+pub mod linux;
 pub mod native;
 
 #[cfg(all(ecs_guest, target_arch = "x86_64"))]
@@ -88,6 +90,12 @@ pub trait Backend {
 
     /// Reports a pause-loop exit: this waiter has spun for [`Backend::ple_window`] iterations.
     fn pause_exit();
+
+    /// What the calling thread got from this backend (diagnostics; may decide the thread's
+    /// per-thread state, never on a lock path).
+    fn thread_backend() -> linux::ThreadBackend {
+        linux::ThreadBackend::Fixed(Self::NAME)
+    }
 }
 
 // The backend selection: one arm per backend, exactly one of them true.
@@ -97,5 +105,23 @@ pub trait Backend {
 pub type Active = guest::Guest;
 
 /// The backend compiled in.
-#[cfg(not(ecs_guest))]
+#[cfg(all(
+    feature = "std",
+    target_os = "linux",
+    target_arch = "x86_64",
+    not(ecs_guest),
+    not(loom)
+))]
+pub type Active = linux::Linux;
+
+/// The backend compiled in.
+#[cfg(all(
+    not(ecs_guest),
+    not(all(
+        feature = "std",
+        target_os = "linux",
+        target_arch = "x86_64",
+        not(loom)
+    ))
+))]
 pub type Active = native::Native;

@@ -21,12 +21,16 @@ mod depth {
         static CS: Cell<u32> = const { Cell::new(0) };
     }
 
+    /// Adds `delta` to this thread's depth and returns the new depth. The depth never goes
+    /// below 0: an exit without an enter on this thread (a `force_unlock` of a lock another
+    /// thread took, issue 9) leaves it at 0 instead of wrapping to `u32::MAX`, which would
+    /// mark the thread as inside a critical section for good.
     #[inline]
     pub(super) fn add(delta: i32) -> u32 {
         // `try_with`: during thread teardown (a lock taken in a TLS destructor) the counter may
         // already be gone; the depth is a hint, so losing it there is harmless.
         CS.try_with(|d| {
-            let v = d.get().wrapping_add_signed(delta);
+            let v = d.get().checked_add_signed(delta).unwrap_or(0);
             d.set(v);
             v
         })

@@ -2,7 +2,7 @@
 //! Every function here runs with the scheduler lock held (it takes the [`SchedState`]).
 
 use super::Scheduler;
-use super::policy::{TickDecision, TickView};
+use super::policy::{Candidate, SpinView, TickDecision, TickView};
 use super::state::{After, SchedState, VcpuState};
 use core::sync::atomic::Ordering;
 
@@ -27,28 +27,34 @@ impl Scheduler<'_> {
         }
     }
 
-    /// Gives pCPU `k` to vCPU `h` (taken off the queue) and wakes its thread.
-    pub(super) fn grant(&self, st: &mut SchedState, h: u32, k: u32, now: u64) {
+    /// Gives pCPU `k` to vCPU `h` (taken off the queue) and wakes its thread; its slice
+    /// starts at `slice_start` (now, or a yield's donor's: see [`Scheduler::directed_yield`]).
+    /// Scheduling in resets its pause-loop window.
+    pub(super) fn grant(&self, st: &mut SchedState, h: u32, k: u32, now: u64, slice_start: u64) {
         st.queue.remove(h);
         let v = &mut st.vcpus[h as usize];
         v.state = VcpuState::Running { pcpu: k };
-        v.slice_start = now;
+        v.slice_start = slice_start;
         v.ext_until = None;
         v.run_since = Some(now);
         v.last_tick = None;
         v.host_stalled = false;
         st.pcpus[k as usize] = Some(h);
+        self.reset_ple_window(st, h);
         if self.hints {
-            let hint = self.hint(h);
-            hint.ext_granted.store(0, Ordering::Relaxed);
-            hint.preempted.store(0, Ordering::Release);
+            self.hint(h).ext_granted.store(0, Ordering::Relaxed);
+        }
+        if self.publish {
+            self.hint(h).preempted.store(0, Ordering::Release);
         }
         self.cvs[h as usize].notify_one();
     }
 
     /// Takes `id` (whose new state the caller sets) off pCPU `k`, and gives the pCPU to
-    /// `next` if given, else to the queue head, else leaves it idle.
+    /// `next` if given (for the rest of `id`'s slice: the one yield rule), else to the queue
+    /// head (a fresh slice), else leaves it idle.
     pub(super) fn vacate(&self, st: &mut SchedState, id: u32, k: u32, next: Option<u32>, now: u64) {
+        let donor_slice = st.vcpus[id as usize].slice_start;
         let v = &mut st.vcpus[id as usize];
         if let Some(since) = v.run_since.take() {
             v.stats.run_ns += now.saturating_sub(since);
@@ -56,19 +62,101 @@ impl Scheduler<'_> {
         v.ext_until = None;
         v.last_tick = None;
         v.host_stalled = false;
+        v.spun_recently = false;
         // The vCPU leaves the pCPU anyway: a pending preemption is moot. (Its thread clears a
         // stale exit request itself, when it gets a pCPU again: `wait_for_pcpu`.)
         v.preempt_pending = false;
         if self.hints {
-            let hint = self.hint(id);
-            hint.ext_granted.store(0, Ordering::Relaxed);
-            hint.preempted.store(1, Ordering::Release);
+            self.hint(id).ext_granted.store(0, Ordering::Relaxed);
+        }
+        if self.publish {
+            self.hint(id).preempted.store(1, Ordering::Release);
         }
         st.pcpus[k as usize] = None;
-        if let Some(h) = next.or_else(|| st.queue.front()) {
-            self.grant(st, h, k, now);
+        match next {
+            Some(h) => self.grant(st, h, k, now, donor_slice),
+            None => {
+                if let Some(h) = st.queue.front() {
+                    self.grant(st, h, k, now, now);
+                }
+            }
         }
         self.sync_overloaded(st);
+    }
+
+    /// Resets vCPU `id`'s pause-loop window to the base (KVM: on schedule-in) and publishes it.
+    pub(super) fn reset_ple_window(&self, st: &mut SchedState, id: u32) {
+        let base = self.policy.ple_window();
+        if base > 0 {
+            st.vcpus[id as usize].ple_window = base;
+            self.hint(id).ple_window.store(base, Ordering::Release);
+        }
+    }
+
+    /// `id` gives its pCPU to queued vCPU `t` for the rest of its slice (a directed yield).
+    pub(super) fn directed_yield(&self, st: &mut SchedState, id: u32, t: u32, now: u64) -> After {
+        st.vcpus[t as usize].stats.directed_yields += 1;
+        let a = self.yield_pcpu(st, id, Some(t), now);
+        self.publish_counters(st, t);
+        a
+    }
+
+    /// A pause-loop exit of `id` (its window of spins is over): the window grows x2, and if the
+    /// host emulates PLE, `kvm_vcpu_on_spin` picks a target in round-robin order from the last
+    /// boosted vCPU, skipping the not-ready and those that spun recently (every other time);
+    /// the target runs on the rest of the spinner's slice. No eligible target: the spinner
+    /// keeps its pCPU.
+    pub(super) fn pause_exit(&self, st: &mut SchedState, id: u32, now: u64) -> After {
+        let v = &mut st.vcpus[id as usize];
+        v.stats.ple_exits += 1;
+        if v.ple_window > 0 {
+            v.ple_window = super::pause::grow(v.ple_window);
+            self.hint(id)
+                .ple_window
+                .store(v.ple_window, Ordering::Release);
+        }
+        if !self.policy.on_pause_exit() {
+            return After::Resume;
+        }
+        let n = self.nr_vcpus();
+        let order: Vec<u32> = (1..=n).map(|i| (st.last_boosted + i) % n).collect();
+        let candidates: Vec<Candidate> = order
+            .iter()
+            .map(|&c| {
+                let v = &st.vcpus[c as usize];
+                Candidate {
+                    vcpu: c,
+                    ready: v.state == VcpuState::Runnable && st.queue.contains(c),
+                    eligible: !v.spun_recently || v.dy_eligible,
+                }
+            })
+            .collect();
+        let target = self.policy.pause_exit_target(&SpinView {
+            caller: id,
+            candidates: &candidates,
+        });
+        // KVM flips `dy_eligible` of every spinning vCPU it considered.
+        let considered = target.map_or(candidates.len(), |t| {
+            candidates
+                .iter()
+                .position(|c| c.vcpu == t)
+                .map_or(0, |i| i + 1)
+        });
+        for c in &candidates[..considered] {
+            let v = &mut st.vcpus[c.vcpu as usize];
+            if v.spun_recently && c.ready {
+                v.dy_eligible = !v.dy_eligible;
+            }
+        }
+        match target.filter(|&t| t != id && candidates.iter().any(|c| c.vcpu == t && c.ready)) {
+            Some(t) => {
+                st.last_boosted = t;
+                let a = self.yield_pcpu(st, id, Some(t), now);
+                st.vcpus[id as usize].spun_recently = a == After::Descheduled;
+                a
+            }
+            None => After::Resume,
+        }
     }
 
     /// Makes `id` runnable at the back of the queue (or, `boost`ed, at its head); gives it an
@@ -83,16 +171,20 @@ impl Scheduler<'_> {
         if let Some(k) = st.pcpus.iter().position(Option::is_none)
             && let Some(h) = st.queue.pop_front()
         {
-            self.grant(st, h, k as u32, now);
+            self.grant(st, h, k as u32, now, now);
         }
         self.sync_overloaded(st);
     }
 
     /// Publishes `overloaded` (a runnable vCPU waits for a pCPU) in every hint slot when it
-    /// changes.
+    /// changes; a vCPU waiting also ends every halt-poll (KVM polls only while its CPU has
+    /// nothing else to run).
     pub(super) fn sync_overloaded(&self, st: &mut SchedState) {
         let over = !st.queue.is_empty();
-        if self.hints && over != st.overloaded_published {
+        if over {
+            self.stop_polls(st);
+        }
+        if self.publish && over != st.overloaded_published {
             for s in self.area.slots() {
                 s.overloaded.store(u32::from(over), Ordering::Release);
             }
@@ -142,8 +234,34 @@ impl Scheduler<'_> {
         After::Descheduled
     }
 
+    /// Halts running vCPU `id` for real: it gives its pCPU up until a kick.
+    pub(super) fn halt(&self, st: &mut SchedState, id: u32, now: u64) -> After {
+        let v = &mut st.vcpus[id as usize];
+        let Some(k) = v.state.pcpu() else {
+            return After::Resume;
+        };
+        v.stats.halts += 1;
+        v.state = VcpuState::Halted;
+        self.vacate(st, id, k, None, now);
+        After::Descheduled
+    }
+
+    /// The halt of `id` is over at `now` (woken): adapts its halt-polling window to how long
+    /// the halt lasted, as KVM does.
+    pub(super) fn adapt_poll_window(&self, st: &mut SchedState, id: u32, now: u64) {
+        let v = &mut st.vcpus[id as usize];
+        if let Some(t0) = v.halt_start.take()
+            && self.halt_poll
+        {
+            v.poll_ns = super::halt_poll::next_window(v.poll_ns, now.saturating_sub(t0));
+        }
+    }
+
     /// Preempts running vCPU `id`: marks the request, then kicks its thread.
     pub(super) fn request_preempt(&self, st: &mut SchedState, id: u32) {
+        if st.vcpus[id as usize].polling {
+            self.poll_stop[id as usize].store(true, Ordering::Release);
+        }
         let v = &mut st.vcpus[id as usize];
         v.preempt_pending = true;
         // Ordering: `preempt_pending` (under the lock), then the kick, which makes the vCPU
@@ -171,12 +289,17 @@ impl Scheduler<'_> {
             return;
         }
         v.host_stalled = stalled;
+        if !stalled {
+            // The host scheduled the thread in again: KVM's sched_in resets the window.
+            self.reset_ple_window(st, id);
+        }
+        let v = &mut st.vcpus[id as usize];
         if stalled {
             v.stats.host_deschedules += 1;
             let in_cs = self.hint(id).cs_depth.load(Ordering::Acquire) != 0;
             v.stats.host_deschedules_in_cs += u64::from(in_cs);
         }
-        if self.hints {
+        if self.publish {
             self.hint(id)
                 .preempted
                 .store(u32::from(stalled), Ordering::Release);
@@ -236,6 +359,7 @@ impl Scheduler<'_> {
                 v.stats.run_ns_before_stop = v.stats.run_ns + current;
             }
             self.config.stop.store(1, Ordering::Release);
+            self.stop_polls(st);
             // Halted vCPUs get a spurious wake-up so they see `stop`.
             for id in 0..self.nr_vcpus() {
                 if st.vcpus[id as usize].state == VcpuState::Halted {

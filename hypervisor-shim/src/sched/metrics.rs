@@ -35,6 +35,10 @@ pub struct VcpuStats {
     pub halts: u64,
     /// Hypercalls answered with an error status.
     pub bad_hypercalls: u64,
+    /// Halts that polled first (halt-polling: the vCPU kept its pCPU for a while).
+    pub halt_polls: u64,
+    /// Of those, woken by a kick while polling (no halt, no pCPU hand-over).
+    pub halt_poll_hits: u64,
     /// Time this vCPU held a pCPU, ns.
     pub run_ns: u64,
     /// Of that, before the stop request (the measured part of the run), ns.
@@ -83,6 +87,8 @@ impl VcpuStats {
         self.yields += o.yields;
         self.halts += o.halts;
         self.bad_hypercalls += o.bad_hypercalls;
+        self.halt_polls += o.halt_polls;
+        self.halt_poll_hits += o.halt_poll_hits;
         self.run_ns += o.run_ns;
         self.run_ns_before_stop += o.run_ns_before_stop;
         self.cpu_ns += o.cpu_ns;

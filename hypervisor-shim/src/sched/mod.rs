@@ -29,25 +29,31 @@
 
 pub mod baseline;
 pub mod ecs;
+pub mod halt_poll;
 mod handover;
 pub mod kick;
 pub mod metrics;
 pub mod os;
+pub mod pause;
 pub mod ple;
 pub mod policy;
 pub mod run_queue;
 pub mod state;
+#[cfg(test)]
+mod tests;
 
 pub use kick::Kick;
 pub use metrics::{Reported, SlotSnapshot, VcpuStats};
-pub use policy::{Policy, TargetView, TickDecision, TickView, YieldChoice, policy_for};
+pub use policy::{
+    Candidate, Policy, SpinView, TargetView, TickDecision, TickView, YieldChoice, policy_for,
+};
 pub use state::{After, VcpuState};
 
 use crate::hypercall::Request;
 use crate::page::HintArea;
 use crate::workload::WorkloadConfig;
 use core::fmt;
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicBool, Ordering};
 use ecs_sys::abi::HintSlot;
 use ecs_sys::hypercall::Status;
 use os::ThreadClock;
@@ -56,16 +62,38 @@ use state::{SchedState, VcpuRecord};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+/// How a [`Scheduler`] runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// pCPUs.
+    pub nr_pcpus: u32,
+    /// Time slice.
+    pub slice: Duration,
+    /// KVM's halt-polling ([`halt_poll`]).
+    pub halt_poll: bool,
+    /// Whether the host publishes `preempted`/`overloaded` for the guest (under a policy that
+    /// does: `ecs`, `ecs-ple`). Off, the guest's locks run as under a host without hints,
+    /// while the host policy is the same: the ablation of the guest's use of the hints.
+    pub guest_hints: bool,
+}
+
 /// The scheduler shared by the vCPU threads, the tick thread and the run's main thread.
 pub struct Scheduler<'m> {
     state: Mutex<SchedState>,
     cvs: Vec<Condvar>,
+    /// Per vCPU: stop polling (a kick, a preemption, a stop, a vCPU waiting for a pCPU); set
+    /// under the lock, read by the polling vCPU thread without it.
+    poll_stop: Vec<AtomicBool>,
+    halt_poll: bool,
     policy: Box<dyn Policy>,
     area: HintArea<'m>,
     config: &'m WorkloadConfig,
     start: Instant,
     slice: u64,
+    /// The policy runs the eCS protocol (extensions: `ext_granted`).
     hints: bool,
+    /// The host publishes `preempted`/`overloaded` (the policy's, unless guest hints are off).
+    publish: bool,
     nr_pcpus: u32,
 }
 
@@ -80,7 +108,7 @@ impl fmt::Debug for Scheduler<'_> {
 
 impl<'m> Scheduler<'m> {
     /// A scheduler for `area.slots().len()` vCPUs on `nr_pcpus` pCPUs. vCPUs 0..P start on
-    /// the pCPUs; the rest wait in the queue in index order.
+    /// the pCPUs; the rest wait in the queue in index order. Halt-polling is on.
     pub fn new(
         area: HintArea<'m>,
         config: &'m WorkloadConfig,
@@ -88,8 +116,47 @@ impl<'m> Scheduler<'m> {
         nr_pcpus: u32,
         slice: Duration,
     ) -> Self {
+        Self::with_halt_poll(area, config, policy, nr_pcpus, slice, true)
+    }
+
+    /// [`Scheduler::new`], with KVM's halt-polling on or off.
+    pub fn with_halt_poll(
+        area: HintArea<'m>,
+        config: &'m WorkloadConfig,
+        policy: Box<dyn Policy>,
+        nr_pcpus: u32,
+        slice: Duration,
+        halt_poll: bool,
+    ) -> Self {
+        Self::with_options(
+            area,
+            config,
+            policy,
+            Options {
+                nr_pcpus,
+                slice,
+                halt_poll,
+                guest_hints: true,
+            },
+        )
+    }
+
+    /// A scheduler with every option.
+    pub fn with_options(
+        area: HintArea<'m>,
+        config: &'m WorkloadConfig,
+        policy: Box<dyn Policy>,
+        opts: Options,
+    ) -> Self {
+        let Options {
+            nr_pcpus,
+            slice,
+            halt_poll,
+            guest_hints,
+        } = opts;
         let n = area.slots().len();
         let hints = policy.publishes_hints();
+        let publish = hints && guest_hints;
         let s = Scheduler {
             state: Mutex::new(SchedState {
                 vcpus: (0..n).map(|_| VcpuRecord::new()).collect(),
@@ -97,28 +164,32 @@ impl<'m> Scheduler<'m> {
                 pcpus: vec![None; nr_pcpus as usize],
                 overloaded_published: false,
                 stopping: None,
+                last_boosted: 0,
                 counter: None,
                 failures: Vec::new(),
             }),
             cvs: (0..n).map(|_| Condvar::new()).collect(),
+            poll_stop: (0..n).map(|_| AtomicBool::new(false)).collect(),
+            halt_poll,
             policy,
             area,
             config,
             start: Instant::now(),
             slice: slice.as_nanos() as u64,
             hints,
+            publish,
             nr_pcpus,
         };
         {
             let mut st = s.lock();
-            if hints {
+            if publish {
                 for slot in area.slots() {
                     slot.preempted.store(1, Ordering::Release);
                 }
             }
             for k in 0..nr_pcpus {
                 if let Some(h) = st.queue.pop_front() {
-                    s.grant(&mut st, h, k, 0);
+                    s.grant(&mut st, h, k, 0, 0);
                 }
             }
             s.sync_overloaded(&mut st);
@@ -291,27 +362,31 @@ impl<'m> Scheduler<'m> {
                 };
                 match self.policy.on_yield_to(&view) {
                     YieldChoice::Directed(n) if n == t && view.target_queued && t != id => {
-                        st.vcpus[t as usize].stats.directed_yields += 1;
-                        let a = self.yield_pcpu(st, id, Some(t), now);
-                        self.publish_counters(st, t);
-                        a
+                        self.directed_yield(st, id, t, now)
                     }
                     _ => self.yield_pcpu(st, id, None, now),
                 }
             }
             Request::Wait => {
                 let stopping = st.stopping.is_some();
+                let nobody_waits = st.queue.is_empty();
                 let v = &mut st.vcpus[id as usize];
                 if v.kick_pending || stopping {
                     v.kick_pending = false;
                     After::Resume
-                } else if let Some(k) = v.state.pcpu() {
-                    v.stats.halts += 1;
-                    v.state = VcpuState::Halted;
-                    self.vacate(st, id, k, None, now);
-                    After::Descheduled
-                } else {
+                } else if v.state.pcpu().is_none() {
                     After::Resume
+                } else if self.halt_poll && v.poll_ns > 0 && nobody_waits {
+                    v.halt_start = Some(now);
+                    v.polling = true;
+                    v.stats.halt_polls += 1;
+                    self.poll_stop[id as usize].store(false, Ordering::Release);
+                    After::Poll {
+                        until: now.saturating_add(v.poll_ns),
+                    }
+                } else {
+                    v.halt_start = Some(now);
+                    self.halt(st, id, now)
                 }
             }
             Request::Kick(t) => {
@@ -320,23 +395,50 @@ impl<'m> Scheduler<'m> {
                     // Wake-up boost (Xen credit's BOOST, CFS's wake-up placement): a vCPU
                     // woken from a halt runs next, so a woken lock waiter does not wait a
                     // whole round of the run queue.
-                    VcpuState::Halted => self.enqueue(st, t, now, true),
+                    VcpuState::Halted => {
+                        self.adapt_poll_window(st, t, now);
+                        self.enqueue(st, t, now, true)
+                    }
                     s if s.is_terminal() => {}
-                    _ => target.kick_pending = true,
+                    _ => {
+                        target.kick_pending = true;
+                        if target.polling {
+                            self.poll_stop[t as usize].store(true, Ordering::Release);
+                        }
+                    }
                 }
                 After::Resume
             }
-            Request::PauseExit => {
-                st.vcpus[id as usize].stats.ple_exits += 1;
-                if self.policy.on_pause_exit() {
-                    self.yield_pcpu(st, id, None, now)
-                } else {
-                    After::Resume
-                }
-            }
+            Request::PauseExit => self.pause_exit(st, id, now),
         };
         self.publish_counters(st, id);
         after
+    }
+
+    /// Halt-polling (after [`After::Poll`]): spins until a kick, a reason to stop polling or
+    /// `until`, keeping the pCPU, then either resumes (kicked: no halt) or halts for real.
+    pub fn poll(&self, id: u32, until: u64) -> After {
+        let stop = &self.poll_stop[id as usize];
+        while !stop.load(Ordering::Acquire) && self.now() < until {
+            core::hint::spin_loop();
+        }
+        let now = self.now();
+        let mut guard = self.lock();
+        let st = &mut *guard;
+        let stopping = st.stopping.is_some();
+        let v = &mut st.vcpus[id as usize];
+        v.polling = false;
+        if v.kick_pending || stopping || v.force_stop || v.state.pcpu().is_none() {
+            // Woken while polling (or the run ends): the halt is over without a hand-over.
+            let hit = v.kick_pending;
+            v.kick_pending = false;
+            v.stats.halt_poll_hits += u64::from(hit);
+            if hit {
+                self.adapt_poll_window(st, id, now);
+            }
+            return After::Resume;
+        }
+        self.halt(st, id, now)
     }
 
     /// Records an error status answered to vCPU `id`.
@@ -402,6 +504,15 @@ impl<'m> Scheduler<'m> {
         let now = self.now();
         let mut guard = self.lock();
         self.stop_now(&mut guard, now);
+    }
+
+    /// Stops every halt-poll in progress (a vCPU now waits for a pCPU, or the run stops).
+    fn stop_polls(&self, st: &SchedState) {
+        for (id, v) in st.vcpus.iter().enumerate() {
+            if v.polling {
+                self.poll_stop[id].store(true, Ordering::Release);
+            }
+        }
     }
 
     /// The run cannot go on (`why`): every vCPU is force-stopped at once.

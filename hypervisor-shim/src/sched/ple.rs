@@ -1,10 +1,12 @@
 //! `ple`: round robin plus pause-loop exiting, stock KVM's answer to lock-holder preemption.
 //!
-//! The header advertises `FEATURE_PLE` with a window; the guest's `Backoff` issues
-//! `PauseExit` after spinning that long (hardware PLE traps a PAUSE loop the same way). The
-//! host then gives the spinner's slot to the next runnable vCPU in the queue, not knowing
-//! which vCPU holds the lock (KVM's `kvm_vcpu_on_spin` boosts "some" preempted vCPU). No
-//! hints are published.
+//! The header advertises `FEATURE_PLE` with KVM's base window (4096 cycles in spins, see
+//! [`super::pause`]); each vCPU's window, in its slot, grows x2 per exit and is reset when it
+//! is scheduled in. The guest's `Backoff` issues `PauseExit` after spinning that long
+//! (hardware PLE traps a PAUSE loop the same way). The host then gives the spinner's pCPU,
+//! for the rest of its slice, to the vCPU `kvm_vcpu_on_spin` would boost (round robin from the
+//! last boosted, skipping the not-ready and recent spinners), not knowing which vCPU holds the
+//! lock; with no eligible sibling the spinner keeps its pCPU. No hints are published.
 
 use super::baseline::round_robin;
 use super::policy::{Policy, TargetView, TickDecision, TickView, YieldChoice};

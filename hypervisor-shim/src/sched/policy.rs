@@ -67,6 +67,37 @@ pub enum YieldChoice {
     QueueHead,
 }
 
+/// A candidate of a pause-loop exit's yield, as `kvm_vcpu_on_spin` sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Candidate {
+    /// The vCPU.
+    pub vcpu: u32,
+    /// Runnable and waiting for a pCPU (KVM's `vcpu->ready`: preempted while runnable).
+    pub ready: bool,
+    /// Eligible for a directed yield (KVM's `kvm_vcpu_eligible_for_directed_yield`: a vCPU
+    /// that left its pCPU spinning itself is eligible only every other time it is considered).
+    pub eligible: bool,
+}
+
+/// What the policy sees of a pause-loop exit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SpinView<'a> {
+    /// The spinning vCPU.
+    pub caller: u32,
+    /// The other vCPUs of the VM in round-robin order, starting after the last one a
+    /// pause-loop exit boosted (`kvm->last_boosted_vcpu`).
+    pub candidates: &'a [Candidate],
+}
+
+/// `kvm_vcpu_on_spin`'s choice: the first ready, eligible vCPU in round-robin order; none means
+/// the spinner keeps its pCPU.
+pub fn kvm_on_spin(v: &SpinView<'_>) -> Option<u32> {
+    v.candidates
+        .iter()
+        .find(|c| c.vcpu != v.caller && c.ready && c.eligible)
+        .map(|c| c.vcpu)
+}
+
 /// A scheduling policy: pure decisions, no state of its own beyond its parameters.
 pub trait Policy: Send + Sync + fmt::Debug {
     /// Which policy this is.
@@ -85,8 +116,13 @@ pub trait Policy: Send + Sync + fmt::Debug {
     fn at_tick(&self, v: &TickView) -> TickDecision;
     /// Where a `YieldTo` sends the caller's pCPU.
     fn on_yield_to(&self, t: &TargetView) -> YieldChoice;
-    /// Whether a `PauseExit` gives the caller's pCPU to the queue head.
+    /// Whether a `PauseExit` may give the caller's pCPU away (the host emulates PLE).
     fn on_pause_exit(&self) -> bool;
+    /// To whom a `PauseExit` gives the caller's pCPU (for the rest of its slice), if anyone;
+    /// asked only when [`Policy::on_pause_exit`] is true. KVM's rule by default.
+    fn pause_exit_target(&self, v: &SpinView<'_>) -> Option<u32> {
+        kvm_on_spin(v)
+    }
 }
 
 /// The policy object for a run.
@@ -100,9 +136,50 @@ pub fn policy_for(cfg: &RunConfig) -> Box<dyn Policy> {
     match cfg.policy {
         PolicyKind::Baseline => Box::new(baseline::Baseline),
         PolicyKind::Ple => Box::new(ple::Ple {
-            window: cfg.ple_window,
+            window: cfg.ple_base_window(),
         }),
         PolicyKind::Ecs => Box::new(ecs()),
-        PolicyKind::EcsPle => Box::new(ecs().with_ple(cfg.ple_window)),
+        PolicyKind::EcsPle => Box::new(ecs().with_ple(cfg.ple_base_window())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn on_spin_takes_the_first_ready_eligible_vcpu_in_round_robin_order() {
+        let c = |vcpu, ready, eligible| Candidate {
+            vcpu,
+            ready,
+            eligible,
+        };
+        let cands = [
+            c(3, false, true),
+            c(4, true, false),
+            c(5, true, true),
+            c(0, true, true),
+        ];
+        let v = SpinView {
+            caller: 2,
+            candidates: &cands,
+        };
+        assert_eq!(kvm_on_spin(&v), Some(5), "3 not ready, 4 spun recently");
+        let none = [c(3, false, true), c(4, true, false)];
+        let v = SpinView {
+            caller: 2,
+            candidates: &none,
+        };
+        assert_eq!(
+            kvm_on_spin(&v),
+            None,
+            "no eligible sibling: the spinner keeps its pCPU"
+        );
+        let me = [c(2, true, true)];
+        let v = SpinView {
+            caller: 2,
+            candidates: &me,
+        };
+        assert_eq!(kvm_on_spin(&v), None, "never itself");
     }
 }

@@ -70,6 +70,12 @@ pub enum After {
     Stopped,
     /// The host force-stops this vCPU (it did not exit in time): read its RIP and report.
     ForceStop,
+    /// Halt-polling: wait for a kick keeping the pCPU until `until` (ns since the start), then
+    /// ask the scheduler again ([`crate::sched::Scheduler::poll`]).
+    Poll {
+        /// When polling ends.
+        until: u64,
+    },
 }
 
 /// A vCPU's scheduling record.
@@ -88,6 +94,19 @@ pub(super) struct VcpuRecord {
     pub(super) last_tick: Option<(u64, u64)>,
     /// Whether the host has descheduled its thread (published as `preempted`).
     pub(super) host_stalled: bool,
+    /// Its current pause-loop window in spins (KVM's per-vCPU `ple_window`).
+    pub(super) ple_window: u32,
+    /// It last left its pCPU through a pause-loop exit (it was spinning): KVM's
+    /// `in_spin_loop`, which makes it eligible as a yield target only every other time.
+    pub(super) spun_recently: bool,
+    /// KVM's `dy_eligible` toggle.
+    pub(super) dy_eligible: bool,
+    /// Its halt-polling window, ns (KVM's per-vCPU `halt_poll_ns`).
+    pub(super) poll_ns: u64,
+    /// When its current halt began (polling included), until the wake-up.
+    pub(super) halt_start: Option<u64>,
+    /// Whether it is polling in a halt.
+    pub(super) polling: bool,
     pub(super) kick: Option<Box<dyn Kick>>,
     pub(super) stats: VcpuStats,
 }
@@ -106,6 +125,12 @@ impl VcpuRecord {
             run_since: None,
             last_tick: None,
             host_stalled: false,
+            ple_window: 0,
+            spun_recently: false,
+            dy_eligible: false,
+            poll_ns: 0,
+            halt_start: None,
+            polling: false,
             kick: None,
             stats: VcpuStats::default(),
         }
@@ -131,6 +156,8 @@ pub(super) struct SchedState {
     pub(super) pcpus: Vec<Option<u32>>,
     pub(super) overloaded_published: bool,
     pub(super) stopping: Option<u64>,
+    /// The vCPU the last pause-loop exit boosted (`kvm->last_boosted_vcpu`).
+    pub(super) last_boosted: u32,
     pub(super) counter: Option<u64>,
     pub(super) failures: Vec<String>,
 }

@@ -1,0 +1,205 @@
+//! The benchmark: 8 threads on the guest's 2 vCPUs around one lock, sections of about 1 µs,
+//! hold time by `CLOCK_MONOTONIC` around the section. "off" is the same binary with
+//! `ECS_LOCKS_RSEQ=0`; off and on alternate twice in one boot. Reports throughput, sections
+//! held longer than 200 µs (the holder was preempted inside) and the longest hold.
+
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+
+use ecs_locks::{McsMutex, Rcu, SpinMutex, SpinRwLock, TicketMutex};
+
+use crate::work::{now_ns, rounds_for_ns, scaled_ms, spin_work};
+
+const LOCKS: [&str; 5] = ["spin", "mcs", "ticket", "spin-rw", "rcu-read"];
+const THREADS: usize = 8;
+const SLOW_NS: u64 = 200_000;
+
+/// One thread's tally.
+#[derive(Default, Clone, Copy)]
+struct Tally {
+    ops: u64,
+    slow: u64,
+    max_ns: u64,
+    sum_ns: u64,
+}
+
+impl Tally {
+    #[inline]
+    fn hold(&mut self, t0: u64) {
+        let d = now_ns() - t0;
+        self.ops += 1;
+        self.sum_ns += d;
+        self.slow += u64::from(d > SLOW_NS);
+        self.max_ns = self.max_ns.max(d);
+    }
+    fn add(&mut self, o: Tally) {
+        self.ops += o.ops;
+        self.slow += o.slow;
+        self.sum_ns += o.sum_ns;
+        self.max_ns = self.max_ns.max(o.max_ns);
+    }
+}
+
+/// `bench-one LOCK`: one measurement, printed as one `bench:` line.
+pub fn one(lock: &str) -> Result<(), String> {
+    if !LOCKS.contains(&lock) {
+        return Err(format!("unknown lock {lock:?}; one of {LOCKS:?}"));
+    }
+    let rounds = rounds_for_ns(1000);
+    let dur = scaled_ms(2000);
+    let stop = Arc::new(AtomicBool::new(false));
+    let spin = Arc::new(SpinMutex::new(0u64));
+    let mcs = Arc::new(McsMutex::new(0u64));
+    let ticket = Arc::new(TicketMutex::new(0u64));
+    let rw = Arc::new(SpinRwLock::new(0u64));
+    let rcu = Arc::new(Rcu::new(0u64));
+    let lock = lock.to_string();
+    let hs: Vec<_> = (0..THREADS)
+        .map(|i| {
+            let (stop, spin, mcs, ticket, rw, rcu, lock) = (
+                stop.clone(),
+                spin.clone(),
+                mcs.clone(),
+                ticket.clone(),
+                rw.clone(),
+                rcu.clone(),
+                lock.clone(),
+            );
+            thread::spawn(move || {
+                let mut t = Tally::default();
+                let mut k = i as u64;
+                while !stop.load(Ordering::Relaxed) {
+                    match lock.as_str() {
+                        "spin" => {
+                            let mut g = spin.lock();
+                            let t0 = now_ns();
+                            *g += spin_work(rounds) & 1;
+                            t.hold(t0);
+                        }
+                        "mcs" => {
+                            let mut g = mcs.lock();
+                            let t0 = now_ns();
+                            *g += spin_work(rounds) & 1;
+                            t.hold(t0);
+                        }
+                        "ticket" => {
+                            let mut g = ticket.lock();
+                            let t0 = now_ns();
+                            *g += spin_work(rounds) & 1;
+                            t.hold(t0);
+                        }
+                        "spin-rw" if k.is_multiple_of(4) => {
+                            let mut g = rw.write();
+                            let t0 = now_ns();
+                            *g += spin_work(rounds) & 1;
+                            t.hold(t0);
+                        }
+                        "spin-rw" => {
+                            let g = rw.read();
+                            let t0 = now_ns();
+                            std::hint::black_box(*g + spin_work(rounds));
+                            t.hold(t0);
+                        }
+                        _ => {
+                            let g = rcu.read();
+                            let t0 = now_ns();
+                            std::hint::black_box(*g + spin_work(rounds));
+                            t.hold(t0);
+                        }
+                    }
+                    k += 1;
+                    spin_work(rounds);
+                }
+                t
+            })
+        })
+        .collect();
+    thread::sleep(dur);
+    stop.store(true, Ordering::Relaxed);
+    let mut t = Tally::default();
+    for h in hs {
+        t.add(h.join().map_err(|_| "worker panicked")?);
+    }
+    let st = ecs_sys::backend::linux::stats();
+    println!(
+        "bench: lock={lock} ext={} ops={} slow={} max_us={} mean_ns={} grants={} yields={}",
+        if std::env::var_os("ECS_LOCKS_RSEQ").is_some_and(|v| v == "0") {
+            "off"
+        } else {
+            "on"
+        },
+        t.ops,
+        t.slow,
+        t.max_ns / 1000,
+        t.sum_ns / t.ops.max(1),
+        st.grants,
+        st.yields
+    );
+    Ok(())
+}
+
+/// Parses `key=value` words of a `bench:` line.
+fn field(line: &str, key: &str) -> u64 {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// `bench`: every lock, off/on alternating twice, then the summary.
+pub fn run() -> Result<(), String> {
+    println!(
+        "linux-guest: bench: this thread {}",
+        ecs_sys::thread_backend()
+    );
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut rows = Vec::new();
+    for lock in LOCKS {
+        let mut by = [[0u64; 3]; 2]; // [off, on] x [ops, slow, max_us]
+        for round in 0..2 {
+            for (m, off) in [(0usize, true), (1, false)] {
+                let mut cmd = Command::new(&exe);
+                cmd.args(["bench-one", lock]);
+                if off {
+                    cmd.env("ECS_LOCKS_RSEQ", "0");
+                } else {
+                    cmd.env_remove("ECS_LOCKS_RSEQ");
+                }
+                let out = cmd.output().map_err(|e| e.to_string())?;
+                let text = String::from_utf8_lossy(&out.stdout);
+                let line = text
+                    .lines()
+                    .find(|l| l.starts_with("bench:"))
+                    .ok_or_else(|| {
+                        format!(
+                            "bench-one {lock} printed no result: {}",
+                            String::from_utf8_lossy(&out.stderr)
+                        )
+                    })?;
+                println!("{line} round={round}");
+                by[m][0] += field(line, "ops");
+                by[m][1] += field(line, "slow");
+                by[m][2] = by[m][2].max(field(line, "max_us"));
+            }
+        }
+        rows.push((lock, by));
+    }
+    println!("linux-guest: bench summary (2 rounds each, 8 threads, 2 vCPUs, ~1 us sections)");
+    println!(
+        "  lock      ops off   ops on  ratio  >200us off  >200us on  reduction  max_us off  max_us on"
+    );
+    for (lock, [off, on]) in rows {
+        let ratio = on[0] as f64 / off[0].max(1) as f64;
+        let red = if off[1] == 0 {
+            0.0
+        } else {
+            100.0 * (1.0 - on[1] as f64 / off[1] as f64)
+        };
+        println!(
+            "  {lock:<8} {:>8} {:>8} {ratio:>6.2} {:>11} {:>10} {red:>9.1}% {:>11} {:>10}",
+            off[0], on[0], off[1], on[1], off[2], on[2]
+        );
+    }
+    Ok(())
+}

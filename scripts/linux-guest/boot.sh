@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Builds the Linux-guest test program and boots it on the test kernel under QEMU (TCG, 2
+# vCPUs), turning the guest's verdict into the exit code.
+#
+# Usage: scripts/linux-guest/boot.sh [test|bench]     (default: test)
+#   test   two boots: every check (plan `test`), then the checks with the extension disabled
+#          on the kernel command line (`rseq_slice_ext=0`, plan `disabled`)
+#   bench  one boot: the benchmark (extension off and on, alternating twice)
+#
+# Environment:
+#   ECS_GUEST_SCALE  multiplies the guest's durations and counts (default 0.3 for the tests,
+#                    1 for the benchmark)
+#   QEMU_TIMEOUT     seconds before a boot is killed as hung (default 600)
+# Exit codes: 0 pass, 1 a check failed, 2 the kernel, QEMU or libc could not be had.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+. "$here/common.sh"
+mode=${1:-test}
+case $mode in test | bench) ;; *) log "usage: boot.sh [test|bench]"; exit 2 ;; esac
+
+kernel=$("$here/kernel.sh") || { log "no test kernel"; exit 2; }
+command -v qemu-system-x86_64 >/dev/null 2>&1 || ensure_debs qemu-system-x86 \
+    || { log "qemu-system-x86 could not be installed"; exit 2; }
+command -v qemu-system-x86_64 >/dev/null 2>&1 || { log "no qemu-system-x86_64"; exit 2; }
+
+# Debian unstable's glibc (>= 2.41 registers rseq in v2 mode) for the dynamically linked copy.
+sysroot=$(
+    exec 9>"$cache_root/sid-libc.lock"
+    flock 9
+    sid_apt_setup || exit 1
+    libc_deb=$(sid_download libc6) || exit 1
+    gcc_deb=$(sid_download libgcc-s1) || exit 1
+    dir="$cache_root/sid-libc-$(basename "$libc_deb" .deb)"
+    if [ ! -f "$dir/.done" ]; then
+        rm -rf "$dir"
+        mkdir -p "$dir"
+        dpkg-deb -x "$libc_deb" "$dir"
+        dpkg-deb -x "$gcc_deb" "$dir"
+        touch "$dir/.done"
+    fi
+    echo "$dir"
+) || { log "Debian unstable's libc6/libgcc-s1 could not be fetched"; exit 2; }
+log "libc: $(basename "$(dirname "$sysroot/.")") ($(ls "$sysroot"/usr/lib/x86_64-linux-gnu/libc.so.6 2>/dev/null || ls "$sysroot"/lib/x86_64-linux-gnu/libc.so.6))"
+
+# The test program: static (this machine's glibc, crt-static) and dynamic; the stress tests
+# statically. Separate target directories keep the two link modes from rebuilding each other.
+target=x86_64-unknown-linux-gnu
+cd "$repo"
+static_dir="$repo/target/linux-guest/static"
+dyn_dir="$repo/target/linux-guest/dynamic"
+log "building the guest program (static and dynamic) and the stress tests (static)"
+RUSTFLAGS="-C target-feature=+crt-static" CARGO_TARGET_DIR="$static_dir" \
+    nice -n 10 cargo build --release --quiet -p linux-guest --target "$target"
+CARGO_TARGET_DIR="$dyn_dir" nice -n 10 cargo build --release --quiet -p linux-guest --target "$target"
+tests_json=$(RUSTFLAGS="-C target-feature=+crt-static" CARGO_TARGET_DIR="$static_dir" \
+    nice -n 10 cargo test --release --quiet --no-run -p ecs-locks --target "$target" \
+    --test stress_spin --test rcu_stress --message-format=json)
+exe_of() {
+    echo "$tests_json" | python3 -c '
+import json, sys
+name = sys.argv[1]
+for line in sys.stdin:
+    try: m = json.loads(line)
+    except ValueError: continue
+    if m.get("reason") == "compiler-artifact" and m.get("target", {}).get("name") == name and m.get("executable"):
+        print(m["executable"])' "$1" | tail -1
+}
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+root="$work/root"
+mkdir -p "$root"/{bin,dev,proc,sys,lib64,lib/x86_64-linux-gnu}
+cp "$static_dir/$target/release/linux-guest" "$root/init"
+cp "$dyn_dir/$target/release/linux-guest" "$root/bin/linux-guest-dyn"
+cp "$(exe_of stress_spin)" "$root/bin/stress_spin"
+cp "$(exe_of rcu_stress)" "$root/bin/rcu_stress"
+for d in "$sysroot/usr/lib/x86_64-linux-gnu" "$sysroot/lib/x86_64-linux-gnu"; do
+    [ -d "$d" ] && cp -a "$d"/. "$root/lib/x86_64-linux-gnu/"
+done
+ld=$(find "$sysroot" -name 'ld-linux-x86-64.so.2' | head -1)
+cp -L "$ld" "$root/lib64/ld-linux-x86-64.so.2"
+(cd "$root" && find . | cpio -o -H newc 2>/dev/null | gzip -1 >"$work/initramfs.gz")
+
+# Boots once with plan $1 and extra kernel words; prints the console; fails without a pass.
+boot() {
+    local plan=$1 scale=$2
+    shift 2
+    log "booting plan $plan ($*)"
+    local out="$work/console-$plan.txt"
+    timeout "${QEMU_TIMEOUT:-600}" qemu-system-x86_64 -accel tcg -smp 2 -m 1024 \
+        -kernel "$kernel" -initrd "$work/initramfs.gz" \
+        -append "console=ttyS0 quiet panic=-1 ECS_GUEST_PLAN=$plan ECS_GUEST_SCALE=$scale $*" \
+        -nographic -no-reboot </dev/null 2>&1 | tr -d '\r' \
+        | sed -u -e 's/\x1b\[[0-9;?]*[a-zA-Z]//g' -e 's/\x1bc//g' | tee "$out" || true
+    grep -q '^ECS-GUEST-VERDICT: pass' "$out"
+}
+
+rc=0
+if [ "$mode" = test ]; then
+    scale=${ECS_GUEST_SCALE:-0.3}
+    boot test "$scale" || rc=1
+    boot disabled "$scale" rseq_slice_ext=0 || rc=1
+else
+    boot bench "${ECS_GUEST_SCALE:-1}" || rc=1
+fi
+[ $rc -eq 0 ] && log "verdict: pass" || log "verdict: FAIL"
+exit $rc
