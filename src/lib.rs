@@ -89,6 +89,20 @@
 mod adaptive_spin;
 mod backoff;
 mod cs;
+/// Deadlock detection (the `deadlock_detection` feature): [`deadlock::check_deadlock`].
+#[cfg(feature = "deadlock_detection")]
+pub mod deadlock;
+#[cfg(not(feature = "deadlock_detection"))]
+mod deadlock;
+
+/// The guard state of the blocking locks: `Send` with the `send_guard` feature (parking_lot's
+/// `GuardMarker`). The spinning family keeps `GuardNoSend`: its holder is a critical section of
+/// the acquiring thread (or vCPU).
+#[cfg(feature = "send_guard")]
+type GuardMarker = lock_api::GuardSend;
+/// The guard state of the blocking locks: `!Send` without the `send_guard` feature.
+#[cfg(not(feature = "send_guard"))]
+type GuardMarker = lock_api::GuardNoSend;
 #[cfg(any(feature = "std", ecs_guest))]
 mod fork;
 #[cfg(any(feature = "std", ecs_guest))]
@@ -124,6 +138,13 @@ pub use ticket::{MappedTicketMutexGuard, TicketMutex, TicketMutexGuard};
 
 pub use ecs_sys;
 pub use lock_api;
+
+// parking_lot's `arc_lock` re-exports (guards that own an `Arc` of their lock).
+#[cfg(feature = "arc_lock")]
+pub use lock_api::{
+    ArcMutexGuard, ArcReentrantMutexGuard, ArcRwLockReadGuard, ArcRwLockUpgradableReadGuard,
+    ArcRwLockWriteGuard,
+};
 
 // The blocking family (parking_lot 0.13 names).
 mod condvar;

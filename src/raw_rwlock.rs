@@ -41,6 +41,7 @@
 //! writer is queued between the two reads (as with parking_lot's `RwLock`); the recursive mode
 //! lets a reader in whenever other readers hold the lock.
 
+use crate::GuardMarker;
 use crate::adaptive_spin::AdaptiveSpin;
 use crate::cs;
 use crate::park::{
@@ -48,7 +49,7 @@ use crate::park::{
 };
 use crate::sync::{AtomicUsize, Ordering};
 use core::cell::Cell;
-use lock_api::{GuardNoSend, RawRwLock as _, RawRwLockUpgrade as _};
+use lock_api::{RawRwLock as _, RawRwLockUpgrade as _};
 
 /// There is at least one thread in the main queue.
 const PARKED_BIT: usize = 0b0001;
@@ -180,15 +181,57 @@ impl<const RECURSIVE: bool> RawRwLock<RECURSIVE> {
     }
 
     #[inline(always)]
-    fn acquired_exclusive(&self) -> GuardNoSend {
+    fn acquired_exclusive(&self) -> GuardMarker {
+        self.deadlock_acquire(true, true);
         cs::blocking_enter();
-        GuardNoSend::new()
+        GuardMarker::new()
     }
 
     #[inline(always)]
-    fn acquired_shared(&self) -> GuardNoSend {
+    fn acquired_shared(&self) -> GuardMarker {
+        self.deadlock_acquire(false, true);
         cs::blocking_enter();
-        GuardNoSend::new()
+        GuardMarker::new()
+    }
+
+    #[inline(always)]
+    fn acquired_upgradable(&self) -> GuardMarker {
+        self.deadlock_acquire(true, true);
+        cs::blocking_enter();
+        GuardMarker::new()
+    }
+
+    /// Deadlock-detector bookkeeping (the `deadlock_detection` feature; nothing otherwise), as
+    /// parking_lot 0.13 does it: the *primary* resource (the lock's address) is the writer /
+    /// upgradable stage, the *secondary* one (address + 1) the reader stage. Writers and
+    /// upgradable readers hold both, readers the secondary one.
+    #[inline(always)]
+    fn deadlock_acquire(&self, primary: bool, secondary: bool) {
+        let key = crate::deadlock::key(self);
+        // SAFETY: never called from a parking callback.
+        unsafe {
+            if primary {
+                crate::deadlock::acquire_resource(key);
+            }
+            if secondary {
+                crate::deadlock::acquire_resource(key + 1);
+            }
+        }
+    }
+
+    /// Releases what [`Self::deadlock_acquire`] recorded.
+    #[inline(always)]
+    fn deadlock_release(&self, primary: bool, secondary: bool) {
+        let key = crate::deadlock::key(self);
+        // SAFETY: never called from a parking callback.
+        unsafe {
+            if primary {
+                crate::deadlock::release_resource(key);
+            }
+            if secondary {
+                crate::deadlock::release_resource(key + 1);
+            }
+        }
     }
 
     /// The uncontended exclusive acquisition: one CAS from 0 (`weak` or strong). Guest builds
@@ -676,7 +719,7 @@ impl<const RECURSIVE: bool> core::fmt::Debug for RawRwLock<RECURSIVE> {
 
 // SAFETY: a writer owns WRITER_BIT with a zero reader count, readers hold a count without
 // WRITER_BIT held by an active writer, both taken with Acquire and released with Release
-// (parking_lot's proven protocol); guards are stateless `GuardNoSend`.
+// (parking_lot's proven protocol); guards are stateless `GuardMarker`.
 unsafe impl<const RECURSIVE: bool> lock_api::RawRwLock for RawRwLock<RECURSIVE> {
     // `loom_init!` names `Self::new()`, which exists per mode; both modes share `new_inner`.
     #[cfg(not(loom))]
@@ -686,11 +729,11 @@ unsafe impl<const RECURSIVE: bool> lock_api::RawRwLock for RawRwLock<RECURSIVE> 
     #[allow(clippy::declare_interior_mutable_const)]
     const INIT: Self = panic!("loom atomics are not const: build raw locks with `new()`");
 
-    type SharedGuard = GuardNoSend;
-    type ExclusiveGuard = GuardNoSend;
+    type SharedGuard = GuardMarker;
+    type ExclusiveGuard = GuardMarker;
 
     #[inline]
-    fn lock_exclusive(&self) -> GuardNoSend {
+    fn lock_exclusive(&self) -> GuardMarker {
         if !self.try_lock_exclusive_fast(true) {
             let locked = self.lock_exclusive_slow(None);
             debug_assert!(locked);
@@ -699,13 +742,14 @@ unsafe impl<const RECURSIVE: bool> lock_api::RawRwLock for RawRwLock<RECURSIVE> 
     }
 
     #[inline]
-    fn try_lock_exclusive(&self) -> Option<GuardNoSend> {
+    fn try_lock_exclusive(&self) -> Option<GuardMarker> {
         self.try_lock_exclusive_fast(false)
             .then(|| self.acquired_exclusive())
     }
 
     #[inline]
-    unsafe fn unlock_exclusive(&self, _guard: GuardNoSend) {
+    unsafe fn unlock_exclusive(&self, _guard: GuardMarker) {
+        self.deadlock_release(true, true);
         let state = self.state.fetch_sub(WRITER_BIT, Ordering::Release);
         debug_assert!(
             state & WRITER_BIT != 0 && state & READERS_MASK == 0,
@@ -718,7 +762,7 @@ unsafe impl<const RECURSIVE: bool> lock_api::RawRwLock for RawRwLock<RECURSIVE> 
     }
 
     #[inline]
-    fn lock_shared(&self) -> GuardNoSend {
+    fn lock_shared(&self) -> GuardMarker {
         if !self.try_lock_shared_fast() {
             let locked = self.lock_shared_slow(None);
             debug_assert!(locked);
@@ -727,7 +771,7 @@ unsafe impl<const RECURSIVE: bool> lock_api::RawRwLock for RawRwLock<RECURSIVE> 
     }
 
     #[inline]
-    fn try_lock_shared(&self) -> Option<GuardNoSend> {
+    fn try_lock_shared(&self) -> Option<GuardMarker> {
         if self.try_lock_shared_fast() || self.try_lock_shared_slow() {
             Some(self.acquired_shared())
         } else {
@@ -736,7 +780,8 @@ unsafe impl<const RECURSIVE: bool> lock_api::RawRwLock for RawRwLock<RECURSIVE> 
     }
 
     #[inline]
-    unsafe fn unlock_shared(&self, _guard: GuardNoSend) {
+    unsafe fn unlock_shared(&self, _guard: GuardMarker) {
+        self.deadlock_release(false, true);
         let state = self.state.fetch_sub(ONE_READER, Ordering::Release);
         debug_assert!(
             state & READERS_MASK != 0,
@@ -763,14 +808,15 @@ unsafe impl<const RECURSIVE: bool> lock_api::RawRwLock for RawRwLock<RECURSIVE> 
 // bumps re-acquire the same mode, aborting if that could unwind.
 unsafe impl<const RECURSIVE: bool> lock_api::RawRwLockFair for RawRwLock<RECURSIVE> {
     #[inline]
-    unsafe fn unlock_shared_fair(&self, guard: GuardNoSend) {
+    unsafe fn unlock_shared_fair(&self, guard: GuardMarker) {
         // Shared unlocking is always fair in this implementation.
         // SAFETY: the caller holds a shared lock.
         unsafe { self.unlock_shared(guard) };
     }
 
     #[inline]
-    unsafe fn unlock_exclusive_fair(&self, _guard: GuardNoSend) {
+    unsafe fn unlock_exclusive_fair(&self, _guard: GuardMarker) {
+        self.deadlock_release(true, true);
         if self
             .state
             .compare_exchange(WRITER_BIT, 0, Ordering::Release, Ordering::Relaxed)
@@ -782,19 +828,20 @@ unsafe impl<const RECURSIVE: bool> lock_api::RawRwLockFair for RawRwLock<RECURSI
     }
 
     #[inline]
-    unsafe fn bump_shared(&self, guard: &mut GuardNoSend) {
+    unsafe fn bump_shared(&self, guard: &mut GuardMarker) {
         let state = self.state.load(Ordering::Relaxed);
         // A recursive reader bumps only as the last reader (others may not leave).
         if state & WRITER_BIT != 0 && (!RECURSIVE || state & READERS_MASK == ONE_READER) {
             // SAFETY: the caller holds a shared lock, released here and re-taken.
-            unsafe { self.unlock_shared(GuardNoSend::new()) };
+            unsafe { self.unlock_shared(GuardMarker::new()) };
             *guard = crate::sync::abort_on_panic(|| self.lock_shared());
         }
     }
 
     #[inline]
-    unsafe fn bump_exclusive(&self, guard: &mut GuardNoSend) {
+    unsafe fn bump_exclusive(&self, guard: &mut GuardMarker) {
         if self.state.load(Ordering::Relaxed) & PARKED_BIT != 0 {
+            self.deadlock_release(true, true);
             self.unlock_exclusive_fair_slow();
             cs::blocking_exit();
             *guard = crate::sync::abort_on_panic(|| self.lock_exclusive());
@@ -805,7 +852,8 @@ unsafe impl<const RECURSIVE: bool> lock_api::RawRwLockFair for RawRwLock<RECURSI
 // SAFETY: a writer atomically becomes a reader (WRITER_BIT -> one reader), waking readers.
 unsafe impl<const RECURSIVE: bool> lock_api::RawRwLockDowngrade for RawRwLock<RECURSIVE> {
     #[inline]
-    unsafe fn downgrade(&self, guard: GuardNoSend) -> GuardNoSend {
+    unsafe fn downgrade(&self, guard: GuardMarker) -> GuardMarker {
+        self.deadlock_release(true, false);
         let state = self
             .state
             .fetch_add(ONE_READER - WRITER_BIT, Ordering::Release);
@@ -824,24 +872,24 @@ unsafe impl<const RECURSIVE: bool> lock_api::RawRwLockTimed for RawRwLock<RECURS
     type Instant = std::time::Instant;
 
     #[inline]
-    fn try_lock_shared_for(&self, timeout: Self::Duration) -> Option<GuardNoSend> {
+    fn try_lock_shared_for(&self, timeout: Self::Duration) -> Option<GuardMarker> {
         (self.try_lock_shared_fast() || self.lock_shared_slow(park::to_deadline(timeout)))
             .then(|| self.acquired_shared())
     }
 
     #[inline]
-    fn try_lock_shared_until(&self, timeout: Self::Instant) -> Option<GuardNoSend> {
+    fn try_lock_shared_until(&self, timeout: Self::Instant) -> Option<GuardMarker> {
         (self.try_lock_shared_fast() || self.lock_shared_slow(Some(timeout)))
             .then(|| self.acquired_shared())
     }
 
     #[inline]
-    fn try_lock_exclusive_for(&self, timeout: Self::Duration) -> Option<GuardNoSend> {
+    fn try_lock_exclusive_for(&self, timeout: Self::Duration) -> Option<GuardMarker> {
         self.try_lock_exclusive_until_inner(park::to_deadline(timeout))
     }
 
     #[inline]
-    fn try_lock_exclusive_until(&self, timeout: Self::Instant) -> Option<GuardNoSend> {
+    fn try_lock_exclusive_until(&self, timeout: Self::Instant) -> Option<GuardMarker> {
         self.try_lock_exclusive_until_inner(Some(timeout))
     }
 }
@@ -852,7 +900,7 @@ impl<const RECURSIVE: bool> RawRwLock<RECURSIVE> {
     fn try_lock_exclusive_until_inner(
         &self,
         deadline: Option<park::Instant>,
-    ) -> Option<GuardNoSend> {
+    ) -> Option<GuardMarker> {
         (self.try_lock_exclusive_fast(true) || self.lock_exclusive_slow(deadline))
             .then(|| self.acquired_exclusive())
     }
@@ -860,46 +908,46 @@ impl<const RECURSIVE: bool> RawRwLock<RECURSIVE> {
     #[inline]
     fn try_upgrade_until_inner(
         &self,
-        guard: GuardNoSend,
+        guard: GuardMarker,
         deadline: Option<park::Instant>,
-    ) -> Result<GuardNoSend, GuardNoSend> {
+    ) -> Result<GuardMarker, GuardMarker> {
+        self.deadlock_release(false, true);
         self.set_writer();
         let state = self.state.fetch_sub(
             (ONE_READER | UPGRADABLE_BIT) - WRITER_BIT,
             Ordering::Acquire,
         );
-        if state & READERS_MASK == ONE_READER
-            || self.wait_for_readers(deadline, ONE_READER | UPGRADABLE_BIT)
-        {
-            Ok(guard)
-        } else {
-            Err(guard)
-        }
+        let upgraded = state & READERS_MASK == ONE_READER
+            || self.wait_for_readers(deadline, ONE_READER | UPGRADABLE_BIT);
+        // Upgraded or still upgradable: both stages are ours again.
+        self.deadlock_acquire(false, true);
+        if upgraded { Ok(guard) } else { Err(guard) }
     }
 }
 
 // SAFETY: at most one upgradable reader (UPGRADABLE_BIT); an upgrade keeps WRITER_BIT out of
 // reach of others and waits for the other readers; downgrades only release rights.
 unsafe impl<const RECURSIVE: bool> lock_api::RawRwLockUpgrade for RawRwLock<RECURSIVE> {
-    type UpgradableGuard = GuardNoSend;
+    type UpgradableGuard = GuardMarker;
 
     #[inline]
-    fn lock_upgradable(&self) -> GuardNoSend {
+    fn lock_upgradable(&self) -> GuardMarker {
         if !self.try_lock_upgradable_fast() {
             let locked = self.lock_upgradable_slow(None);
             debug_assert!(locked);
         }
-        self.acquired_shared()
+        self.acquired_upgradable()
     }
 
     #[inline]
-    fn try_lock_upgradable(&self) -> Option<GuardNoSend> {
+    fn try_lock_upgradable(&self) -> Option<GuardMarker> {
         (self.try_lock_upgradable_fast() || self.try_lock_upgradable_slow())
-            .then(|| self.acquired_shared())
+            .then(|| self.acquired_upgradable())
     }
 
     #[inline]
-    unsafe fn unlock_upgradable(&self, _guard: GuardNoSend) {
+    unsafe fn unlock_upgradable(&self, _guard: GuardMarker) {
+        self.deadlock_release(true, true);
         let state = self
             .state
             .fetch_sub(ONE_READER | UPGRADABLE_BIT, Ordering::Release);
@@ -914,7 +962,9 @@ unsafe impl<const RECURSIVE: bool> lock_api::RawRwLockUpgrade for RawRwLock<RECU
     }
 
     #[inline]
-    unsafe fn upgrade(&self, guard: GuardNoSend) -> GuardNoSend {
+    unsafe fn upgrade(&self, guard: GuardMarker) -> GuardMarker {
+        // Stop owning the reader stage while waiting for the other readers (parking_lot).
+        self.deadlock_release(false, true);
         self.set_writer();
         let state = self.state.fetch_sub(
             (ONE_READER | UPGRADABLE_BIT) - WRITER_BIT,
@@ -924,11 +974,12 @@ unsafe impl<const RECURSIVE: bool> lock_api::RawRwLockUpgrade for RawRwLock<RECU
             let upgraded = self.wait_for_readers(None, ONE_READER | UPGRADABLE_BIT);
             debug_assert!(upgraded);
         }
+        self.deadlock_acquire(false, true);
         guard
     }
 
     #[inline]
-    unsafe fn try_upgrade(&self, guard: GuardNoSend) -> Result<GuardNoSend, GuardNoSend> {
+    unsafe fn try_upgrade(&self, guard: GuardMarker) -> Result<GuardMarker, GuardMarker> {
         // Harmless if the upgrade fails: UPGRADABLE_BIT keeps every other writer out.
         self.set_writer();
         match self
@@ -946,14 +997,16 @@ unsafe impl<const RECURSIVE: bool> lock_api::RawRwLockUpgrade for RawRwLock<RECU
 // SAFETY: as for `RawRwLockFair`.
 unsafe impl<const RECURSIVE: bool> lock_api::RawRwLockUpgradeFair for RawRwLock<RECURSIVE> {
     #[inline]
-    unsafe fn unlock_upgradable_fair(&self, _guard: GuardNoSend) {
+    unsafe fn unlock_upgradable_fair(&self, _guard: GuardMarker) {
+        self.deadlock_release(true, true);
         self.unlock_upgradable_fair_slow();
         cs::blocking_exit();
     }
 
     #[inline]
-    unsafe fn bump_upgradable(&self, guard: &mut GuardNoSend) {
+    unsafe fn bump_upgradable(&self, guard: &mut GuardMarker) {
         if self.state.load(Ordering::Relaxed) & PARKED_BIT != 0 {
+            self.deadlock_release(true, true);
             self.unlock_upgradable_fair_slow();
             cs::blocking_exit();
             *guard = crate::sync::abort_on_panic(|| self.lock_upgradable());
@@ -964,7 +1017,8 @@ unsafe impl<const RECURSIVE: bool> lock_api::RawRwLockUpgradeFair for RawRwLock<
 // SAFETY: downgrades only give up rights and wake those who can now proceed.
 unsafe impl<const RECURSIVE: bool> lock_api::RawRwLockUpgradeDowngrade for RawRwLock<RECURSIVE> {
     #[inline]
-    unsafe fn downgrade_upgradable(&self, guard: GuardNoSend) -> GuardNoSend {
+    unsafe fn downgrade_upgradable(&self, guard: GuardMarker) -> GuardMarker {
+        self.deadlock_release(true, false);
         let state = self.state.fetch_sub(UPGRADABLE_BIT, Ordering::Relaxed);
         if state & PARKED_BIT != 0 {
             self.downgrade_slow(ONE_READER);
@@ -973,7 +1027,7 @@ unsafe impl<const RECURSIVE: bool> lock_api::RawRwLockUpgradeDowngrade for RawRw
     }
 
     #[inline]
-    unsafe fn downgrade_to_upgradable(&self, guard: GuardNoSend) -> GuardNoSend {
+    unsafe fn downgrade_to_upgradable(&self, guard: GuardMarker) -> GuardMarker {
         let state = self.state.fetch_add(
             (ONE_READER | UPGRADABLE_BIT) - WRITER_BIT,
             Ordering::Release,
@@ -989,32 +1043,32 @@ unsafe impl<const RECURSIVE: bool> lock_api::RawRwLockUpgradeDowngrade for RawRw
 #[cfg(feature = "std")]
 unsafe impl<const RECURSIVE: bool> lock_api::RawRwLockUpgradeTimed for RawRwLock<RECURSIVE> {
     #[inline]
-    fn try_lock_upgradable_for(&self, timeout: Self::Duration) -> Option<GuardNoSend> {
+    fn try_lock_upgradable_for(&self, timeout: Self::Duration) -> Option<GuardMarker> {
         (self.try_lock_upgradable_fast() || self.lock_upgradable_slow(park::to_deadline(timeout)))
-            .then(|| self.acquired_shared())
+            .then(|| self.acquired_upgradable())
     }
 
     #[inline]
-    fn try_lock_upgradable_until(&self, timeout: Self::Instant) -> Option<GuardNoSend> {
+    fn try_lock_upgradable_until(&self, timeout: Self::Instant) -> Option<GuardMarker> {
         (self.try_lock_upgradable_fast() || self.lock_upgradable_slow(Some(timeout)))
-            .then(|| self.acquired_shared())
+            .then(|| self.acquired_upgradable())
     }
 
     #[inline]
     unsafe fn try_upgrade_for(
         &self,
-        guard: GuardNoSend,
+        guard: GuardMarker,
         timeout: Self::Duration,
-    ) -> Result<GuardNoSend, GuardNoSend> {
+    ) -> Result<GuardMarker, GuardMarker> {
         self.try_upgrade_until_inner(guard, park::to_deadline(timeout))
     }
 
     #[inline]
     unsafe fn try_upgrade_until(
         &self,
-        guard: GuardNoSend,
+        guard: GuardMarker,
         timeout: Self::Instant,
-    ) -> Result<GuardNoSend, GuardNoSend> {
+    ) -> Result<GuardMarker, GuardMarker> {
         self.try_upgrade_until_inner(guard, Some(timeout))
     }
 }
