@@ -40,7 +40,9 @@
 //! ```
 //!
 //! `tests/parking_lot_swap.rs` compiles one module against both crates and runs the same
-//! assertions on each. Guards are `!Send`, as in parking_lot without `send_guard`.
+//! assertions on each; `tests/parking_lot_api.rs` imports every item parking_lot 0.13 exports.
+//! Guards are `!Send`, as in parking_lot without `send_guard`; the features `arc_lock`,
+//! `send_guard`, `serde` and `deadlock_detection` do what parking_lot's do (below).
 //!
 //! # The locks
 //!
@@ -61,8 +63,19 @@
 //!
 //! | feature | effect |
 //! |---|---|
-//! | `std` (default) | the native hint backend (thread-local depth); blocking locks park through parking_lot_core; `Rcu<T>` |
-//! | none | `no_std` without a hypervisor: spin locks, and blocking locks that spin |
+//! | `std` (default) | the native hint backend (thread-local depth); blocking locks park through parking_lot_core; timed methods; `Rcu<T>` |
+//! | `arc_lock` | lock_api's `Arc` guards (`lock_arc`, `read_arc`, ...) and parking_lot's `Arc*Guard` re-exports |
+//! | `send_guard` | the blocking locks' guards are `Send`; those locks then raise no blocking-section hint (a foreign release would unbalance the per-thread depth). Spin-family guards stay `!Send` |
+//! | `serde` | lock_api's `Serialize`/`Deserialize` for every lock |
+//! | `deadlock_detection` | parking_lot_core's detector, `deadlock::check_deadlock` (enables `std`) |
+//! | none | `no_std` without a hypervisor: see below |
+//!
+//! Without `std` (and without `--cfg ecs_guest`) the spinning locks are unchanged; the blocking
+//! locks keep their protocols and APIs but a waiter that would sleep spins in the portable wait
+//! queue (there is nothing to sleep on), the timed methods are absent (no clock), and
+//! `ReentrantMutex`, `McsMutex`, `RcuRing` and `Rcu` are absent (they need thread identity or
+//! per-thread state). With `--cfg ecs_guest` blocking waiters halt their vCPU (WAIT/KICK) and
+//! those types exist. parking_lot's `owning_ref` and `nightly` features are not provided.
 //!
 //! Features are additive: none of them changes the hint backend or how a blocking lock
 //! blocks, so `--all-features` is sound everywhere. Two rustc cfgs do, and only the final
