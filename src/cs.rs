@@ -39,12 +39,16 @@ fn yield_at_exit() {
 /// Marks the start of a blocking-mutex section (the weaker hint).
 #[inline(always)]
 pub(crate) fn blocking_enter() {
+    // With `send_guard` a guard may be released on another thread (another vCPU), whose
+    // per-vCPU depth this would unbalance: the blocking hint is not raised at all.
+    #[cfg(not(feature = "send_guard"))]
     ecs_sys::blocking_enter();
 }
 
 /// Marks the end of a blocking-mutex section.
 #[inline(always)]
 pub(crate) fn blocking_exit() {
+    #[cfg(not(feature = "send_guard"))]
     ecs_sys::blocking_exit();
 }
 
