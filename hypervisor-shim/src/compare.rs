@@ -41,7 +41,7 @@ pub enum Preset {
     /// Every policy, `ecs-ple` included, on every lock kind at 8 on 2.
     Ablations,
     /// Under-commit (2 on 2) over critical sections of about 0.25, 2.5, 25 and 250 us on the
-    /// blocking locks.
+    /// blocking `Mutex`, `FairMutex` (hand-off) and a `Condvar` ping-pong.
     UnderCommit,
     /// The CI smoke test: every lock kind at 8 on 2, 2 rounds of 0.2 s runs.
     Smoke,
@@ -70,7 +70,19 @@ impl Preset {
 
     /// The preset's parameters.
     pub fn spec(self) -> PlanSpec {
-        let all: Vec<Lock> = LockKind::ALL.into_iter().map(Lock).collect();
+        // The over-commit experiment's lock kinds (the sweep's blocking kinds are apart).
+        let all: Vec<Lock> = [
+            LockKind::Spin,
+            LockKind::Ticket,
+            LockKind::Mcs,
+            LockKind::SpinRw,
+            LockKind::Mutex,
+            LockKind::RwLock,
+            LockKind::Rcu,
+        ]
+        .into_iter()
+        .map(Lock)
+        .collect();
         let three = vec![PolicyKind::Baseline, PolicyKind::Ple, PolicyKind::Ecs];
         let base = PlanSpec {
             vcpus: vec![2, 8, 16],
@@ -107,7 +119,11 @@ impl Preset {
             },
             Preset::UnderCommit => PlanSpec {
                 vcpus: vec![2],
-                locks: vec![Lock(LockKind::Mutex), Lock(LockKind::RwLock)],
+                locks: vec![
+                    Lock(LockKind::Mutex),
+                    Lock(LockKind::FairMutex),
+                    Lock(LockKind::Condvar),
+                ],
                 cs_iters: UNDER_COMMIT_CS_ITERS.to_vec(),
                 ..base
             },
@@ -364,6 +380,10 @@ pub struct SummaryRow {
     pub preemptions_in_cs: Option<f64>,
     /// Halts (median).
     pub halts: Option<f64>,
+    /// Halts per 100 operations (median): how often a waiter blocked (the under-commit
+    /// target applies where `baseline` halts at least once per 100 operations).
+    #[serde(default)]
+    pub halts_per_100_ops: Option<f64>,
     /// Host-level deschedulings of a pCPU holder (median; not the shim's decisions).
     #[serde(default)]
     pub host_deschedules: Option<f64>,
@@ -373,6 +393,12 @@ pub struct SummaryRow {
     /// Steal: time holding a pCPU without a host CPU, percent of the pCPU time (median).
     #[serde(default)]
     pub steal_pct: Option<f64>,
+    /// Wake-up latency (kick to resume), median over rounds of each run's p50, us.
+    #[serde(default)]
+    pub wake_p50_us: Option<f64>,
+    /// The same for each run's p99, us.
+    #[serde(default)]
+    pub wake_p99_us: Option<f64>,
     /// Jain's index of the per-vCPU operations.
     pub jain: Option<Estimate>,
     /// The fewest operations of one vCPU (median over rounds).
@@ -406,6 +432,26 @@ impl SummaryRow {
     }
 }
 
+/// One (group, run)'s figures, one value per passing round.
+#[derive(Default)]
+struct PerRound {
+    ops: Vec<f64>,
+    share: Vec<f64>,
+    x_base: Vec<f64>,
+    x_ple: Vec<f64>,
+    in_cs: Vec<f64>,
+    halts: Vec<f64>,
+    halt_rate: Vec<f64>,
+    jain: Vec<f64>,
+    ops_min: Vec<f64>,
+    ops_max: Vec<f64>,
+    h_desch: Vec<f64>,
+    h_desch_cs: Vec<f64>,
+    steal: Vec<f64>,
+    wake50: Vec<f64>,
+    wake99: Vec<f64>,
+}
+
 /// The summary of every (group, run) of `plan` over `runs`, in plan order.
 pub fn summarize(plan: &Plan, runs: &[RoundRun]) -> Vec<SummaryRow> {
     let find = |round: u32, g: usize, p: Planned| {
@@ -429,7 +475,7 @@ pub fn summarize(plan: &Plan, runs: &[RoundRun]) -> Vec<SummaryRow> {
                 ceiling: false,
                 guest_hints: true,
             };
-            let mut v: [Vec<f64>; 12] = Default::default();
+            let mut v = PerRound::default();
             let (mut ran, mut failed) = (0, 0);
             for round in 0..plan.rounds {
                 let mine = runs.iter().find(|r| {
@@ -453,22 +499,29 @@ pub fn summarize(plan: &Plan, runs: &[RoundRun]) -> Vec<SummaryRow> {
                         .filter(|&o| o > 0.0)
                         .map(|o| r.ops_per_sec / o)
                 };
-                v[0].push(r.ops_per_sec);
-                v[1].extend(ratio(find(round, g, ceiling)));
+                v.ops.push(r.ops_per_sec);
+                v.share.extend(ratio(find(round, g, ceiling)));
                 if !p.ceiling {
-                    v[2].extend(ratio(find(round, g, same(PolicyKind::Baseline))));
+                    v.x_base
+                        .extend(ratio(find(round, g, same(PolicyKind::Baseline))));
                     if p.policy != PolicyKind::Ple || !p.guest_hints {
-                        v[3].extend(ratio(find(round, g, same(PolicyKind::Ple))));
+                        v.x_ple.extend(ratio(find(round, g, same(PolicyKind::Ple))));
                     }
                 }
-                v[4].push(r.total.preemptions_in_cs as f64);
-                v[5].push(r.total.halts as f64);
-                v[6].extend(r.jain);
-                v[7].push(r.ops_min as f64);
-                v[8].push(r.ops_max as f64);
-                v[9].push(r.total.host_deschedules as f64);
-                v[10].push(r.total.host_deschedules_in_cs as f64);
-                v[11].extend(crate::report::steal_pct(&r.total));
+                v.in_cs.push(r.total.preemptions_in_cs as f64);
+                v.halts.push(r.total.halts as f64);
+                if r.total.ops > 0 {
+                    v.halt_rate
+                        .push(100.0 * r.total.halts as f64 / r.total.ops as f64);
+                }
+                v.jain.extend(r.jain);
+                v.ops_min.push(r.ops_min as f64);
+                v.ops_max.push(r.ops_max as f64);
+                v.h_desch.push(r.total.host_deschedules as f64);
+                v.h_desch_cs.push(r.total.host_deschedules_in_cs as f64);
+                v.steal.extend(crate::report::steal_pct(&r.total));
+                v.wake50.extend(r.wakeup.map(|w| w.p50_us));
+                v.wake99.extend(r.wakeup.map(|w| w.p99_us));
             }
             rows.push(SummaryRow {
                 lock: group.lock,
@@ -480,22 +533,61 @@ pub fn summarize(plan: &Plan, runs: &[RoundRun]) -> Vec<SummaryRow> {
                 guest_hints: p.guest_hints,
                 rounds: ran,
                 failed,
-                ops_per_sec: Estimate::of(&v[0]),
-                share_of_ceiling: Estimate::of(&v[1]),
-                ratio_to_baseline: Estimate::of(&v[2]),
-                ratio_to_ple: Estimate::of(&v[3]),
-                preemptions_in_cs: median(&v[4]),
-                halts: median(&v[5]),
-                jain: Estimate::of(&v[6]),
-                ops_min: median(&v[7]),
-                ops_max: median(&v[8]),
-                host_deschedules: median(&v[9]),
-                host_deschedules_in_cs: median(&v[10]),
-                steal_pct: median(&v[11]),
+                ops_per_sec: Estimate::of(&v.ops),
+                share_of_ceiling: Estimate::of(&v.share),
+                ratio_to_baseline: Estimate::of(&v.x_base),
+                ratio_to_ple: Estimate::of(&v.x_ple),
+                preemptions_in_cs: median(&v.in_cs),
+                halts: median(&v.halts),
+                halts_per_100_ops: median(&v.halt_rate),
+                jain: Estimate::of(&v.jain),
+                ops_min: median(&v.ops_min),
+                ops_max: median(&v.ops_max),
+                host_deschedules: median(&v.h_desch),
+                host_deschedules_in_cs: median(&v.h_desch_cs),
+                steal_pct: median(&v.steal),
+                wake_p50_us: median(&v.wake50),
+                wake_p99_us: median(&v.wake99),
             });
         }
     }
     rows
+}
+
+/// The plan in words: one line per group with its runs, then the totals and the estimate
+/// (`compare --dry-run`).
+pub fn describe(plan: &Plan, preset: Preset) -> String {
+    let mut s = String::new();
+    for g in &plan.groups {
+        let runs: Vec<String> = g
+            .runs
+            .iter()
+            .map(|p| match (p.ceiling, p.guest_hints) {
+                (true, _) => format!("ceiling {} on {}", p.vcpus, plan.template.pcpus),
+                (false, true) => format!("{} {}", p.vcpus, p.policy),
+                (false, false) => format!("{} {} -hints", p.vcpus, p.policy),
+            })
+            .collect();
+        s += &format!(
+            "{} cs {} think {}: {}\n",
+            g.lock,
+            g.cs_iters,
+            g.think_iters,
+            runs.join(", ")
+        );
+    }
+    let total = plan.total_runs();
+    s += &format!(
+        "preset {preset}: {} groups, {} runs per round, {} rounds = {total} runs of {:.1} s: \
+         about {} (seed {})\n",
+        plan.groups.len(),
+        total / plan.rounds.max(1) as usize,
+        plan.rounds,
+        plan.template.duration.as_secs_f64(),
+        mmss(plan.estimate(RUN_OVERHEAD)),
+        plan.seed
+    );
+    s
 }
 
 /// The host a `compare` ran on.
@@ -597,6 +689,7 @@ mod tests {
             grace_mean_cycles: None,
             grace_mean_us: None,
             cycles_per_pause: 170.0,
+            wakeup: None,
             ple_base_window: 0,
             per_vcpu: Vec::new(),
             failures: Vec::new(),
@@ -632,7 +725,7 @@ mod tests {
             RunConfig::new(2, 2, LockKind::Spin, PolicyKind::Baseline),
             1,
         );
-        assert_eq!(sweep.groups.len(), 2 * 4);
+        assert_eq!(sweep.groups.len(), 3 * 4);
         assert_eq!(sweep.groups[3].think_iters, 400_000);
         assert_eq!(
             Plan::new(

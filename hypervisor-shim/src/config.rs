@@ -1,4 +1,4 @@
-//! What one run is: vCPUs, pCPU slots, lock kind, policy, duration, scheduler and workload
+//! What one run is: vCPUs, pCPUs, lock kind, policy, duration, scheduler and workload
 //! parameters, with documented defaults and validation.
 
 use crate::workload::{LockKind, Misbehave};
@@ -17,7 +17,7 @@ pub enum ConfigError {
         /// Largest allowed.
         max: u32,
     },
-    /// The pCPU slot count is 0 or above the ABI's maximum vCPU count (more slots than vCPUs
+    /// The pCPU count is 0 or above the ABI's maximum vCPU count (more pCPUs than vCPUs
     /// stay idle, and every tick walks them all).
     #[error("--pcpus must be between 1 and {max}, got {got}")]
     Pcpus {
@@ -51,7 +51,9 @@ pub enum ConfigError {
     #[error("--read-percent must be 0..=100, got {0}")]
     ReadPercent(u32),
     /// An unknown lock name.
-    #[error("unknown lock kind {0:?} (spin, ticket, mcs, spin-rw, mutex, rwlock, rcu)")]
+    #[error(
+        "unknown lock kind {0:?} (spin, ticket, mcs, spin-rw, mutex, rwlock, rcu, fair-mutex, condvar)"
+    )]
     LockName(String),
     /// An unknown policy name.
     #[error("unknown policy {0:?} (baseline, ple, ecs, ecs-ple)")]
@@ -134,6 +136,8 @@ impl Lock {
             LockKind::Mutex => "mutex",
             LockKind::RwLock => "rwlock",
             LockKind::Rcu => "rcu",
+            LockKind::FairMutex => "fair-mutex",
+            LockKind::Condvar => "condvar",
         }
     }
 }
@@ -196,7 +200,7 @@ pub const MAX_DURATION: Duration = Duration::from_secs(1_000_000_000);
 pub struct RunConfig {
     /// vCPUs in the VM.
     pub vcpus: u32,
-    /// pCPU slots the vCPUs share.
+    /// pCPUs the vCPUs share.
     pub pcpus: u32,
     /// The lock the workload contends on.
     pub lock: Lock,

@@ -15,9 +15,9 @@ use ecs_sys::hypercall::{ABI_VERSION_ARG, Op, PORT, Status, decode};
 pub enum Request {
     /// The guest registered the hint area with the right ABI version.
     Register,
-    /// Give up the pCPU slot.
+    /// Give up the pCPU.
     Yield,
-    /// Give the pCPU slot to this vCPU.
+    /// Give the pCPU to this vCPU.
     YieldTo(u32),
     /// Halt until kicked.
     Wait,

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! guest_image.rs the embedded guest program (built by build.rs from guest/)
-//! config.rs     what a run is (vCPUs, pCPU slots, lock, policy, slice, workload)
+//! config.rs     what a run is (vCPUs, pCPUs, lock, policy, slice, workload)
 //! vm.rs         the KVM VM: memory, page tables, guest ELF, hint area, vCPUs at CPL 3
 //! page.rs       the only (checked, atomic) ways the host touches guest memory
 //! vcpu.rs       the vCPU thread: exits, and the scheduler's Kick as a signal

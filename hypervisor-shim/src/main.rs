@@ -27,7 +27,7 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
-    /// One run: N vCPUs on P pCPU slots, one lock kind, one policy.
+    /// One run: N vCPUs on P pCPUs, one lock kind, one policy.
     #[command(after_help = EXIT_CODES)]
     Run(RunArgs),
     /// The policies against each other and against the ceiling (the same workload without
@@ -60,10 +60,10 @@ struct RunArgs {
     /// vCPUs in the VM.
     #[arg(long, default_value_t = 8)]
     vcpus: u32,
-    /// pCPU slots the vCPUs share.
+    /// pCPUs the vCPUs share.
     #[arg(long, default_value_t = 2)]
     pcpus: u32,
-    /// Lock kind: spin, ticket, mcs, spin-rw, mutex, rwlock, rcu.
+    /// Lock kind: spin, ticket, mcs, spin-rw, mutex, rwlock, rcu, fair-mutex, condvar.
     #[arg(long, default_value = "spin")]
     lock: Lock,
     /// Scheduling policy: baseline, ple, ecs, ecs-ple.
@@ -93,7 +93,8 @@ struct CompareArgs {
     /// pCPUs.
     #[arg(long)]
     pcpus: Option<u32>,
-    /// Lock kinds, comma-separated: spin, ticket, mcs, spin-rw, mutex, rwlock, rcu.
+    /// Lock kinds, comma-separated: spin, ticket, mcs, spin-rw, mutex, rwlock, rcu,
+    /// fair-mutex, condvar (a ping-pong on a condvar).
     #[arg(long, value_delimiter = ',')]
     locks: Option<Vec<Lock>>,
     /// Policies, comma-separated (ratios need `baseline`): baseline, ple, ecs, ecs-ple.
@@ -113,6 +114,10 @@ struct CompareArgs {
     /// Write a bar chart of the shares of the ceiling as SVG to FILE.
     #[arg(long, value_name = "FILE")]
     plot: Option<std::path::PathBuf>,
+    /// Print the plan (groups, runs, the time it will take, the seed) and exit without running
+    /// anything (no /dev/kvm needed).
+    #[arg(long)]
+    dry_run: bool,
     #[command(flatten)]
     common: Common,
 }
@@ -371,6 +376,10 @@ fn compare_plan(a: &CompareArgs) -> (Preset, Plan) {
 /// `ecs-shim compare`.
 fn compare_cmd(a: &CompareArgs) -> ExitCode {
     let (preset, plan) = compare_plan(a);
+    if a.dry_run {
+        print!("{}", compare::describe(&plan, preset));
+        return ExitCode::SUCCESS;
+    }
     let elf = match load_guest(&a.common) {
         Ok(elf) => elf,
         Err(code) => return code,

@@ -14,7 +14,7 @@ use core::fmt::Write as _;
 pub struct Row {
     /// vCPUs.
     pub vcpus: u32,
-    /// pCPU slots.
+    /// pCPUs.
     pub pcpus: u32,
     /// Lock kind.
     pub lock: Lock,
@@ -38,7 +38,7 @@ pub struct Row {
     pub directed_yields: u64,
     /// Pause-loop exits.
     pub ple_exits: u64,
-    /// Halts: blocking waiters that gave their slot up (WAIT), to be woken by a KICK.
+    /// Halts: blocking waiters that gave their pCPU up (WAIT), to be woken by a KICK.
     #[serde(default)]
     pub halts: u64,
     /// Throughput over `baseline`'s on the same (vcpus, pcpus, lock), if that run exists.
@@ -80,7 +80,7 @@ pub fn medians(runs: &[RunReport]) -> Vec<RunReport> {
 }
 
 /// Builds the comparison rows of `runs` (in order), with ratios against the `baseline` run of
-/// the same vCPU count, slot count and lock.
+/// the same vCPU count, pCPU count and lock.
 pub fn rows(runs: &[RunReport]) -> Vec<Row> {
     runs.iter()
         .map(|r| {
@@ -270,7 +270,7 @@ pub fn run_summary(r: &RunReport) -> String {
     let t = &r.total;
     let _ = writeln!(
         s,
-        "{} vCPUs on {} pCPU slots, lock {}, policy {}, {:.2} s, slice {} ms",
+        "{} vCPUs on {} pCPUs, lock {}, policy {}, {:.2} s, slice {} ms",
         r.vcpus, r.pcpus, r.lock, r.policy, r.secs, r.slice_ms
     );
     let _ = writeln!(
@@ -311,6 +311,13 @@ pub fn run_summary(r: &RunReport) -> String {
         t.host_deschedules,
         t.host_deschedules_in_cs
     );
+    if let Some(w) = r.wakeup {
+        let _ = writeln!(
+            s,
+            "wake-ups (kick to resume, TSC): {} measured, p50 {:.1} us, p90 {:.1} us, p99 {:.1} us, max {:.1} us",
+            w.samples, w.p50_us, w.p90_us, w.p99_us, w.max_us
+        );
+    }
     if r.ple_base_window > 0 {
         let _ = writeln!(
             s,
@@ -478,7 +485,7 @@ pub fn summary_table(rows: &[SummaryRow]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:>5} {:>5} {:<8}{} {:<14} {:>12} {:<22} {:<22} {:<22} {:>8} {:>8} {:>7} {:>7} {:<18} {:>17} {:>7}",
+        "{:>5} {:>5} {:<8}{} {:<14} {:>12} {:<22} {:<22} {:<22} {:>8} {:>8} {:>7} {:>7} {:>15} {:<18} {:>17} {:>7}",
         "vcpus",
         "pcpus",
         "lock",
@@ -492,6 +499,7 @@ pub fn summary_table(rows: &[SummaryRow]) -> String {
         "halts",
         "h-desch",
         "steal%",
+        "wake p50/p99us",
         "jain [95%]",
         "ops/vCPU min-max",
         "rounds"
@@ -499,7 +507,7 @@ pub fn summary_table(rows: &[SummaryRow]) -> String {
     for r in rows {
         let _ = writeln!(
             s,
-            "{:>5} {:>5} {:<8}{} {:<14} {:>12} {:<22} {:<22} {:<22} {:>8} {:>8} {:>7} {:>7} {:<18} {:>17} {:>7}",
+            "{:>5} {:>5} {:<8}{} {:<14} {:>12} {:<22} {:<22} {:<22} {:>8} {:>8} {:>7} {:>7} {:>15} {:<18} {:>17} {:>7}",
             r.vcpus,
             r.pcpus,
             r.lock.name(),
@@ -514,6 +522,11 @@ pub fn summary_table(rows: &[SummaryRow]) -> String {
             opt(r.halts, 0, ""),
             opt(r.host_deschedules, 0, ""),
             opt(r.steal_pct, 1, ""),
+            format!(
+                "{}/{}",
+                opt(r.wake_p50_us, 1, ""),
+                opt(r.wake_p99_us, 0, "")
+            ),
             est(r.jain, "") + if r.unfair() { " !" } else { "" },
             format!("{}-{}", opt(r.ops_min, 0, ""), opt(r.ops_max, 0, "")),
             if r.failed > 0 {
@@ -555,6 +568,17 @@ pub fn summary_lines(rows: &[SummaryRow]) -> String {
             med(r.ratio_to_ple),
             med(r.ratio_to_baseline)
         );
+        let base = rows.iter().find(|b| {
+            !b.ceiling
+                && b.policy == PolicyKind::Baseline
+                && (b.lock, b.cs_iters, b.vcpus) == (r.lock, r.cs_iters, r.vcpus)
+        });
+        if let Some(h) = base
+            .and_then(|b| b.halts_per_100_ops)
+            .filter(|_| r.vcpus <= r.pcpus)
+        {
+            let _ = writeln!(s, "  {:<22} baseline halts {h:.2} per 100 operations", "");
+        }
     }
     let unfair: Vec<String> = rows
         .iter()
@@ -612,6 +636,7 @@ mod tests {
             grace_mean_cycles: None,
             grace_mean_us: None,
             cycles_per_pause: 170.0,
+            wakeup: None,
             ple_base_window: 0,
             per_vcpu: Vec::new(),
             failures: Vec::new(),

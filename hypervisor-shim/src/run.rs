@@ -3,7 +3,7 @@
 
 use crate::config::{ConfigError, Lock, PolicyKind, RunConfig};
 use crate::page::PageError;
-use crate::sched::os::{available_cpus, realtime_priority};
+use crate::sched::os::{available_cpus, rdtsc, realtime_priority};
 use crate::sched::{Options, Policy, Scheduler, SlotSnapshot, VcpuState, VcpuStats, policy_for};
 use crate::vcpu::{SignalError, install_signal, vcpu_thread};
 use crate::vm::{Vm, VmError, VmSpec, layout};
@@ -105,6 +105,8 @@ pub struct RunReport {
     /// The base pause-loop window in spins (KVM's 4096 cycles converted, or `--ple-window`);
     /// 0 when the policy does not emulate PLE.
     pub ple_base_window: u32,
+    /// Wake-up latencies of halted or polling waiters (kick to resume), if any was woken.
+    pub wakeup: Option<WakeLatency>,
     /// Per vCPU.
     pub per_vcpu: Vec<VcpuReport>,
     /// What went wrong, if anything (empty = the run passed every check).
@@ -115,6 +117,43 @@ impl RunReport {
     /// Whether every check passed.
     pub fn ok(&self) -> bool {
         self.failures.is_empty()
+    }
+}
+
+/// Wake-up latencies of blocked waiters: a kick to the moment the woken vCPU resumes (its
+/// thread about to enter the guest), measured by the host's TSC.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct WakeLatency {
+    /// Wake-ups measured.
+    pub samples: usize,
+    /// Median, us.
+    pub p50_us: f64,
+    /// 90th percentile, us.
+    pub p90_us: f64,
+    /// 99th percentile, us.
+    pub p99_us: f64,
+    /// The largest, us.
+    pub max_us: f64,
+}
+
+impl WakeLatency {
+    /// The percentiles of `cycles` at `tsc_hz` (`None` without samples or a TSC frequency).
+    pub fn of(cycles: &[u32], tsc_hz: f64) -> Option<Self> {
+        if cycles.is_empty() || tsc_hz <= 0.0 {
+            return None;
+        }
+        let us: Vec<f64> = cycles
+            .iter()
+            .map(|&c| f64::from(c) / tsc_hz * 1e6)
+            .collect();
+        let p = |q| crate::stats::percentile(&us, q).unwrap_or(0.0);
+        Some(WakeLatency {
+            samples: us.len(),
+            p50_us: p(0.5),
+            p90_us: p(0.9),
+            p99_us: p(0.99),
+            max_us: p(1.0),
+        })
     }
 }
 
@@ -468,6 +507,7 @@ fn report(cfg: &RunConfig, sched: &Scheduler<'_>, tsc_hz: f64) -> RunReport {
         grace_mean_cycles,
         grace_mean_us,
         cycles_per_pause: crate::sched::pause::cycles_per_pause(),
+        wakeup: WakeLatency::of(&sched.wake_cycles(), tsc_hz),
         ple_base_window: if cfg.policy.ple() {
             cfg.ple_base_window()
         } else {
@@ -494,10 +534,4 @@ fn check_results(total: &VcpuStats, counter: Option<u64>, failures: &mut Vec<Str
             total.violations
         ));
     }
-}
-
-/// The time-stamp counter (the guest's clock for its cycle reports).
-fn rdtsc() -> u64 {
-    // SAFETY: `rdtsc` has no memory effect and needs no CPU feature beyond x86_64.
-    unsafe { core::arch::x86_64::_rdtsc() }
 }

@@ -84,6 +84,17 @@ pub fn jain(xs: &[f64]) -> Option<f64> {
     (n > 0.0 && sq > 0.0).then(|| sum * sum / (n * sq))
 }
 
+/// The `q`-quantile (0..=1) of `xs` by the nearest-rank method (the smallest value with at
+/// least `q` of the values at or below it); `None` if empty.
+pub fn percentile(xs: &[f64], q: f64) -> Option<f64> {
+    let s = sorted(xs);
+    if s.is_empty() {
+        return None;
+    }
+    let rank = (q.clamp(0.0, 1.0) * s.len() as f64).ceil() as usize;
+    Some(s[rank.clamp(1, s.len()) - 1])
+}
+
 /// Shuffles `items` in place, reproducibly for a given `seed` (fastrand's generator, seeded).
 pub fn shuffle<T>(items: &mut [T], seed: u64) {
     fastrand::Rng::with_seed(seed).shuffle(items);
@@ -148,6 +159,17 @@ mod tests {
         let xs: Vec<f64> = (1..=9).map(f64::from).collect();
         let i = median_interval(&xs, 0.95).unwrap();
         assert_eq!((i.lo, i.hi), (2.0, 8.0));
+    }
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let xs: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&xs, 0.5), Some(50.0));
+        assert_eq!(percentile(&xs, 0.99), Some(99.0));
+        assert_eq!(percentile(&xs, 1.0), Some(100.0));
+        assert_eq!(percentile(&xs, 0.0), Some(1.0));
+        assert_eq!(percentile(&[7.0], 0.9), Some(7.0));
+        assert_eq!(percentile(&[], 0.5), None);
     }
 
     #[test]

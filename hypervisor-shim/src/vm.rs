@@ -146,7 +146,7 @@ pub mod layout {
 pub struct VmSpec {
     /// vCPUs.
     pub nr_vcpus: u32,
-    /// pCPU slots (published in the header).
+    /// pCPUs (published in the header).
     pub nr_pcpus: u32,
     /// Header `FEATURE_*` bits.
     pub features: u32,

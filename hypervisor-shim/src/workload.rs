@@ -31,11 +31,17 @@ pub enum LockKind {
     /// read-side section, the rest publish a new version and wait for a grace period (each
     /// wait timed and reported as `GRACE_PERIODS`/`GRACE_CYCLES`).
     Rcu = 7,
+    /// `ecs_locks::FairMutex` (blocking, hands the lock off in FIFO order on unlock).
+    FairMutex = 8,
+    /// A `ecs_locks::Condvar` ping-pong over an `ecs_locks::Mutex`: the vCPUs take turns in a
+    /// ring (two vCPUs: ping-pong), each waiting on the condvar until it is its turn; every
+    /// turn is one write operation. Every operation wakes a blocked waiter.
+    Condvar = 9,
 }
 
 impl LockKind {
     /// Every kind, in numeric order.
-    pub const ALL: [LockKind; 7] = [
+    pub const ALL: [LockKind; 9] = [
         LockKind::Spin,
         LockKind::Ticket,
         LockKind::Mcs,
@@ -43,6 +49,8 @@ impl LockKind {
         LockKind::Mutex,
         LockKind::RwLock,
         LockKind::Rcu,
+        LockKind::FairMutex,
+        LockKind::Condvar,
     ];
 }
 

@@ -70,6 +70,45 @@ fn run_json_reports_exact_counters() {
     assert_eq!(v["counter"], v["total"]["writes"]);
     assert_eq!(v["per_vcpu"].as_array().unwrap().len(), 3);
     assert!(v["failures"].as_array().unwrap().is_empty());
+    // Added fields (issue 8): the knobs, the host's truth, fairness, the PLE conversion.
+    assert_eq!(
+        (v["halt_poll"].as_bool(), v["guest_hints"].as_bool()),
+        (Some(true), Some(true))
+    );
+    assert!(v["cycles_per_pause"].as_f64().unwrap() > 0.0);
+    assert_eq!(v["ple_base_window"], 0, "ecs emulates no PLE");
+    assert!(
+        v["total"]["steal_ns"].as_u64().is_some()
+            && v["total"]["host_deschedules"].as_u64().is_some()
+    );
+    assert!(v["jain"].as_f64().is_some_and(|j| j > 0.0 && j <= 1.0));
+    assert!(v["ops_min"].as_u64().unwrap() <= v["ops_max"].as_u64().unwrap());
+    let out = shim(&[
+        "run",
+        "--vcpus",
+        "2",
+        "--lock",
+        "spin",
+        "--policy",
+        "ple",
+        "--secs",
+        "0.05",
+        "--json",
+        "--halt-poll",
+        "off",
+        "--guest-hints",
+        "off",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    assert_eq!(
+        (v["halt_poll"].as_bool(), v["guest_hints"].as_bool()),
+        (Some(false), Some(false))
+    );
+    assert!(
+        v["ple_base_window"].as_u64().unwrap() >= 1,
+        "KVM's window in spins"
+    );
 }
 
 #[test]
@@ -151,6 +190,35 @@ fn compare_runs_paired_rounds_and_writes_json_and_svg() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), table);
     assert_eq!(std::fs::read_to_string(&again).unwrap(), picture);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn dry_run_prints_the_plan_and_its_time_without_kvm() {
+    // The README's time for the main command: 420 runs of 1 s plus the overhead.
+    let out = shim(&["compare", "--dry-run", "--seed", "5"]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("preset default: 7 groups, 70 runs per round, 6 rounds = 420 runs of 1.0 s: about 7:21 (seed 5)"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "spin cs 100 think 400: ceiling 2 on 2, 2 baseline, 2 ple, 2 ecs, 8 baseline"
+        )
+    );
+    let out = shim(&["compare", "--dry-run", "--preset", "ablations"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("8 ecs -hints") && text.contains("294 runs"),
+        "{text}"
+    );
+    let out = shim(&["compare", "--dry-run", "--preset", "under-commit"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("condvar cs 100000 think 400000") && text.contains("288 runs"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -154,3 +154,31 @@ fn blocking_waiters_spin_while_the_pcpu_is_free_and_halt_when_it_is_not() {
     check_exact(&over, "mutex 4/2 ecs");
     assert!(over.total.halts > 0, "over-commit: {:?}", over.total);
 }
+
+#[test]
+fn condvar_ping_pong_alternates_and_its_wake_ups_are_timed() {
+    if !kvm_available("condvar_ping_pong_alternates_and_its_wake_ups_are_timed") {
+        return;
+    }
+    for policy in [PolicyKind::Baseline, PolicyKind::Ecs] {
+        // Long enough sections that a waiter outlasts its bounded spin and halts.
+        let mut c = RunConfig::new(2, 2, LockKind::Condvar, policy);
+        c.duration = Duration::from_millis(200);
+        c.cs_iters = 20_000;
+        c.think_iters = 0;
+        let r = go(&c);
+        let what = format!("condvar 2/2 {policy}");
+        check_exact(&r, &what);
+        let (a, b) = (r.per_vcpu[0].stats.ops, r.per_vcpu[1].stats.ops);
+        // Strict turns; at the end a waiter woken by the closing ring does one more.
+        assert!(a.abs_diff(b) <= 2, "{what}: turns {a} and {b}");
+        assert!(r.total.halts > 0, "{what}: waiters halt: {:?}", r.total);
+        let w = r.wakeup.unwrap_or_else(|| panic!("{what}: wake-ups timed"));
+        assert!(w.samples > 0 && w.p50_us <= w.p90_us && w.p90_us <= w.p99_us);
+        assert!(w.p99_us <= w.max_us && w.max_us > 0.0, "{what}: {w:?}");
+    }
+    // FairMutex: the same exact checks at 4 on 2.
+    let mut c = RunConfig::new(4, 2, LockKind::FairMutex, PolicyKind::Ecs);
+    c.duration = Duration::from_millis(150);
+    check_exact(&go(&c), "fair-mutex 4/2 ecs");
+}

@@ -103,6 +103,7 @@ const _: () = assert!(
 
 mod mem;
 mod misbehave;
+mod pingpong;
 mod rcu;
 mod run;
 
@@ -154,6 +155,11 @@ extern "C" fn guest_main(vcpu_id: u64, header_addr: u64) -> ! {
         LockKind::SpinRw => run::rwlock(&run::locks::SPIN_RW, &cfg, me),
         LockKind::RwLock => run::rwlock(&run::locks::RW_LOCK, &cfg, me),
         LockKind::Rcu => run::generic(&rcu::RCU, &cfg, me),
+        LockKind::FairMutex => run::mutex(&run::locks::FAIR_MUTEX, &cfg, me),
+        LockKind::Condvar => {
+            pingpong::RING.configure(&cfg);
+            run::generic(&pingpong::RING, &cfg, me)
+        }
     }
 }
 

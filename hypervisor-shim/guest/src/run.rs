@@ -43,6 +43,11 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// The final `(count, count == mirror)`.
+    pub(crate) fn total(&self) -> (u64, bool) {
+        (self.count, self.count == self.mirror)
+    }
+
     /// The initial record.
     pub(crate) const ZERO: Shared = Shared {
         holder: 0,
@@ -70,6 +75,9 @@ pub(crate) mod locks {
         ecs_locks::SpinRwLock::new(Shared::ZERO);
     /// [`LockKind::RwLock`](crate::workload::LockKind::RwLock): blocking, waits by `Wait`/`Kick`.
     pub(crate) static RW_LOCK: ecs_locks::RwLock<Shared> = ecs_locks::RwLock::new(Shared::ZERO);
+    /// [`LockKind::FairMutex`](crate::workload::LockKind::FairMutex): blocking, FIFO hand-off.
+    pub(crate) static FAIR_MUTEX: ecs_locks::FairMutex<Shared> =
+        ecs_locks::FairMutex::new(Shared::ZERO);
 }
 
 /// vCPUs that have finished their operations; the one that brings it to
@@ -92,7 +100,7 @@ pub(crate) fn work(iters: u32, mut x: u64) -> u64 {
 /// The write operation on the record, inside the exclusive section. Returns whether it saw a
 /// violation and the work chain's value.
 #[inline(always)]
-fn write_op(shared: *mut Shared, me: u32, cs_iters: u32, acc: u64) -> (bool, u64) {
+pub(crate) fn write_op(shared: *mut Shared, me: u32, cs_iters: u32, acc: u64) -> (bool, u64) {
     // SAFETY: `shared` comes from a held exclusive guard, so it is valid and (if the lock works)
     // no one else accesses the record until the caller releases it.
     unsafe {
@@ -123,6 +131,9 @@ fn read_op(shared: *const Shared, cs_iters: u32, acc: u64) -> (bool, u64) {
 /// What a workload can drive: the mutex and reader-writer shapes over [`Shared`], and the RCU
 /// cell ([`crate::rcu`]).
 pub(crate) trait Workload: Sync {
+    /// Called once when this vCPU leaves its operation loop (the run is over for it), before it
+    /// reports: a workload whose waiters block on each other wakes them here.
+    fn leave(&self) {}
     /// Whether the kind has a shared mode (`read_percent` applies).
     const HAS_READS: bool;
     /// One write operation; `(violation, acc)`. Kinds that wait for RCU grace periods add
@@ -242,6 +253,7 @@ fn drive<L: Workload>(lock: &L, cfg: &Config, me: u32) -> Stats {
         acc = work(cfg.think_iters, a);
     }
     stats.run_cycles = rdtsc().wrapping_sub(start);
+    lock.leave();
     Guest::set_progress(stats.ops);
     black_box(acc);
     stats

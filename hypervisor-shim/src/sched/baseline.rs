@@ -1,6 +1,6 @@
 //! `baseline`: oblivious round robin, plain KVM on an over-committed host.
 //!
-//! Preempts at the end of every slice when another vCPU waits for a slot; publishes no hints
+//! Preempts at the end of every slice when another vCPU waits for a pCPU; publishes no hints
 //! (`preempted`/`overloaded` stay 0), ignores `cs_depth`, serves a directed yield as a plain
 //! yield to the queue head. Yield, Wait and Kick are still served by the scheduler core.
 

@@ -12,10 +12,11 @@
 //!   four slices of wall-clock time (measured: with other work on the host, a vCPU thread got
 //!   40-150 us of CPU time in 4 ms of wall-clock time).
 //! - A `Yield` from a vCPU with `ext_granted` ends the extension at once (the core clears the
-//!   flag and gives the slot to the queue head).
-//! - `YieldTo(n)` is a directed yield: the caller's slot goes to vCPU `n` when `n` is waiting
-//!   for a slot (preempted), else to the queue head.
-//! - The core keeps `preempted` and `overloaded` current in every slot (`publishes_hints`).
+//!   flag and gives the pCPU to the queue head).
+//! - `YieldTo(n)` is a directed yield: the caller's pCPU goes to vCPU `n` when `n` is waiting
+//!   for a pCPU (preempted), for the rest of the caller's slice, else to the queue head.
+//! - The scheduler keeps `preempted` and `overloaded` current in every hint slot
+//!   (`publishes_hints`), unless guest hints are off (`--guest-hints off`, the ablation).
 //!
 //! Why short grants (DESIGN.md, pitfalls): the original eCS granted a whole extra tick; Linux's
 //! rseq time-slice extension grants 5 us (50 us at most) and requires a yield at exit. A long
@@ -48,8 +49,9 @@ impl Ecs {
     }
 
     /// The same policy on a host that also has pause-loop exiting (`ecs-ple`): the header
-    /// advertises `FEATURE_PLE` with `window`, and a `PauseExit` gives the slot to the queue
-    /// head as under `ple`. A production KVM host keeps PLE on; the paper's eCS runs on top.
+    /// advertises `FEATURE_PLE` with `window`, and a `PauseExit` yields to the vCPU
+    /// `kvm_vcpu_on_spin` picks, as under `ple`. A production KVM host keeps PLE on; the
+    /// paper's eCS runs on top.
     pub fn with_ple(self, window: u32) -> Self {
         Ecs {
             ple_window: window,

@@ -197,8 +197,8 @@ impl Scheduler<'_> {
         st.vcpus[id as usize].stats.publish(self.hint(id));
     }
 
-    /// `id` gives its pCPU to `next` (or the queue head) and goes to the back of the queue,
-    /// if anyone waits; otherwise it keeps running.
+    /// `id` gives its pCPU to `next` (taking its place in the queue) or to the queue head
+    /// (going to the back), if anyone waits; otherwise it keeps running.
     pub(super) fn yield_pcpu(
         &self,
         st: &mut SchedState,
@@ -223,10 +223,12 @@ impl Scheduler<'_> {
         let v = &mut st.vcpus[id as usize];
         v.stats.yields += 1;
         v.state = VcpuState::Runnable;
-        // A directed yield swaps places: the target takes the caller's pCPU and the caller the
-        // target's place in the run queue (as Linux's yield_to gives the target the caller's
-        // turn without sending the caller to the back). The round-robin order is kept, so
-        // vCPUs keep the order in which FIFO locks serve them. A plain yield goes to the back.
+        // A targeted yield (directed, or a pause-loop exit's boost) swaps places: the target
+        // takes the caller's pCPU for the rest of the caller's slice (the one yield rule, in
+        // `vacate`) and the caller the target's place in the run queue (as Linux's yield_to
+        // gives the target the caller's turn without sending the caller to the back). The
+        // round-robin order is kept, so vCPUs keep the order in which FIFO locks serve them.
+        // A plain yield goes to the back.
         if !next.is_some_and(|t| st.queue.replace(t, id)) {
             st.queue.push_back(id);
         }

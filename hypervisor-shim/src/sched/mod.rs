@@ -257,6 +257,7 @@ impl<'m> Scheduler<'m> {
             }
             match v.state {
                 VcpuState::Running { pcpu } => {
+                    v.resumed();
                     // Drop a stale preemption, keep one requested since the grant.
                     if let Some(kick) = &v.kick {
                         kick.set_exit_request(v.preempt_pending);
@@ -396,6 +397,7 @@ impl<'m> Scheduler<'m> {
                     // woken from a halt runs next, so a woken lock waiter does not wait a
                     // whole round of the run queue.
                     VcpuState::Halted => {
+                        target.kicked_tsc = Some(os::rdtsc());
                         self.adapt_poll_window(st, t, now);
                         self.enqueue(st, t, now, true)
                     }
@@ -403,6 +405,7 @@ impl<'m> Scheduler<'m> {
                     _ => {
                         target.kick_pending = true;
                         if target.polling {
+                            target.kicked_tsc = Some(os::rdtsc());
                             self.poll_stop[t as usize].store(true, Ordering::Release);
                         }
                     }
@@ -433,6 +436,7 @@ impl<'m> Scheduler<'m> {
             let hit = v.kick_pending;
             v.kick_pending = false;
             v.stats.halt_poll_hits += u64::from(hit);
+            v.resumed();
             if hit {
                 self.adapt_poll_window(st, id, now);
             }
@@ -571,6 +575,15 @@ impl<'m> Scheduler<'m> {
     /// A snapshot of every slot's hint fields and counters (guest-visible state).
     pub fn slot_snapshots(&self) -> Vec<SlotSnapshot> {
         self.area.slots().iter().map(SlotSnapshot::of).collect()
+    }
+
+    /// Every wake-up latency measured (kick to resume of a halted or polling vCPU), TSC cycles.
+    pub fn wake_cycles(&self) -> Vec<u32> {
+        let st = self.lock();
+        st.vcpus
+            .iter()
+            .flat_map(|v| v.wake_cycles.iter().copied())
+            .collect()
     }
 
     /// The final per-vCPU statistics, the reported counter and the failures so far.

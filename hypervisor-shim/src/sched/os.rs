@@ -35,6 +35,12 @@ fn read_clock(clock: libc::clockid_t) -> Option<u64> {
     Some(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
 }
 
+/// The time-stamp counter (the clock of guest cycle reports and of wake-up latencies).
+pub fn rdtsc() -> u64 {
+    // SAFETY: `rdtsc` has no memory effect and needs no CPU feature beyond x86_64.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
 /// CPU time the calling thread has used, ns.
 pub fn thread_cpu_ns() -> u64 {
     read_clock(libc::CLOCK_THREAD_CPUTIME_ID).unwrap_or(0)

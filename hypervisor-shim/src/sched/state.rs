@@ -78,6 +78,9 @@ pub enum After {
     },
 }
 
+/// Wake-up latency samples kept per vCPU (the first ones of the run).
+pub const WAKE_SAMPLES: usize = 1 << 16;
+
 /// A vCPU's scheduling record.
 pub(super) struct VcpuRecord {
     pub(super) state: VcpuState,
@@ -107,11 +110,25 @@ pub(super) struct VcpuRecord {
     pub(super) halt_start: Option<u64>,
     /// Whether it is polling in a halt.
     pub(super) polling: bool,
+    /// TSC when a kick woke it from a halt (or a poll), until it resumes.
+    pub(super) kicked_tsc: Option<u64>,
+    /// Wake-up latencies, kick to resume, TSC cycles (at most [`WAKE_SAMPLES`]).
+    pub(super) wake_cycles: Vec<u32>,
     pub(super) kick: Option<Box<dyn Kick>>,
     pub(super) stats: VcpuStats,
 }
 
 impl VcpuRecord {
+    /// The vCPU resumes: the wake-up latency since its kick, if one woke it.
+    pub(super) fn resumed(&mut self) {
+        if let Some(k) = self.kicked_tsc.take()
+            && self.wake_cycles.len() < WAKE_SAMPLES
+        {
+            let c = super::os::rdtsc().saturating_sub(k);
+            self.wake_cycles.push(u32::try_from(c).unwrap_or(u32::MAX));
+        }
+    }
+
     pub(super) fn new() -> Self {
         VcpuRecord {
             state: VcpuState::Runnable,
@@ -131,6 +148,8 @@ impl VcpuRecord {
             poll_ns: 0,
             halt_start: None,
             polling: false,
+            kicked_tsc: None,
+            wake_cycles: Vec::new(),
             kick: None,
             stats: VcpuStats::default(),
         }
