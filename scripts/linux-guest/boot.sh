@@ -13,6 +13,8 @@
 #                    1 for the benchmark)
 #   QEMU_TIMEOUT     seconds before a boot is killed as hung (default 600)
 #   ECS_GUEST_KERNEL a bzImage to boot instead of kernel.sh's
+#   ECS_GUEST_SLICE_NS  bench only: the kernel's grant length (debugfs rseq/slice_ext_nsec,
+#                    5000..50000; default the kernel's 5000)
 # Exit codes: 0 pass, 1 a check failed, 2 the kernel, QEMU or libc could not be had.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -122,7 +124,7 @@ if [ "$mode" = test ]; then
 elif [ "$mode" = suites ]; then
     boot "$mode" "${ECS_GUEST_SCALE:-0.3}" || rc=1
 else
-    boot bench "${ECS_GUEST_SCALE:-1}" || rc=1
+    boot bench "${ECS_GUEST_SCALE:-1}" ${ECS_GUEST_SLICE_NS:+ECS_GUEST_SLICE_NS=$ECS_GUEST_SLICE_NS} || rc=1
 fi
 [ $rc -eq 0 ] && log "verdict: pass" || log "verdict: FAIL"
 exit $rc
