@@ -78,19 +78,25 @@ fn expect(what: &str) -> Check {
         );
     }
     if what == "own" || what == "libc" {
-        // A section requests (unless already granted), the outermost exit clears.
+        // A section requests (unless already granted), the outermost exit clears. The kernel
+        // clears `request` itself when it preempts the thread inside (a revoked or refused
+        // grant), so "requested inside" is judged over many sections, "clear after" on each.
         let l = SpinMutex::new(0u32);
-        {
-            let _g = l.lock();
-            let (req, granted) =
-                linux::slice_ctrl().ok_or("no slice_ctrl with the extension on")?;
-            ensure!(
-                req || granted,
-                "inside a section neither request nor grant is set"
-            );
+        let mut seen = 0;
+        for _ in 0..100 {
+            {
+                let _g = l.lock();
+                let (req, granted) =
+                    linux::slice_ctrl().ok_or("no slice_ctrl with the extension on")?;
+                seen += u32::from(req || granted);
+            }
+            let (req, _) = linux::slice_ctrl().ok_or("slice_ctrl vanished")?;
+            ensure!(!req, "request left set after the section");
         }
-        let (req, _) = linux::slice_ctrl().ok_or("slice_ctrl vanished")?;
-        ensure!(!req, "request left set after the section");
+        ensure!(
+            seen >= 90,
+            "only {seen} of 100 sections showed a request inside"
+        );
     }
     Ok(())
 }
@@ -265,26 +271,46 @@ fn nested() -> Check {
         linux::slice_ctrl().is_some(),
         "the extension must be on: {backend}"
     );
+    // The kernel may grant and then revoke inside an iteration (a reschedule after the grant
+    // leaves both bytes clear, as its ABI says): such an iteration proves nothing about the
+    // crate and is left out, judged by the kernel's `sgrant` around it (read outside sections).
+    let (mut judged, mut skipped) = (0u64, 0u64);
     for _ in 0..scaled(1000, 10) {
+        let g0 = kstats::read()?.sgrant;
         let ga = a.lock();
-        ensure!(set() == Some(true), "outermost entry did not request");
-        {
+        let outer = set();
+        let depth3 = {
             let _gb = b.lock();
             let _gr = r.read();
-            ensure!(ecs_sys::cs_depth() == 3, "depth {}", ecs_sys::cs_depth());
-        }
-        ensure!(
-            ecs_sys::cs_depth() == 1,
-            "depth after inner exits {}",
             ecs_sys::cs_depth()
-        );
-        ensure!(set() == Some(true), "an inner exit cleared the request");
+        };
+        let depth1 = ecs_sys::cs_depth();
+        let after_inner = set();
         drop(ga);
+        let after_outer = linux::slice_ctrl().map(|c| c.0);
+        ensure!(depth3 == 3 && depth1 == 1, "depths {depth3}, {depth1}");
         ensure!(
-            linux::slice_ctrl().map(|c| c.0) == Some(false),
+            after_outer == Some(false),
             "outermost exit left request set"
         );
+        if kstats::read()?.sgrant != g0 {
+            skipped += 1;
+            continue;
+        }
+        judged += 1;
+        ensure!(outer == Some(true), "outermost entry did not request");
+        ensure!(
+            after_inner == Some(true),
+            "an inner exit cleared the request"
+        );
     }
+    println!(
+        "linux-guest: nested: {judged} iterations judged, {skipped} with a kernel grant left out"
+    );
+    ensure!(
+        judged > skipped,
+        "too few iterations without a grant to judge"
+    );
     Ok(())
 }
 
@@ -428,10 +454,17 @@ fn fork() -> Check {
     // process is single-threaded here, so no lock is held by another thread).
     let pid = unsafe { libc::fork() };
     if pid == 0 {
-        let ok = {
-            let _g = l.lock();
-            ecs_sys::thread_backend() == parent && linux::slice_ctrl().is_some_and(|(r, g)| r || g)
-        } && linux::slice_ctrl().is_some_and(|(r, _)| !r);
+        // As in `expect`: requests judged over many sections (the kernel may clear one).
+        let mut seen = 0;
+        let mut ok = ecs_sys::thread_backend() == parent;
+        for _ in 0..100 {
+            {
+                let _g = l.lock();
+                seen += u32::from(linux::slice_ctrl().is_some_and(|(r, g)| r || g));
+            }
+            ok &= linux::slice_ctrl().is_some_and(|(r, _)| !r);
+        }
+        let ok = ok && seen >= 90;
         // SAFETY: _exit ends the child without running the parent's atexit handlers.
         unsafe { libc::_exit(if ok { 0 } else { 1 }) };
     }
@@ -478,6 +511,8 @@ fn seccomp_yield() -> Check {
     let l = Arc::new(SpinMutex::new(0u64));
     let stop = Arc::new(AtomicBool::new(false));
     let rounds = rounds_for_ns(1000);
+    // The longest grant, as in `grants`: at 5 µs TCG revokes nearly every grant.
+    let old_nsec = kstats::set_slice_nsec(50_000)?;
     let before = kstats::read()?;
     let hs: Vec<_> = (0..8)
         .map(|_| {
@@ -505,16 +540,21 @@ fn seccomp_yield() -> Check {
     stop.store(true, Ordering::Relaxed);
     let mut total = 0;
     let mut switched = 0;
+    let mut started_on = 0;
     for h in hs {
         let (first, last, n) = h.join().map_err(|_| "worker panicked")??;
+        // A worker deciding after the first failed yield already falls back.
+        let disabled = ThreadBackend::RseqFallback(Fallback::Yield(libc::ENOSYS));
         ensure!(
-            matches!(first, ThreadBackend::RseqExtension(_)),
+            matches!(first, ThreadBackend::RseqExtension(_)) || first == disabled,
             "worker started on {first}"
         );
+        started_on += u32::from(first != disabled);
         switched += u32::from(last == ThreadBackend::RseqFallback(Fallback::Yield(libc::ENOSYS)));
         total += n;
     }
     let k = kstats::read()?.since(&before);
+    kstats::set_slice_nsec(old_nsec)?;
     let later = thread::spawn(ecs_sys::thread_backend)
         .join()
         .map_err(|_| "thread panicked")?;
@@ -524,6 +564,7 @@ fn seccomp_yield() -> Check {
         c.grants, c.yields, k.sgrant, k.syield
     );
     ensure!(c.grants > 0, "no grant seen: nothing to test");
+    ensure!(started_on >= 1, "no worker started on the extension");
     ensure!(
         c.yields == 0 && k.syield == 0,
         "a refused yield was counted"
