@@ -692,6 +692,7 @@ mod tests {
             wakeup: None,
             ple_base_window: 0,
             per_vcpu: Vec::new(),
+            vms: Vec::new(),
             failures: Vec::new(),
         }
     }

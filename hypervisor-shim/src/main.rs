@@ -3,7 +3,7 @@
 
 use clap::{Args, Parser, Subcommand};
 use hypervisor_shim::compare::{self, Host, Plan, PlanSpec, Preset, RoundRun};
-use hypervisor_shim::config::{Lock, PolicyKind, RunConfig};
+use hypervisor_shim::config::{ConfigError, Lock, PolicyKind, RunConfig, VmConfig};
 use hypervisor_shim::guest_image::guest_elf;
 use hypervisor_shim::report;
 use hypervisor_shim::run::{Progress, RunError, RunReport, run};
@@ -57,7 +57,13 @@ struct PlotArgs {
 
 #[derive(Args, Debug)]
 struct RunArgs {
-    /// vCPUs in the VM.
+    /// A VM sharing the pCPUs, repeatable: VCPUS:WORKLOAD[:WEIGHT[:MISBEHAVE]] (WORKLOAD a
+    /// lock kind or `hog`, CPU-bound without locks; WEIGHT 1..=1000, default 1: the VMs get
+    /// pCPU time in proportion). Each is its own KVM VM. Without it, one VM of --vcpus
+    /// running --lock (`--vm N:K`).
+    #[arg(long = "vm", value_name = "SPEC", value_parser = parse_vm)]
+    vms: Vec<VmConfig>,
+    /// vCPUs in the VM (the one-VM form).
     #[arg(long, default_value_t = 8)]
     vcpus: u32,
     /// pCPUs the vCPUs share.
@@ -173,6 +179,13 @@ struct Common {
     misbehave: Misbehave,
 }
 
+fn parse_vm(s: &str) -> Result<VmConfig, String> {
+    if s.trim().is_empty() {
+        return Err(ConfigError::NoVm.to_string());
+    }
+    s.parse().map_err(|e: ConfigError| e.to_string())
+}
+
 fn parse_on_off(s: &str) -> Result<bool, String> {
     match s {
         "on" => Ok(true),
@@ -182,17 +195,13 @@ fn parse_on_off(s: &str) -> Result<bool, String> {
 }
 
 fn parse_misbehave(s: &str) -> Result<Misbehave, String> {
-    Ok(match s {
-        "none" => Misbehave::None,
-        "never-leave-cs" => Misbehave::NeverLeaveCs,
-        "garbage-hypercalls" => Misbehave::GarbageHypercalls,
-        "fault" => Misbehave::Fault,
-        "hang" => Misbehave::Hang,
-        _ => {
-            return Err(
-                "expected none, never-leave-cs, garbage-hypercalls, fault or hang".to_owned(),
-            );
-        }
+    hypervisor_shim::config::parse_misbehave(s).ok_or_else(|| {
+        format!(
+            "expected one of {}",
+            hypervisor_shim::config::MISBEHAVE_ALL
+                .map(hypervisor_shim::config::misbehave_name)
+                .join(", ")
+        )
     })
 }
 
@@ -264,7 +273,12 @@ fn run_one(cfg: &RunConfig, elf: &[u8], label: &str, live: bool) -> Result<RunRe
 }
 
 fn label(c: &RunConfig) -> String {
-    format!("{} vCPU/{} pCPU {} {}", c.vcpus, c.pcpus, c.lock, c.policy)
+    if c.multi_vm() {
+        let vms: Vec<String> = c.vms.iter().map(VmConfig::spec).collect();
+        format!("VMs {} on {} pCPU {}", vms.join(" + "), c.pcpus, c.policy)
+    } else {
+        format!("{} vCPU/{} pCPU {} {}", c.vcpus, c.pcpus, c.lock, c.policy)
+    }
 }
 
 /// The guest image: `--guest FILE` or the embedded one.
@@ -503,7 +517,30 @@ fn main() -> ExitCode {
     match cli.cmd {
         Cmd::Plot(a) => plot(&a),
         Cmd::Run(a) => {
-            let cfg = a.common.config(a.vcpus, a.pcpus, a.lock, a.policy);
+            let cfg = if a.vms.is_empty() {
+                a.common.config(a.vcpus, a.pcpus, a.lock, a.policy)
+            } else {
+                let total = a.vms.iter().map(|v| v.vcpus).fold(0, u32::saturating_add);
+                let max = ecs_sys::abi::MAX_VCPUS;
+                if total > max {
+                    bad_arg(ConfigError::TotalVcpus { got: total, max }.to_string());
+                }
+                if a.common.misbehave != Misbehave::None {
+                    bad_arg(
+                        "--misbehave is for the one-VM form; with --vm give MISBEHAVE in the \
+                         spec (VCPUS:WORKLOAD:WEIGHT:MISBEHAVE)"
+                            .to_owned(),
+                    );
+                }
+                let c = a
+                    .common
+                    .config(total, a.pcpus, a.vms[0].workload, a.policy)
+                    .with_vms(a.vms.clone());
+                if let Err(e) = c.validate() {
+                    bad_arg(e.to_string());
+                }
+                c
+            };
             let elf = match load_guest(&a.common) {
                 Ok(elf) => elf,
                 Err(code) => return code,

@@ -166,6 +166,24 @@ impl fmt::Debug for VcpuRecord {
     }
 }
 
+/// What the scheduler keeps of one VM (host-wide accounting: see [`super::fair`]).
+#[derive(Debug, Default)]
+pub(super) struct VmRecord {
+    /// Its virtual runtime, not counting the vCPUs running now.
+    pub(super) vruntime: u64,
+    /// pCPU time its vCPUs held, ns, not counting the vCPUs running now.
+    pub(super) run_ns: u64,
+    /// When it was told to stop (its guest's `stop` flag), ns since the start.
+    pub(super) stopping: Option<u64>,
+    /// Whether its stragglers were force-stopped.
+    pub(super) forced: bool,
+    /// The vCPU (host-wide index) the last pause-loop exit in it boosted
+    /// (`kvm->last_boosted_vcpu`).
+    pub(super) last_boosted: u32,
+    /// Its protected counter's final value, as its guest reported it.
+    pub(super) counter: Option<u64>,
+}
+
 /// Everything the scheduler lock protects.
 #[derive(Debug)]
 pub(super) struct SchedState {
@@ -174,9 +192,9 @@ pub(super) struct SchedState {
     /// Which vCPU holds each pCPU.
     pub(super) pcpus: Vec<Option<u32>>,
     pub(super) overloaded_published: bool,
+    /// When every VM had been told to stop (the run's stop), ns since the start.
     pub(super) stopping: Option<u64>,
-    /// The vCPU the last pause-loop exit boosted (`kvm->last_boosted_vcpu`).
-    pub(super) last_boosted: u32,
-    pub(super) counter: Option<u64>,
+    /// Per VM.
+    pub(super) vms: Vec<VmRecord>,
     pub(super) failures: Vec<String>,
 }
