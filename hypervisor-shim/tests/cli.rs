@@ -39,11 +39,81 @@ fn bad_arguments_exit_2() {
         &["compare", "--vcpus", "0"],
         &["compare", "--secs", "-1"],
         &["frobnicate"],
+        // Bad VM specs: no VM, zero vCPUs, too many in total, an unknown workload, bad weights.
+        &["run", "--vm", ""],
+        &["run", "--vm", "0:spin"],
+        &["run", "--vm", "200:spin", "--vm", "57:hog"],
+        &["run", "--vm", "4:bogus"],
+        &["run", "--vm", "4:spin:0"],
+        &["run", "--vm", "4:spin:x"],
+        &["run", "--vm", "4"],
+        &["run", "--vm", "4:spin:1:evil"],
+        &["run", "--vm", "4:spin", "--misbehave", "hang"],
     ] {
         let out = shim(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
         assert!(!out.stderr.is_empty(), "{args:?}: an explanation on stderr");
     }
+}
+
+#[test]
+fn bad_vm_specs_say_what_is_wrong() {
+    for (args, says) in [
+        (&["run", "--vm", ""][..], "no VM"),
+        (
+            &["run", "--vm", "0:spin"],
+            "VCPUS must be between 1 and 256",
+        ),
+        (
+            &["run", "--vm", "200:spin", "--vm", "57:hog"],
+            "257 vCPUs in total",
+        ),
+        (&["run", "--vm", "4:bogus"], "unknown lock kind"),
+        (&["run", "--vm", "4:spin:0"], "WEIGHT must be"),
+    ] {
+        let out = shim(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn run_with_several_vms_reports_each_and_the_total() {
+    if !kvm_available("run_with_several_vms_reports_each_and_the_total") {
+        return;
+    }
+    let out = shim(&[
+        "run", "--vm", "2:spin", "--vm", "2:hog:3", "--pcpus", "2", "--secs", "0.2", "--json",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let vms = r["vms"].as_array().expect("vms");
+    assert_eq!(vms.len(), 2);
+    assert_eq!(
+        (vms[0]["spec"].as_str(), vms[1]["spec"].as_str()),
+        (Some("2:spin"), Some("2:hog:3"))
+    );
+    assert_eq!(vms[1]["fair_share"].as_f64(), Some(0.75));
+    assert_eq!(r["vcpus"], 4);
+    // Each VM has the one-VM run's `total` fields, and they add up to the run's.
+    let key = |v: &serde_json::Value, k: &str| v["total"][k].as_u64().expect(k);
+    for k in ["ops", "writes", "run_ns", "preemptions"] {
+        assert_eq!(key(&vms[0], k) + key(&vms[1], k), key(&r, k), "{k}");
+    }
+    assert_eq!(vms[0]["counter"], vms[0]["total"]["writes"]);
+    assert_eq!(key(&vms[1], "writes"), 0, "the hog takes no lock");
+    assert_eq!(r["per_vcpu"][3]["vm"], 1);
+    assert_eq!(r["per_vcpu"][3]["vm_vcpu"], 1);
+    // The table names each VM.
+    let out = shim(&[
+        "run", "--vm", "1:mcs", "--vm", "1:hog", "--pcpus", "1", "--secs", "0.1",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("2 VMs (1:mcs + 1:hog)") && text.contains("of fair"),
+        "{text}"
+    );
 }
 
 #[test]
