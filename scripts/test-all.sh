@@ -45,6 +45,16 @@ step "blocking locks on the no_std/guest wait queue (--cfg ecs_portable_park)" \
     env RUSTFLAGS="--cfg ecs_portable_park" CARGO_TARGET_DIR=target/portable-park \
     cargo test -p ecs-locks --test stress_blocking --test proptest_blocking
 step "no_std build (no backend)" cargo build -p ecs-locks --no-default-features
+# A freestanding no_std binary (no libc, its own workspace and link arguments) that uses every
+# lock of the no-backend build and exits 0 only if they all behaved.
+step "no_std freestanding binary links and runs (no-std-link/)" \
+    cargo run --quiet --release --locked --manifest-path no-std-link/Cargo.toml
+# Publishability: package ecs-sys, then ecs-locks resolved against that package (cargo >= 1.90
+# packages a workspace's path dependencies together), each verified by a build of the unpacked
+# crate. --allow-dirty: the check is about the package contents, not the VCS state (local runs
+# have uncommitted work).
+step "cargo package (ecs-sys, then ecs-locks)" \
+    cargo package --quiet --allow-dirty --locked -p ecs-sys -p ecs-locks
 step "no_std build (guest backend, --cfg ecs_guest)" \
     env RUSTFLAGS="--cfg ecs_guest" CARGO_TARGET_DIR=target/guest-cfg \
     cargo build -p ecs-locks --no-default-features

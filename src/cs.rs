@@ -39,12 +39,16 @@ fn yield_at_exit() {
 /// Marks the start of a blocking-mutex section (the weaker hint).
 #[inline(always)]
 pub(crate) fn blocking_enter() {
+    // With `send_guard` a guard may be released on another thread (another vCPU), whose
+    // per-vCPU depth this would unbalance: the blocking hint is not raised at all.
+    #[cfg(not(feature = "send_guard"))]
     ecs_sys::blocking_enter();
 }
 
 /// Marks the end of a blocking-mutex section.
 #[inline(always)]
 pub(crate) fn blocking_exit() {
+    #[cfg(not(feature = "send_guard"))]
     ecs_sys::blocking_exit();
 }
 
@@ -79,13 +83,6 @@ pub(crate) fn my_holder_tag() -> u32 {
 #[inline(always)]
 pub(crate) fn preempted(vcpu: u32) -> bool {
     ecs_sys::LIVE_HINTS && ecs_sys::vcpu_preempted(vcpu)
-}
-
-/// Whether runnable vCPUs wait for a pCPU (spinning then costs someone else's time).
-/// Constant `false` natively.
-#[inline(always)]
-pub(crate) fn overloaded() -> bool {
-    ecs_sys::LIVE_HINTS && ecs_sys::pcpu_overloaded()
 }
 
 #[cfg(all(test, not(loom)))]

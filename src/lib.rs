@@ -40,15 +40,18 @@
 //! ```
 //!
 //! `tests/parking_lot_swap.rs` compiles one module against both crates and runs the same
-//! assertions on each. Guards are `!Send`, as in parking_lot without `send_guard`.
+//! assertions on each; `tests/parking_lot_api.rs` imports every item parking_lot 0.13 exports.
+//! Guards are `!Send`, as in parking_lot without `send_guard`; the features `arc_lock`,
+//! `send_guard`, `serde` and `deadlock_detection` do what parking_lot's do (below).
 //!
 //! # The locks
 //!
 //! | type | kind | fairness |
 //! |---|---|---|
-//! | [`Mutex`] | blocking, adaptive: spins while the holder runs and the pCPU is not overloaded | barging, fair unlock on request |
+//! | [`Mutex`] | blocking, adaptive: spins while the holder runs (capped), parks otherwise | barging, fair unlock on request |
 //! | [`FairMutex`] | blocking, hands the lock to the first waiter | FIFO hand-off |
 //! | [`RwLock`] | blocking reader-writer, upgradable reads, downgrade, timed | writer-preferring |
+//! | [`RecursiveRwLock`] | [`RwLock`] whose readers may read-lock again | readers join other readers ahead of a waiting writer |
 //! | [`ReentrantMutex`], [`Condvar`], [`Once`] | as in parking_lot | |
 //! | [`SpinMutex`] | test-and-test-and-set with backoff | unfair |
 //! | [`TicketMutex`] | ticket spinlock; waiters that do not run are skipped | FIFO among running waiters |
@@ -60,8 +63,19 @@
 //!
 //! | feature | effect |
 //! |---|---|
-//! | `std` (default) | the native hint backend (thread-local depth); blocking locks park through parking_lot_core; `Rcu<T>` |
-//! | none | `no_std` without a hypervisor: spin locks, and blocking locks that spin |
+//! | `std` (default) | the native hint backend (thread-local depth); blocking locks park through parking_lot_core; timed methods; `Rcu<T>` |
+//! | `arc_lock` | lock_api's `Arc` guards (`lock_arc`, `read_arc`, ...) and parking_lot's `Arc*Guard` re-exports |
+//! | `send_guard` | the blocking locks' guards are `Send`; those locks then raise no blocking-section hint (a foreign release would unbalance the per-thread depth). Spin-family guards stay `!Send` |
+//! | `serde` | lock_api's `Serialize`/`Deserialize` for every lock |
+//! | `deadlock_detection` | parking_lot_core's detector, `deadlock::check_deadlock` (enables `std`) |
+//! | none | `no_std` without a hypervisor: see below |
+//!
+//! Without `std` (and without `--cfg ecs_guest`) the spinning locks are unchanged; the blocking
+//! locks keep their protocols and APIs but a waiter that would sleep spins in the portable wait
+//! queue (there is nothing to sleep on), the timed methods are absent (no clock), and
+//! `ReentrantMutex`, `McsMutex`, `RcuRing` and `Rcu` are absent (they need thread identity or
+//! per-thread state). With `--cfg ecs_guest` blocking waiters halt their vCPU (WAIT/KICK) and
+//! those types exist. parking_lot's `owning_ref` and `nightly` features are not provided.
 //!
 //! Features are additive: none of them changes the hint backend or how a blocking lock
 //! blocks, so `--all-features` is sound everywhere. Two rustc cfgs do, and only the final
@@ -88,6 +102,20 @@
 mod adaptive_spin;
 mod backoff;
 mod cs;
+/// Deadlock detection (the `deadlock_detection` feature): [`deadlock::check_deadlock`].
+#[cfg(feature = "deadlock_detection")]
+pub mod deadlock;
+#[cfg(not(feature = "deadlock_detection"))]
+mod deadlock;
+
+/// The guard state of the blocking locks: `Send` with the `send_guard` feature (parking_lot's
+/// `GuardMarker`). The spinning family keeps `GuardNoSend`: its holder is a critical section of
+/// the acquiring thread (or vCPU).
+#[cfg(feature = "send_guard")]
+type GuardMarker = lock_api::GuardSend;
+/// The guard state of the blocking locks: `!Send` without the `send_guard` feature.
+#[cfg(not(feature = "send_guard"))]
+type GuardMarker = lock_api::GuardNoSend;
 #[cfg(any(feature = "std", ecs_guest))]
 mod fork;
 #[cfg(any(feature = "std", ecs_guest))]
@@ -124,6 +152,13 @@ pub use ticket::{MappedTicketMutexGuard, TicketMutex, TicketMutexGuard};
 pub use ecs_sys;
 pub use lock_api;
 
+// parking_lot's `arc_lock` re-exports (guards that own an `Arc` of their lock).
+#[cfg(feature = "arc_lock")]
+pub use lock_api::{
+    ArcMutexGuard, ArcReentrantMutexGuard, ArcRwLockReadGuard, ArcRwLockUpgradableReadGuard,
+    ArcRwLockWriteGuard,
+};
+
 // The blocking family (parking_lot 0.13 names).
 mod condvar;
 mod fair_mutex;
@@ -138,6 +173,7 @@ mod raw_condvar;
 mod raw_fair_mutex;
 mod raw_mutex;
 mod raw_rwlock;
+mod recursive_rwlock;
 #[cfg(any(feature = "std", ecs_guest))]
 mod remutex;
 mod rwlock;
@@ -153,7 +189,11 @@ pub use once::{Once, OnceState};
 pub use raw_condvar::RawCondvar;
 pub use raw_fair_mutex::RawFairMutex;
 pub use raw_mutex::RawMutex;
-pub use raw_rwlock::RawRwLock;
+pub use raw_rwlock::{RawRwLock, RawRwLockRecursive};
+pub use recursive_rwlock::{
+    MappedRecursiveRwLockReadGuard, MappedRecursiveRwLockWriteGuard, RecursiveRwLock,
+    RecursiveRwLockReadGuard, RecursiveRwLockUpgradableReadGuard, RecursiveRwLockWriteGuard,
+};
 #[cfg(all(any(feature = "std", ecs_guest), not(loom)))]
 pub use remutex::const_reentrant_mutex;
 #[cfg(any(feature = "std", ecs_guest))]

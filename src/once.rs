@@ -282,6 +282,8 @@ impl Once {
         impl Drop for PanicGuard<'_> {
             fn drop(&mut self) {
                 let once = self.0;
+                // SAFETY: not inside a parking callback.
+                unsafe { crate::deadlock::release_resource(crate::deadlock::key(once)) };
                 let state = once.0.swap(POISON_BIT, Ordering::Release);
                 if state & PARKED_BIT != 0 {
                     let addr = core::ptr::from_ref(once).addr();
@@ -293,6 +295,9 @@ impl Once {
             }
         }
 
+        // Record the running closure as a held resource (`deadlock_detection`, as parking_lot).
+        // SAFETY: not inside a parking callback.
+        unsafe { crate::deadlock::acquire_resource(crate::deadlock::key(self)) };
         let guard = PanicGuard(self);
         let once_state = if state & POISON_BIT != 0 {
             OnceState::Poisoned
@@ -300,6 +305,8 @@ impl Once {
             OnceState::New
         };
         f(once_state);
+        // SAFETY: as above.
+        unsafe { crate::deadlock::release_resource(crate::deadlock::key(self)) };
         core::mem::forget(guard);
 
         let state = self.0.swap(DONE_BIT, Ordering::Release);

@@ -21,13 +21,13 @@
 //! (parked, or requeued onto the mutex), so `notify_one` returns exactly whether a waiter was
 //! selected and `notify_all` exactly how many.
 
+use crate::GuardMarker;
 use crate::park::{
     self, DEFAULT_PARK_TOKEN, ParkResult, RequeueOp, TOKEN_HANDOFF, TOKEN_NORMAL, UnparkResult,
 };
 use crate::raw_mutex::RawMutex;
 use crate::sync::{AtomicPtr, Ordering};
 use core::ptr;
-use lock_api::GuardNoSend;
 
 /// A raw condition variable for [`RawMutex`]: no spurious wake-ups, exact notify counts,
 /// requeueing `notify_all`. See the module docs.
@@ -200,7 +200,7 @@ unsafe impl lock_api::RawCondvar for RawCondvar {
 
     type RawMutex = RawMutex;
 
-    unsafe fn wait(&self, mutex: &RawMutex, _guard: &mut GuardNoSend) {
+    unsafe fn wait(&self, mutex: &RawMutex, _guard: &mut GuardMarker) {
         self.wait_until_internal(mutex, None);
     }
 
@@ -234,7 +234,7 @@ unsafe impl lock_api::RawCondvarTimed for RawCondvar {
     unsafe fn wait_until(
         &self,
         mutex: &RawMutex,
-        _guard: &mut GuardNoSend,
+        _guard: &mut GuardMarker,
         timeout: &std::time::Instant,
     ) -> bool {
         self.wait_until_internal(mutex, Some(*timeout))
@@ -243,7 +243,7 @@ unsafe impl lock_api::RawCondvarTimed for RawCondvar {
     unsafe fn wait_for(
         &self,
         mutex: &RawMutex,
-        _guard: &mut GuardNoSend,
+        _guard: &mut GuardMarker,
         timeout: &core::time::Duration,
     ) -> bool {
         self.wait_until_internal(mutex, park::to_deadline(*timeout))

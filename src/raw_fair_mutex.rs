@@ -4,8 +4,9 @@
 //! bits); `unlock` is `unlock_fair`, which hands the still-locked mutex to the first parked
 //! waiter (parking_lot 0.13 `src/raw_fair_mutex.rs`).
 
+use crate::GuardMarker;
 use crate::raw_mutex::RawMutex;
-use lock_api::{GuardNoSend, RawMutexFair as _};
+use lock_api::RawMutexFair as _;
 
 /// Raw fair mutex: a [`RawMutex`] that always unlocks fairly (FIFO hand-off to parked waiters).
 ///
@@ -37,20 +38,20 @@ impl RawFairMutex {
 unsafe impl lock_api::RawMutex for RawFairMutex {
     crate::sync::loom_init!();
 
-    type Guard = GuardNoSend;
+    type Guard = GuardMarker;
 
     #[inline]
-    fn lock(&self) -> GuardNoSend {
+    fn lock(&self) -> GuardMarker {
         self.0.lock()
     }
 
     #[inline]
-    fn try_lock(&self) -> Option<GuardNoSend> {
+    fn try_lock(&self) -> Option<GuardMarker> {
         self.0.try_lock()
     }
 
     #[inline]
-    unsafe fn unlock(&self, guard: GuardNoSend) {
+    unsafe fn unlock(&self, guard: GuardMarker) {
         // SAFETY: the caller holds the lock (trait contract).
         unsafe { self.0.unlock_fair(guard) }
     }
@@ -64,13 +65,13 @@ unsafe impl lock_api::RawMutex for RawFairMutex {
 // SAFETY: delegates to `RawMutex`.
 unsafe impl lock_api::RawMutexFair for RawFairMutex {
     #[inline]
-    unsafe fn unlock_fair(&self, guard: GuardNoSend) {
+    unsafe fn unlock_fair(&self, guard: GuardMarker) {
         // SAFETY: the caller holds the lock (trait contract).
         unsafe { self.0.unlock_fair(guard) }
     }
 
     #[inline]
-    unsafe fn bump(&self, guard: &mut GuardNoSend) {
+    unsafe fn bump(&self, guard: &mut GuardMarker) {
         // SAFETY: the caller holds the lock (trait contract).
         unsafe { self.0.bump(guard) }
     }
@@ -83,12 +84,12 @@ unsafe impl lock_api::RawMutexTimed for RawFairMutex {
     type Instant = std::time::Instant;
 
     #[inline]
-    fn try_lock_for(&self, timeout: Self::Duration) -> Option<GuardNoSend> {
+    fn try_lock_for(&self, timeout: Self::Duration) -> Option<GuardMarker> {
         lock_api::RawMutexTimed::try_lock_for(&self.0, timeout)
     }
 
     #[inline]
-    fn try_lock_until(&self, timeout: Self::Instant) -> Option<GuardNoSend> {
+    fn try_lock_until(&self, timeout: Self::Instant) -> Option<GuardMarker> {
         lock_api::RawMutexTimed::try_lock_until(&self.0, timeout)
     }
 }

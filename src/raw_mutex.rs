@@ -12,9 +12,10 @@
 //! What eCS adds (docs/DESIGN.md, "Enlightenment rules", blocking waiters):
 //! - the holder's vCPU id lives in the upper bits of the word, written by the acquiring CAS
 //!   itself, so a waiter knows whom it waits for at no extra cost;
-//! - the spin decision is [`AdaptiveSpin`]: a waiter parks at once when the holder's vCPU is
-//!   preempted or its pCPU is overloaded; natively (hints constant false) it is a bounded spin
-//!   then park, like parking_lot's `SpinWait`;
+//! - the spin decision is [`AdaptiveSpin`]: in a guest a waiter spins while the holder's vCPU
+//!   runs (capped near one halt-and-kick round trip) and yields to the holder, then parks,
+//!   when it is preempted; natively (hints constant false) it is parking_lot's `SpinWait`
+//!   budget, then park;
 //! - a holder is inside a *blocking* section: `cs::blocking_enter()` right after acquiring,
 //!   `cs::blocking_exit()` right after releasing (the paper's weaker hint, not `cs::enter`).
 //!
@@ -42,11 +43,11 @@
 //! (guest) that holds it — the holder's id is kept in a debug-only field. Release builds do
 //! neither check; a double lock then deadlocks as in parking_lot.
 
+use crate::GuardMarker;
 use crate::adaptive_spin::AdaptiveSpin;
 use crate::cs;
 use crate::park::{self, ParkResult, TOKEN_HANDOFF, TOKEN_NORMAL, UnparkResult};
 use crate::sync::{AtomicU32, Ordering};
-use lock_api::GuardNoSend;
 
 /// Held by some thread.
 const LOCKED: u32 = 0b01;
@@ -116,6 +117,8 @@ impl RawMutex {
     fn acquired(&self) {
         #[cfg(debug_assertions)]
         self.owner.store(debug_thread_id(), Ordering::Relaxed);
+        // SAFETY: not inside a parking callback.
+        unsafe { crate::deadlock::acquire_resource(crate::deadlock::key(self)) };
         cs::blocking_enter();
     }
 
@@ -124,6 +127,8 @@ impl RawMutex {
     fn releasing(&self) {
         #[cfg(debug_assertions)]
         self.owner.store(0, Ordering::Relaxed);
+        // SAFETY: not inside a parking callback.
+        unsafe { crate::deadlock::release_resource(crate::deadlock::key(self)) };
     }
 
     /// Releases the lock (unfair) and drops the blocking hint; used by `unlock` and `Condvar`.
@@ -348,33 +353,33 @@ impl core::fmt::Debug for RawMutex {
 
 // SAFETY: LOCKED is taken only by a successful Acquire CAS from a state without LOCKED and
 // released by a Release RMW, so at most one guard exists at a time with acquire/release
-// ordering; guard state is stateless (`GuardNoSend`), forgetting it only leaks the lock; no
+// ordering; guard state is stateless (`GuardMarker`), forgetting it only leaks the lock; no
 // operation unwinds while holding a new acquisition (the debug reentrancy panic fires before
 // acquiring).
 unsafe impl lock_api::RawMutex for RawMutex {
     crate::sync::loom_init!();
 
-    type Guard = GuardNoSend;
+    type Guard = GuardMarker;
 
     #[inline]
-    fn lock(&self) -> GuardNoSend {
+    fn lock(&self) -> GuardMarker {
         self.lock_inner();
-        GuardNoSend::new()
+        GuardMarker::new()
     }
 
     #[inline]
-    fn try_lock(&self) -> Option<GuardNoSend> {
+    fn try_lock(&self) -> Option<GuardMarker> {
         self.state
             .fetch_update(Ordering::Acquire, Ordering::Relaxed, |s| {
                 (s & LOCKED == 0).then_some((s & PARKED) | LOCKED | me())
             })
             .ok()?;
         self.acquired();
-        Some(GuardNoSend::new())
+        Some(GuardMarker::new())
     }
 
     #[inline]
-    unsafe fn unlock(&self, _guard: GuardNoSend) {
+    unsafe fn unlock(&self, _guard: GuardMarker) {
         // SAFETY: the caller holds the lock (trait contract).
         unsafe { self.unlock_inner() };
     }
@@ -390,7 +395,7 @@ unsafe impl lock_api::RawMutex for RawMutex {
 // re-acquisition could unwind.
 unsafe impl lock_api::RawMutexFair for RawMutex {
     #[inline]
-    unsafe fn unlock_fair(&self, _guard: GuardNoSend) {
+    unsafe fn unlock_fair(&self, _guard: GuardMarker) {
         self.releasing();
         let mut state = self.state.load(Ordering::Relaxed);
         debug_assert!(
@@ -414,7 +419,7 @@ unsafe impl lock_api::RawMutexFair for RawMutex {
     }
 
     #[inline]
-    unsafe fn bump(&self, _guard: &mut GuardNoSend) {
+    unsafe fn bump(&self, _guard: &mut GuardMarker) {
         if self.state.load(Ordering::Relaxed) & PARKED != 0 {
             self.bump_slow();
         }
@@ -429,12 +434,12 @@ unsafe impl lock_api::RawMutexTimed for RawMutex {
     type Instant = std::time::Instant;
 
     #[inline]
-    fn try_lock_for(&self, timeout: Self::Duration) -> Option<GuardNoSend> {
+    fn try_lock_for(&self, timeout: Self::Duration) -> Option<GuardMarker> {
         self.try_lock_until_inner(park::to_deadline(timeout))
     }
 
     #[inline]
-    fn try_lock_until(&self, timeout: Self::Instant) -> Option<GuardNoSend> {
+    fn try_lock_until(&self, timeout: Self::Instant) -> Option<GuardMarker> {
         self.try_lock_until_inner(Some(timeout))
     }
 }
@@ -442,7 +447,7 @@ unsafe impl lock_api::RawMutexTimed for RawMutex {
 #[cfg(feature = "std")]
 impl RawMutex {
     #[inline]
-    fn try_lock_until_inner(&self, deadline: Option<park::Instant>) -> Option<GuardNoSend> {
+    fn try_lock_until_inner(&self, deadline: Option<park::Instant>) -> Option<GuardMarker> {
         if self
             .state
             .compare_exchange_weak(0, LOCKED | me(), Ordering::Acquire, Ordering::Relaxed)
@@ -452,7 +457,7 @@ impl RawMutex {
             return None;
         }
         self.acquired();
-        Some(GuardNoSend::new())
+        Some(GuardMarker::new())
     }
 
     /// Whether `PARKED` is set (tests of the raw word).
@@ -564,6 +569,6 @@ mod tests {
     fn debug_catches_unlock_of_unlocked() {
         let m = RawMutex::new();
         // SAFETY: deliberately violated; debug builds catch it before any harm.
-        unsafe { m.unlock(GuardNoSend::new()) };
+        unsafe { m.unlock(GuardMarker::new()) };
     }
 }

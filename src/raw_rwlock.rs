@@ -4,7 +4,7 @@
 //! # Algorithm
 //!
 //! parking_lot 0.13's non-recursive `RawRwLock` (`src/raw_rwlock.rs`, after Boost's
-//! `upgrade_mutex`), ported without its deadlock detector and recursive mode. Two wait queues:
+//! `upgrade_mutex`), with its recursive mode (`RawRwLock<true>`, [`RawRwLockRecursive`]). Two wait queues:
 //! the primary one at the lock's address for every new waiter, and a secondary one at
 //! address + 1 for the one writer that already owns `WRITER_BIT` and waits for the remaining
 //! readers to leave. A writer takes `WRITER_BIT` first, which stops new readers and
@@ -19,9 +19,9 @@
 //! section (`cs::blocking_enter` after acquiring, `cs::blocking_exit` after releasing); a
 //! writer records its vCPU (guest builds only, in a separate word: the state word's upper bits
 //! count readers; written just *before* the acquiring CAS, see `holder_hint` for what the hint
-//! can still get wrong) so that a waiter stops spinning and parks when that vCPU is preempted or the
-//! pCPU is overloaded ([`AdaptiveSpin`]). Readers are many, so a waiter behind readers only
-//! uses the overload hint.
+//! can still get wrong) so that a waiter stops spinning when that vCPU is preempted
+//! ([`AdaptiveSpin`]: a directed yield to it, then park). Readers are many and unnamed, so a
+//! waiter behind readers spins up to the cap and then parks.
 //!
 //! # The state word (`AtomicUsize`)
 //!
@@ -37,9 +37,11 @@
 //!
 //! Unlocking a mode that is not held through the raw API is undefined behaviour the types
 //! cannot prevent; debug builds catch an underflow of the reader count and an exclusive
-//! unlock without `WRITER_BIT`. Recursive read locking can deadlock when a writer is queued
-//! between the two reads (as with parking_lot's non-recursive `RwLock`).
+//! unlock without `WRITER_BIT`. Recursive read locking of the default mode can deadlock when a
+//! writer is queued between the two reads (as with parking_lot's `RwLock`); the recursive mode
+//! lets a reader in whenever other readers hold the lock.
 
+use crate::GuardMarker;
 use crate::adaptive_spin::AdaptiveSpin;
 use crate::cs;
 use crate::park::{
@@ -47,7 +49,7 @@ use crate::park::{
 };
 use crate::sync::{AtomicUsize, Ordering};
 use core::cell::Cell;
-use lock_api::{GuardNoSend, RawRwLock as _, RawRwLockUpgrade as _};
+use lock_api::{RawRwLock as _, RawRwLockUpgrade as _};
 
 /// There is at least one thread in the main queue.
 const PARKED_BIT: usize = 0b0001;
@@ -91,7 +93,11 @@ const TOKEN_UPGRADABLE: ParkToken = ParkToken(ONE_READER | UPGRADABLE_BIT);
 /// }
 /// assert!(!raw.is_locked());
 /// ```
-pub struct RawRwLock {
+///
+/// `RawRwLock<true>` is [`RawRwLockRecursive`]: readers may join while other readers hold the
+/// lock even if a writer waits, so a thread can take the read lock again without deadlock, at
+/// the cost of letting readers starve writers (parking_lot 0.13's `RawRwLock<true>`).
+pub struct RawRwLock<const RECURSIVE: bool = false> {
     state: AtomicUsize,
     /// vCPU of the last writer (guest builds): a hint for waiters' spin decision.
     #[cfg(ecs_guest)]
@@ -102,6 +108,43 @@ impl RawRwLock {
     crate::sync::loom_const_fn! {
         /// An unlocked lock.
         pub fn new() -> Self {
+            Self::new_inner()
+        }
+    }
+}
+
+/// The raw lock of [`RecursiveRwLock`](crate::RecursiveRwLock): [`RawRwLock`] in its recursive
+/// mode (readers are not blocked by a waiting writer while other readers hold the lock).
+///
+/// ```
+/// use ecs_locks::RawRwLockRecursive;
+/// use lock_api::RawRwLock as _;
+///
+/// let raw = RawRwLockRecursive::new_recursive();
+/// let r1 = raw.lock_shared();
+/// let r2 = raw.lock_shared(); // never blocks while r1 is held
+/// // SAFETY: both are states of shared acquisitions above.
+/// unsafe {
+///     raw.unlock_shared(r2);
+///     raw.unlock_shared(r1);
+/// }
+/// ```
+pub type RawRwLockRecursive = RawRwLock<true>;
+
+impl RawRwLock<true> {
+    crate::sync::loom_const_fn! {
+        /// An unlocked recursive lock ([`RawRwLockRecursive`]; named apart from
+        /// [`RawRwLock::new`] so that `RawRwLock::new()` needs no type annotation).
+        pub fn new_recursive() -> Self {
+            Self::new_inner()
+        }
+    }
+}
+
+impl<const RECURSIVE: bool> RawRwLock<RECURSIVE> {
+    crate::sync::loom_const_fn! {
+        /// An unlocked lock of either mode.
+        fn new_inner() -> Self {
             Self {
                 state: AtomicUsize::new(0),
                 #[cfg(ecs_guest)]
@@ -138,15 +181,57 @@ impl RawRwLock {
     }
 
     #[inline(always)]
-    fn acquired_exclusive(&self) -> GuardNoSend {
+    fn acquired_exclusive(&self) -> GuardMarker {
+        self.deadlock_acquire(true, true);
         cs::blocking_enter();
-        GuardNoSend::new()
+        GuardMarker::new()
     }
 
     #[inline(always)]
-    fn acquired_shared(&self) -> GuardNoSend {
+    fn acquired_shared(&self) -> GuardMarker {
+        self.deadlock_acquire(false, true);
         cs::blocking_enter();
-        GuardNoSend::new()
+        GuardMarker::new()
+    }
+
+    #[inline(always)]
+    fn acquired_upgradable(&self) -> GuardMarker {
+        self.deadlock_acquire(true, true);
+        cs::blocking_enter();
+        GuardMarker::new()
+    }
+
+    /// Deadlock-detector bookkeeping (the `deadlock_detection` feature; nothing otherwise), as
+    /// parking_lot 0.13 does it: the *primary* resource (the lock's address) is the writer /
+    /// upgradable stage, the *secondary* one (address + 1) the reader stage. Writers and
+    /// upgradable readers hold both, readers the secondary one.
+    #[inline(always)]
+    fn deadlock_acquire(&self, primary: bool, secondary: bool) {
+        let key = crate::deadlock::key(self);
+        // SAFETY: never called from a parking callback.
+        unsafe {
+            if primary {
+                crate::deadlock::acquire_resource(key);
+            }
+            if secondary {
+                crate::deadlock::acquire_resource(key + 1);
+            }
+        }
+    }
+
+    /// Releases what [`Self::deadlock_acquire`] recorded.
+    #[inline(always)]
+    fn deadlock_release(&self, primary: bool, secondary: bool) {
+        let key = crate::deadlock::key(self);
+        // SAFETY: never called from a parking callback.
+        unsafe {
+            if primary {
+                crate::deadlock::release_resource(key);
+            }
+            if secondary {
+                crate::deadlock::release_resource(key + 1);
+            }
+        }
     }
 
     /// The uncontended exclusive acquisition: one CAS from 0 (`weak` or strong). Guest builds
@@ -175,8 +260,9 @@ impl RawRwLock {
     #[inline(always)]
     fn try_lock_shared_fast(&self) -> bool {
         let state = self.state.load(Ordering::Relaxed);
-        // A pending or active writer blocks new readers (writer preference).
-        if state & WRITER_BIT != 0 {
+        // A pending or active writer blocks new readers (writer preference); recursive locks
+        // let readers join while other readers still hold the lock.
+        if state & WRITER_BIT != 0 && (!RECURSIVE || state & READERS_MASK == 0) {
             return false;
         }
         let Some(new_state) = state.checked_add(ONE_READER) else {
@@ -191,7 +277,7 @@ impl RawRwLock {
     fn try_lock_shared_slow(&self) -> bool {
         self.state
             .fetch_update(Ordering::Acquire, Ordering::Relaxed, |state| {
-                if state & WRITER_BIT != 0 {
+                if state & WRITER_BIT != 0 && (!RECURSIVE || state & READERS_MASK == 0) {
                     None
                 } else {
                     Some(
@@ -310,7 +396,7 @@ impl RawRwLock {
         let try_lock = |state: &mut usize| {
             let mut backoff = crate::backoff::Backoff::new();
             loop {
-                if *state & WRITER_BIT != 0 {
+                if *state & WRITER_BIT != 0 && (!RECURSIVE || *state & READERS_MASK == 0) {
                     return false;
                 }
                 if self
@@ -333,7 +419,7 @@ impl RawRwLock {
             }
         };
         self.lock_common(timeout, TOKEN_SHARED, try_lock, |state| {
-            state & WRITER_BIT != 0
+            state & WRITER_BIT != 0 && (!RECURSIVE || state & READERS_MASK == 0)
         })
     }
 
@@ -470,11 +556,14 @@ impl RawRwLock {
         let addr = core::ptr::from_ref(self).addr();
         let filter = |ParkToken(token)| {
             let s = new_state.get();
-            if s & WRITER_BIT != 0 {
+            // Normal locks stop after selecting a writer; recursive ones keep scanning for the
+            // readers forward progress may need (parking_lot 0.13).
+            if !RECURSIVE && s & WRITER_BIT != 0 {
                 return FilterOp::Stop;
             }
-            if token & (UPGRADABLE_BIT | WRITER_BIT) != 0 && s & UPGRADABLE_BIT != 0 {
-                // Already waking an upgrader: skip writers and upgraders.
+            if token & (UPGRADABLE_BIT | WRITER_BIT) != 0 && s & (UPGRADABLE_BIT | WRITER_BIT) != 0
+            {
+                // Already waking a writer or upgrader: skip writers and upgraders.
                 FilterOp::Skip
             } else {
                 new_state.set(s + token);
@@ -607,34 +696,44 @@ impl RawRwLock {
     }
 }
 
-impl Default for RawRwLock {
+impl<const RECURSIVE: bool> Default for RawRwLock<RECURSIVE> {
     fn default() -> Self {
-        Self::new()
+        Self::new_inner()
     }
 }
 
-impl core::fmt::Debug for RawRwLock {
+impl<const RECURSIVE: bool> core::fmt::Debug for RawRwLock<RECURSIVE> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         let s = self.state.load(Ordering::Relaxed);
-        f.debug_struct("RawRwLock")
-            .field("readers", &((s & READERS_MASK) / ONE_READER))
-            .field("writer", &(s & WRITER_BIT != 0))
-            .field("upgradable", &(s & UPGRADABLE_BIT != 0))
-            .finish()
+        f.debug_struct(if RECURSIVE {
+            "RawRwLockRecursive"
+        } else {
+            "RawRwLock"
+        })
+        .field("readers", &((s & READERS_MASK) / ONE_READER))
+        .field("writer", &(s & WRITER_BIT != 0))
+        .field("upgradable", &(s & UPGRADABLE_BIT != 0))
+        .finish()
     }
 }
 
 // SAFETY: a writer owns WRITER_BIT with a zero reader count, readers hold a count without
 // WRITER_BIT held by an active writer, both taken with Acquire and released with Release
-// (parking_lot's proven protocol); guards are stateless `GuardNoSend`.
-unsafe impl lock_api::RawRwLock for RawRwLock {
-    crate::sync::loom_init!();
+// (parking_lot's proven protocol); guards are stateless `GuardMarker`.
+unsafe impl<const RECURSIVE: bool> lock_api::RawRwLock for RawRwLock<RECURSIVE> {
+    // `loom_init!` names `Self::new()`, which exists per mode; both modes share `new_inner`.
+    #[cfg(not(loom))]
+    #[allow(clippy::declare_interior_mutable_const)]
+    const INIT: Self = Self::new_inner();
+    #[cfg(loom)]
+    #[allow(clippy::declare_interior_mutable_const)]
+    const INIT: Self = panic!("loom atomics are not const: build raw locks with `new()`");
 
-    type SharedGuard = GuardNoSend;
-    type ExclusiveGuard = GuardNoSend;
+    type SharedGuard = GuardMarker;
+    type ExclusiveGuard = GuardMarker;
 
     #[inline]
-    fn lock_exclusive(&self) -> GuardNoSend {
+    fn lock_exclusive(&self) -> GuardMarker {
         if !self.try_lock_exclusive_fast(true) {
             let locked = self.lock_exclusive_slow(None);
             debug_assert!(locked);
@@ -643,13 +742,14 @@ unsafe impl lock_api::RawRwLock for RawRwLock {
     }
 
     #[inline]
-    fn try_lock_exclusive(&self) -> Option<GuardNoSend> {
+    fn try_lock_exclusive(&self) -> Option<GuardMarker> {
         self.try_lock_exclusive_fast(false)
             .then(|| self.acquired_exclusive())
     }
 
     #[inline]
-    unsafe fn unlock_exclusive(&self, _guard: GuardNoSend) {
+    unsafe fn unlock_exclusive(&self, _guard: GuardMarker) {
+        self.deadlock_release(true, true);
         let state = self.state.fetch_sub(WRITER_BIT, Ordering::Release);
         debug_assert!(
             state & WRITER_BIT != 0 && state & READERS_MASK == 0,
@@ -662,7 +762,7 @@ unsafe impl lock_api::RawRwLock for RawRwLock {
     }
 
     #[inline]
-    fn lock_shared(&self) -> GuardNoSend {
+    fn lock_shared(&self) -> GuardMarker {
         if !self.try_lock_shared_fast() {
             let locked = self.lock_shared_slow(None);
             debug_assert!(locked);
@@ -671,7 +771,7 @@ unsafe impl lock_api::RawRwLock for RawRwLock {
     }
 
     #[inline]
-    fn try_lock_shared(&self) -> Option<GuardNoSend> {
+    fn try_lock_shared(&self) -> Option<GuardMarker> {
         if self.try_lock_shared_fast() || self.try_lock_shared_slow() {
             Some(self.acquired_shared())
         } else {
@@ -680,7 +780,8 @@ unsafe impl lock_api::RawRwLock for RawRwLock {
     }
 
     #[inline]
-    unsafe fn unlock_shared(&self, _guard: GuardNoSend) {
+    unsafe fn unlock_shared(&self, _guard: GuardMarker) {
+        self.deadlock_release(false, true);
         let state = self.state.fetch_sub(ONE_READER, Ordering::Release);
         debug_assert!(
             state & READERS_MASK != 0,
@@ -705,16 +806,17 @@ unsafe impl lock_api::RawRwLock for RawRwLock {
 
 // SAFETY: fair unlocks release (or hand over, still held) exactly the caller's acquisition;
 // bumps re-acquire the same mode, aborting if that could unwind.
-unsafe impl lock_api::RawRwLockFair for RawRwLock {
+unsafe impl<const RECURSIVE: bool> lock_api::RawRwLockFair for RawRwLock<RECURSIVE> {
     #[inline]
-    unsafe fn unlock_shared_fair(&self, guard: GuardNoSend) {
+    unsafe fn unlock_shared_fair(&self, guard: GuardMarker) {
         // Shared unlocking is always fair in this implementation.
         // SAFETY: the caller holds a shared lock.
         unsafe { self.unlock_shared(guard) };
     }
 
     #[inline]
-    unsafe fn unlock_exclusive_fair(&self, _guard: GuardNoSend) {
+    unsafe fn unlock_exclusive_fair(&self, _guard: GuardMarker) {
+        self.deadlock_release(true, true);
         if self
             .state
             .compare_exchange(WRITER_BIT, 0, Ordering::Release, Ordering::Relaxed)
@@ -726,17 +828,20 @@ unsafe impl lock_api::RawRwLockFair for RawRwLock {
     }
 
     #[inline]
-    unsafe fn bump_shared(&self, guard: &mut GuardNoSend) {
-        if self.state.load(Ordering::Relaxed) & WRITER_BIT != 0 {
+    unsafe fn bump_shared(&self, guard: &mut GuardMarker) {
+        let state = self.state.load(Ordering::Relaxed);
+        // A recursive reader bumps only as the last reader (others may not leave).
+        if state & WRITER_BIT != 0 && (!RECURSIVE || state & READERS_MASK == ONE_READER) {
             // SAFETY: the caller holds a shared lock, released here and re-taken.
-            unsafe { self.unlock_shared(GuardNoSend::new()) };
+            unsafe { self.unlock_shared(GuardMarker::new()) };
             *guard = crate::sync::abort_on_panic(|| self.lock_shared());
         }
     }
 
     #[inline]
-    unsafe fn bump_exclusive(&self, guard: &mut GuardNoSend) {
+    unsafe fn bump_exclusive(&self, guard: &mut GuardMarker) {
         if self.state.load(Ordering::Relaxed) & PARKED_BIT != 0 {
+            self.deadlock_release(true, true);
             self.unlock_exclusive_fair_slow();
             cs::blocking_exit();
             *guard = crate::sync::abort_on_panic(|| self.lock_exclusive());
@@ -745,9 +850,10 @@ unsafe impl lock_api::RawRwLockFair for RawRwLock {
 }
 
 // SAFETY: a writer atomically becomes a reader (WRITER_BIT -> one reader), waking readers.
-unsafe impl lock_api::RawRwLockDowngrade for RawRwLock {
+unsafe impl<const RECURSIVE: bool> lock_api::RawRwLockDowngrade for RawRwLock<RECURSIVE> {
     #[inline]
-    unsafe fn downgrade(&self, guard: GuardNoSend) -> GuardNoSend {
+    unsafe fn downgrade(&self, guard: GuardMarker) -> GuardMarker {
+        self.deadlock_release(true, false);
         let state = self
             .state
             .fetch_add(ONE_READER - WRITER_BIT, Ordering::Release);
@@ -761,40 +867,40 @@ unsafe impl lock_api::RawRwLockDowngrade for RawRwLock {
 // SAFETY: timed acquisitions either acquire or return `None` after the deadline holding
 // nothing (a writer that timed out waiting for readers gives WRITER_BIT back).
 #[cfg(feature = "std")]
-unsafe impl lock_api::RawRwLockTimed for RawRwLock {
+unsafe impl<const RECURSIVE: bool> lock_api::RawRwLockTimed for RawRwLock<RECURSIVE> {
     type Duration = core::time::Duration;
     type Instant = std::time::Instant;
 
     #[inline]
-    fn try_lock_shared_for(&self, timeout: Self::Duration) -> Option<GuardNoSend> {
+    fn try_lock_shared_for(&self, timeout: Self::Duration) -> Option<GuardMarker> {
         (self.try_lock_shared_fast() || self.lock_shared_slow(park::to_deadline(timeout)))
             .then(|| self.acquired_shared())
     }
 
     #[inline]
-    fn try_lock_shared_until(&self, timeout: Self::Instant) -> Option<GuardNoSend> {
+    fn try_lock_shared_until(&self, timeout: Self::Instant) -> Option<GuardMarker> {
         (self.try_lock_shared_fast() || self.lock_shared_slow(Some(timeout)))
             .then(|| self.acquired_shared())
     }
 
     #[inline]
-    fn try_lock_exclusive_for(&self, timeout: Self::Duration) -> Option<GuardNoSend> {
+    fn try_lock_exclusive_for(&self, timeout: Self::Duration) -> Option<GuardMarker> {
         self.try_lock_exclusive_until_inner(park::to_deadline(timeout))
     }
 
     #[inline]
-    fn try_lock_exclusive_until(&self, timeout: Self::Instant) -> Option<GuardNoSend> {
+    fn try_lock_exclusive_until(&self, timeout: Self::Instant) -> Option<GuardMarker> {
         self.try_lock_exclusive_until_inner(Some(timeout))
     }
 }
 
 #[cfg(feature = "std")]
-impl RawRwLock {
+impl<const RECURSIVE: bool> RawRwLock<RECURSIVE> {
     #[inline]
     fn try_lock_exclusive_until_inner(
         &self,
         deadline: Option<park::Instant>,
-    ) -> Option<GuardNoSend> {
+    ) -> Option<GuardMarker> {
         (self.try_lock_exclusive_fast(true) || self.lock_exclusive_slow(deadline))
             .then(|| self.acquired_exclusive())
     }
@@ -802,46 +908,46 @@ impl RawRwLock {
     #[inline]
     fn try_upgrade_until_inner(
         &self,
-        guard: GuardNoSend,
+        guard: GuardMarker,
         deadline: Option<park::Instant>,
-    ) -> Result<GuardNoSend, GuardNoSend> {
+    ) -> Result<GuardMarker, GuardMarker> {
+        self.deadlock_release(false, true);
         self.set_writer();
         let state = self.state.fetch_sub(
             (ONE_READER | UPGRADABLE_BIT) - WRITER_BIT,
             Ordering::Acquire,
         );
-        if state & READERS_MASK == ONE_READER
-            || self.wait_for_readers(deadline, ONE_READER | UPGRADABLE_BIT)
-        {
-            Ok(guard)
-        } else {
-            Err(guard)
-        }
+        let upgraded = state & READERS_MASK == ONE_READER
+            || self.wait_for_readers(deadline, ONE_READER | UPGRADABLE_BIT);
+        // Upgraded or still upgradable: both stages are ours again.
+        self.deadlock_acquire(false, true);
+        if upgraded { Ok(guard) } else { Err(guard) }
     }
 }
 
 // SAFETY: at most one upgradable reader (UPGRADABLE_BIT); an upgrade keeps WRITER_BIT out of
 // reach of others and waits for the other readers; downgrades only release rights.
-unsafe impl lock_api::RawRwLockUpgrade for RawRwLock {
-    type UpgradableGuard = GuardNoSend;
+unsafe impl<const RECURSIVE: bool> lock_api::RawRwLockUpgrade for RawRwLock<RECURSIVE> {
+    type UpgradableGuard = GuardMarker;
 
     #[inline]
-    fn lock_upgradable(&self) -> GuardNoSend {
+    fn lock_upgradable(&self) -> GuardMarker {
         if !self.try_lock_upgradable_fast() {
             let locked = self.lock_upgradable_slow(None);
             debug_assert!(locked);
         }
-        self.acquired_shared()
+        self.acquired_upgradable()
     }
 
     #[inline]
-    fn try_lock_upgradable(&self) -> Option<GuardNoSend> {
+    fn try_lock_upgradable(&self) -> Option<GuardMarker> {
         (self.try_lock_upgradable_fast() || self.try_lock_upgradable_slow())
-            .then(|| self.acquired_shared())
+            .then(|| self.acquired_upgradable())
     }
 
     #[inline]
-    unsafe fn unlock_upgradable(&self, _guard: GuardNoSend) {
+    unsafe fn unlock_upgradable(&self, _guard: GuardMarker) {
+        self.deadlock_release(true, true);
         let state = self
             .state
             .fetch_sub(ONE_READER | UPGRADABLE_BIT, Ordering::Release);
@@ -856,7 +962,9 @@ unsafe impl lock_api::RawRwLockUpgrade for RawRwLock {
     }
 
     #[inline]
-    unsafe fn upgrade(&self, guard: GuardNoSend) -> GuardNoSend {
+    unsafe fn upgrade(&self, guard: GuardMarker) -> GuardMarker {
+        // Stop owning the reader stage while waiting for the other readers (parking_lot).
+        self.deadlock_release(false, true);
         self.set_writer();
         let state = self.state.fetch_sub(
             (ONE_READER | UPGRADABLE_BIT) - WRITER_BIT,
@@ -866,11 +974,12 @@ unsafe impl lock_api::RawRwLockUpgrade for RawRwLock {
             let upgraded = self.wait_for_readers(None, ONE_READER | UPGRADABLE_BIT);
             debug_assert!(upgraded);
         }
+        self.deadlock_acquire(false, true);
         guard
     }
 
     #[inline]
-    unsafe fn try_upgrade(&self, guard: GuardNoSend) -> Result<GuardNoSend, GuardNoSend> {
+    unsafe fn try_upgrade(&self, guard: GuardMarker) -> Result<GuardMarker, GuardMarker> {
         // Harmless if the upgrade fails: UPGRADABLE_BIT keeps every other writer out.
         self.set_writer();
         match self
@@ -886,16 +995,18 @@ unsafe impl lock_api::RawRwLockUpgrade for RawRwLock {
 }
 
 // SAFETY: as for `RawRwLockFair`.
-unsafe impl lock_api::RawRwLockUpgradeFair for RawRwLock {
+unsafe impl<const RECURSIVE: bool> lock_api::RawRwLockUpgradeFair for RawRwLock<RECURSIVE> {
     #[inline]
-    unsafe fn unlock_upgradable_fair(&self, _guard: GuardNoSend) {
+    unsafe fn unlock_upgradable_fair(&self, _guard: GuardMarker) {
+        self.deadlock_release(true, true);
         self.unlock_upgradable_fair_slow();
         cs::blocking_exit();
     }
 
     #[inline]
-    unsafe fn bump_upgradable(&self, guard: &mut GuardNoSend) {
+    unsafe fn bump_upgradable(&self, guard: &mut GuardMarker) {
         if self.state.load(Ordering::Relaxed) & PARKED_BIT != 0 {
+            self.deadlock_release(true, true);
             self.unlock_upgradable_fair_slow();
             cs::blocking_exit();
             *guard = crate::sync::abort_on_panic(|| self.lock_upgradable());
@@ -904,9 +1015,10 @@ unsafe impl lock_api::RawRwLockUpgradeFair for RawRwLock {
 }
 
 // SAFETY: downgrades only give up rights and wake those who can now proceed.
-unsafe impl lock_api::RawRwLockUpgradeDowngrade for RawRwLock {
+unsafe impl<const RECURSIVE: bool> lock_api::RawRwLockUpgradeDowngrade for RawRwLock<RECURSIVE> {
     #[inline]
-    unsafe fn downgrade_upgradable(&self, guard: GuardNoSend) -> GuardNoSend {
+    unsafe fn downgrade_upgradable(&self, guard: GuardMarker) -> GuardMarker {
+        self.deadlock_release(true, false);
         let state = self.state.fetch_sub(UPGRADABLE_BIT, Ordering::Relaxed);
         if state & PARKED_BIT != 0 {
             self.downgrade_slow(ONE_READER);
@@ -915,7 +1027,7 @@ unsafe impl lock_api::RawRwLockUpgradeDowngrade for RawRwLock {
     }
 
     #[inline]
-    unsafe fn downgrade_to_upgradable(&self, guard: GuardNoSend) -> GuardNoSend {
+    unsafe fn downgrade_to_upgradable(&self, guard: GuardMarker) -> GuardMarker {
         let state = self.state.fetch_add(
             (ONE_READER | UPGRADABLE_BIT) - WRITER_BIT,
             Ordering::Release,
@@ -929,34 +1041,34 @@ unsafe impl lock_api::RawRwLockUpgradeDowngrade for RawRwLock {
 
 // SAFETY: as for `RawRwLockTimed`; a timed-out upgrade restores the upgradable read.
 #[cfg(feature = "std")]
-unsafe impl lock_api::RawRwLockUpgradeTimed for RawRwLock {
+unsafe impl<const RECURSIVE: bool> lock_api::RawRwLockUpgradeTimed for RawRwLock<RECURSIVE> {
     #[inline]
-    fn try_lock_upgradable_for(&self, timeout: Self::Duration) -> Option<GuardNoSend> {
+    fn try_lock_upgradable_for(&self, timeout: Self::Duration) -> Option<GuardMarker> {
         (self.try_lock_upgradable_fast() || self.lock_upgradable_slow(park::to_deadline(timeout)))
-            .then(|| self.acquired_shared())
+            .then(|| self.acquired_upgradable())
     }
 
     #[inline]
-    fn try_lock_upgradable_until(&self, timeout: Self::Instant) -> Option<GuardNoSend> {
+    fn try_lock_upgradable_until(&self, timeout: Self::Instant) -> Option<GuardMarker> {
         (self.try_lock_upgradable_fast() || self.lock_upgradable_slow(Some(timeout)))
-            .then(|| self.acquired_shared())
+            .then(|| self.acquired_upgradable())
     }
 
     #[inline]
     unsafe fn try_upgrade_for(
         &self,
-        guard: GuardNoSend,
+        guard: GuardMarker,
         timeout: Self::Duration,
-    ) -> Result<GuardNoSend, GuardNoSend> {
+    ) -> Result<GuardMarker, GuardMarker> {
         self.try_upgrade_until_inner(guard, park::to_deadline(timeout))
     }
 
     #[inline]
     unsafe fn try_upgrade_until(
         &self,
-        guard: GuardNoSend,
+        guard: GuardMarker,
         timeout: Self::Instant,
-    ) -> Result<GuardNoSend, GuardNoSend> {
+    ) -> Result<GuardMarker, GuardMarker> {
         self.try_upgrade_until_inner(guard, Some(timeout))
     }
 }

@@ -146,6 +146,18 @@ fn ring_entry(t: u32, vcpu: u32) -> u32 {
     (t << 16) | (vcpu.wrapping_add(1) & 0xffff)
 }
 
+/// An empty hint ring.
+#[cfg(not(loom))]
+const fn new_ring() -> [AtomicU32; RING] {
+    [const { AtomicU32::new(0) }; RING]
+}
+
+/// An empty hint ring (loom's atomics are not `const`).
+#[cfg(loom)]
+fn new_ring() -> [AtomicU32; RING] {
+    core::array::from_fn(|_| AtomicU32::new(0))
+}
+
 /// `next` of a word.
 #[inline(always)]
 fn next_of(w: u64) -> u32 {
@@ -183,39 +195,24 @@ impl RawTicketMutex {
     /// microseconds on current x86 cores, far below an OS time slice.
     pub const DEFAULT_PATIENCE: u32 = 256;
 
-    /// A new, unlocked mutex with the default patience ([`Self::DEFAULT_PATIENCE`]).
-    #[cfg(not(loom))]
-    #[inline]
-    pub const fn new() -> Self {
-        Self::with_patience(Self::DEFAULT_PATIENCE)
-    }
-
-    /// A new, unlocked mutex whose waiters take over after the lock stayed free for `patience`
-    /// pauses per queue position. `u32::MAX` disables take-over: strict FIFO, the classic
-    /// ticket lock (hangs on a descheduled waiter, and in a forked child; see the module docs).
-    #[cfg(not(loom))]
-    #[inline]
-    pub const fn with_patience(patience: u32) -> Self {
-        Self {
-            word: AtomicU64::new(0),
-            patience,
-            ring: [const { AtomicU32::new(0) }; RING],
+    crate::sync::loom_const_fn! {
+        /// A new, unlocked mutex with the default patience ([`Self::DEFAULT_PATIENCE`]).
+        pub fn new() -> Self {
+            Self::with_patience(Self::DEFAULT_PATIENCE)
         }
     }
 
-    /// A new, unlocked mutex (not `const` under loom, whose atomics are not).
-    #[cfg(loom)]
-    pub fn new() -> Self {
-        Self::with_patience(Self::DEFAULT_PATIENCE)
-    }
-
-    /// A new, unlocked mutex with the given patience (not `const` under loom).
-    #[cfg(loom)]
-    pub fn with_patience(patience: u32) -> Self {
-        Self {
-            word: AtomicU64::new(0),
-            patience,
-            ring: core::array::from_fn(|_| AtomicU32::new(0)),
+    crate::sync::loom_const_fn! {
+        /// A new, unlocked mutex whose waiters take over after the lock stayed free for
+        /// `patience` pauses per queue position. `u32::MAX` disables take-over: strict FIFO, the
+        /// classic ticket lock (hangs on a descheduled waiter, and in a forked child; see the
+        /// module docs).
+        pub fn with_patience(patience: u32) -> Self {
+            Self {
+                word: AtomicU64::new(0),
+                patience,
+                ring: new_ring(),
+            }
         }
     }
 
@@ -450,12 +447,7 @@ impl Default for RawTicketMutex {
 // debug check in `unlock` fires only when the mutex was not held (nothing to release). The state
 // is `GuardNoSend`: the critical-section depth entered on acquisition belongs to this thread.
 unsafe impl lock_api::RawMutex for RawTicketMutex {
-    #[cfg(not(loom))]
-    #[allow(clippy::declare_interior_mutable_const)]
-    const INIT: Self = Self::new();
-    #[cfg(loom)]
-    #[allow(clippy::declare_interior_mutable_const)]
-    const INIT: Self = panic!("loom atomics are not const: build with RawTicketMutex::new()");
+    crate::sync::loom_init!();
 
     type Guard = GuardNoSend;
 

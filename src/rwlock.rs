@@ -15,13 +15,14 @@ use crate::raw_rwlock::RawRwLock;
 /// are not starved; on release all queued readers and at most one writer/upgrader are woken in
 /// queue order, so readers are not starved either. Unfair by default (a running thread may
 /// take the lock before woken ones); `unlock_fair`/`bump` hand the lock over. A thread that
-/// takes a second read lock while a writer waits deadlocks: do not read-lock recursively.
+/// takes a second read lock while a writer waits deadlocks: use
+/// [`RecursiveRwLock`](crate::RecursiveRwLock) to read-lock recursively.
 ///
 /// # Differences from parking_lot's `RwLock`
 ///
-/// - waiters spin only while the writer's vCPU runs and the pCPU is not overloaded (in a VM);
+/// - in a VM waiters spin while the writer's vCPU runs (capped) and yield to it, then park,
+///   when it is preempted;
 ///   every holder is inside a blocking section for the host;
-/// - no `RecursiveRwLock` (parking_lot 0.13's reader-preferring variant) here;
 /// - builds without `std` (timed methods need `std`); guest builds add a writer-vCPU word
 ///   (16 bytes instead of 8); debug builds panic on raw unlocks of a mode that is not held.
 ///

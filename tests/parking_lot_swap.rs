@@ -96,6 +96,26 @@ macro_rules! user_module {
                 assert_eq!(*TABLE.read(), Some(3));
             }
 
+            /// parking_lot 0.13's `RecursiveRwLock`: a second read while a writer waits.
+            #[test]
+            fn recursive_rwlock_reads_twice_with_a_writer_waiting() {
+                let l = Arc::new(pl::RecursiveRwLock::new(1u32));
+                let first: pl::RecursiveRwLockReadGuard<'_, u32> = l.read();
+                let l2 = Arc::clone(&l);
+                let writer = thread::spawn(move || {
+                    let mut w: pl::RecursiveRwLockWriteGuard<'_, u32> = l2.write();
+                    *w += 1;
+                });
+                // Give the writer time to queue behind `first` (either way must not deadlock).
+                thread::sleep(Duration::from_millis(20));
+                let second = l.read();
+                assert_eq!(*first + *second, 2);
+                drop((first, second));
+                writer.join().unwrap();
+                let up: pl::RecursiveRwLockUpgradableReadGuard<'_, u32> = l.upgradable_read();
+                assert_eq!(*up, 2);
+            }
+
             #[test]
             fn once_poisoning() {
                 let o = Once::new();
@@ -220,14 +240,20 @@ macro_rules! user_module {
                 sync::<RwLockWriteGuard<'static, u8>>();
                 sync::<RwLockUpgradableReadGuard<'static, u8>>();
             };
-            assert_not_send!(MutexGuard<'static, u8>);
-            assert_not_send!(MappedMutexGuard<'static, u8>);
-            assert_not_send!(pl::FairMutexGuard<'static, u8>);
-            assert_not_send!(RwLockReadGuard<'static, u8>);
-            assert_not_send!(RwLockWriteGuard<'static, u8>);
-            assert_not_send!(RwLockUpgradableReadGuard<'static, u8>);
-            assert_not_send!(pl::MappedRwLockReadGuard<'static, u8>);
-            assert_not_send!(pl::MappedRwLockWriteGuard<'static, u8>);
+            // `send_guard` makes these `Send` (tests/parking_lot_features.rs); parking_lot's
+            // dev-dependency is built without it, so the check is for the default build.
+            #[cfg(not(feature = "send_guard"))]
+            mod not_send {
+                use super::*;
+                assert_not_send!(MutexGuard<'static, u8>);
+                assert_not_send!(MappedMutexGuard<'static, u8>);
+                assert_not_send!(pl::FairMutexGuard<'static, u8>);
+                assert_not_send!(RwLockReadGuard<'static, u8>);
+                assert_not_send!(RwLockWriteGuard<'static, u8>);
+                assert_not_send!(RwLockUpgradableReadGuard<'static, u8>);
+                assert_not_send!(pl::MappedRwLockReadGuard<'static, u8>);
+                assert_not_send!(pl::MappedRwLockWriteGuard<'static, u8>);
+            }
             assert_not_send!(pl::ReentrantMutexGuard<'static, u8>);
         }
     };

@@ -1,5 +1,6 @@
 //! Loom models of the blocking `RawRwLock`: reader/writer exclusion, the pending writer's
-//! wake-up on the secondary queue, and upgrade/downgrade paths.
+//! wake-up on the secondary queue, and upgrade/downgrade paths; and of its recursive mode
+//! (`RawRwLockRecursive`): a second read by a reader never deadlocks behind a waiting writer.
 #![cfg(loom)]
 
 use ecs_locks::RawRwLock;
@@ -10,14 +11,14 @@ use loom::cell::UnsafeCell;
 use loom::sync::Arc;
 use loom::thread;
 
-struct Guarded {
-    raw: RawRwLock,
+struct Guarded<const RECURSIVE: bool = false> {
+    raw: RawRwLock<RECURSIVE>,
     /// Two fields a writer keeps equal; readers check it.
     data: UnsafeCell<(u32, u32)>,
 }
 
 // SAFETY: `data` is written only under the exclusive lock and read under a shared lock.
-unsafe impl Sync for Guarded {}
+unsafe impl<const RECURSIVE: bool> Sync for Guarded<RECURSIVE> {}
 
 fn new() -> Arc<Guarded> {
     Arc::new(Guarded {
@@ -26,7 +27,15 @@ fn new() -> Arc<Guarded> {
     })
 }
 
-impl Guarded {
+/// A recursive lock beside its data.
+fn new_recursive() -> Arc<Guarded<true>> {
+    Arc::new(Guarded {
+        raw: RawRwLock::new_recursive(),
+        data: UnsafeCell::new((0, 0)),
+    })
+}
+
+impl<const RECURSIVE: bool> Guarded<RECURSIVE> {
     fn write(&self) {
         let g = self.raw.lock_exclusive();
         // SAFETY: exclusive lock held.
@@ -184,6 +193,51 @@ fn timed_writer_rolls_back_and_wakes_readers() {
         unsafe { g.raw.unlock_shared(r) };
         writer.join().unwrap();
         assert_eq!(reader.join().unwrap(), 0);
+        assert!(!g.raw.is_locked());
+    });
+}
+
+/// Recursive mode: a reader takes the lock a second time while a writer may be waiting (it
+/// took WRITER_BIT and waits for readers). The second read must never block (loom reports a
+/// deadlock if every thread ends up waiting), and the writer still excludes both reads.
+#[test]
+fn recursive_second_read_with_waiting_writer() {
+    loom::model(|| {
+        let g = new_recursive();
+        let first = g.raw.lock_shared();
+        let g2 = g.clone();
+        let writer = thread::spawn(move || g2.write());
+        // The second read, while the first is held: with the default mode this deadlocks in
+        // the interleavings where the writer already waits.
+        let v = g.read();
+        assert_eq!(
+            v, 0,
+            "the writer cannot have written while we hold the first read"
+        );
+        // SAFETY: `first` is the shared state taken above.
+        unsafe { g.raw.unlock_shared(first) };
+        writer.join().unwrap();
+        assert_eq!(g.read(), 1);
+        assert!(!g.raw.is_locked());
+    });
+}
+
+/// Recursive mode, two readers and a writer: exclusion (no torn read) and the writer is woken.
+#[test]
+fn recursive_two_readers_one_writer() {
+    loom::model(|| {
+        let g = new_recursive();
+        let ts: Vec<_> = (0..2)
+            .map(|_| {
+                let g = g.clone();
+                thread::spawn(move || g.read())
+            })
+            .collect();
+        g.write();
+        for t in ts {
+            assert!(t.join().unwrap() <= 1);
+        }
+        assert_eq!(g.read(), 1);
         assert!(!g.raw.is_locked());
     });
 }
