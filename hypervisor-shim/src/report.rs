@@ -333,6 +333,13 @@ pub fn run_summary(r: &RunReport) -> String {
             w.samples, w.p50_us, w.p90_us, w.p99_us, w.max_us
         );
     }
+    if let Some(l) = r.preempt_lateness {
+        let _ = writeln!(
+            s,
+            "tick lateness (preemption due to the vCPU leaving its pCPU): {} measured, p50 {:.1} us, p90 {:.1} us, p99 {:.1} us, max {:.1} us",
+            l.samples, l.p50_us, l.p90_us, l.p99_us, l.max_us
+        );
+    }
     if r.ple_base_window > 0 {
         let _ = writeln!(
             s,
@@ -720,6 +727,7 @@ mod tests {
             grace_mean_us: None,
             cycles_per_pause: 170.0,
             wakeup: None,
+            preempt_lateness: None,
             ple_base_window: 0,
             per_vcpu: Vec::new(),
             vms: Vec::new(),

@@ -155,6 +155,11 @@ pub struct RunReport {
     pub ple_base_window: u32,
     /// Wake-up latencies of halted or polling waiters (kick to resume), if any was woken.
     pub wakeup: Option<WakeLatency>,
+    /// Tick lateness: from when a preemption was due (the slice's end, or the tick that found
+    /// an extension over) to when the vCPU left its pCPU, if any preemption was asked for.
+    /// What delays it: the tick's granularity, the signal's delivery, and the scheduler lock
+    /// (the tick waits for it while a vCPU thread that holds it is descheduled by the host).
+    pub preempt_lateness: Option<Latency>,
     /// Per vCPU.
     pub per_vcpu: Vec<VcpuReport>,
     /// Per VM (one in a one-VM run), in `--vm` order.
@@ -170,10 +175,11 @@ impl RunReport {
     }
 }
 
-/// Wake-up latencies of blocked waiters: a kick to the moment the woken vCPU resumes (its
-/// thread about to enter the guest), measured by the host's TSC.
+/// Percentiles of a latency: wake-ups of blocked waiters (a kick to the moment the woken vCPU
+/// resumes, its thread about to enter the guest, by the host's TSC: [`WakeLatency`]) or tick
+/// lateness (a preemption due to the vCPU leaving its pCPU, by the host clock).
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct WakeLatency {
+pub struct Latency {
     /// Wake-ups measured.
     pub samples: usize,
     /// Median, us.
@@ -186,18 +192,33 @@ pub struct WakeLatency {
     pub max_us: f64,
 }
 
-impl WakeLatency {
+/// Wake-up latencies (kick to resume): [`Latency`].
+pub type WakeLatency = Latency;
+
+impl Latency {
     /// The percentiles of `cycles` at `tsc_hz` (`None` without samples or a TSC frequency).
     pub fn of(cycles: &[u32], tsc_hz: f64) -> Option<Self> {
-        if cycles.is_empty() || tsc_hz <= 0.0 {
+        if tsc_hz <= 0.0 {
             return None;
         }
         let us: Vec<f64> = cycles
             .iter()
             .map(|&c| f64::from(c) / tsc_hz * 1e6)
             .collect();
+        Self::of_us(us)
+    }
+
+    /// The percentiles of `ns` (`None` without samples).
+    pub fn of_ns(ns: &[u64]) -> Option<Self> {
+        Self::of_us(ns.iter().map(|&n| n as f64 / 1e3).collect())
+    }
+
+    fn of_us(us: Vec<f64>) -> Option<Self> {
+        if us.is_empty() {
+            return None;
+        }
         let p = |q| crate::stats::percentile(&us, q).unwrap_or(0.0);
-        Some(WakeLatency {
+        Some(Latency {
             samples: us.len(),
             p50_us: p(0.5),
             p90_us: p(0.9),
@@ -577,6 +598,7 @@ fn report(cfg: &RunConfig, specs: &[VmConfig], sched: &Scheduler<'_>, tsc_hz: f6
         grace_mean_us,
         cycles_per_pause: crate::sched::pause::cycles_per_pause(),
         wakeup: WakeLatency::of(&sched.wake_cycles(), tsc_hz),
+        preempt_lateness: Latency::of_ns(&sched.lateness_ns()),
         ple_base_window: if cfg.policy.ple() {
             cfg.ple_base_window()
         } else {

@@ -75,6 +75,12 @@ impl Scheduler<'_> {
         // The vCPU leaves the pCPU anyway: a pending preemption is moot. (Its thread clears a
         // stale exit request itself, when it gets a pCPU again: `wait_for_pcpu`.)
         v.preempt_pending = false;
+        // Tick lateness: it leaves now; the preemption was due then.
+        if let Some(due) = v.preempt_due.take()
+            && v.lateness_ns.len() < super::state::WAKE_SAMPLES
+        {
+            v.lateness_ns.push(now.saturating_sub(due));
+        }
         if self.hints {
             self.hint(id).ext_granted.store(0, Ordering::Relaxed);
         }
@@ -308,8 +314,18 @@ impl Scheduler<'_> {
         if st.vcpus[id as usize].polling {
             self.poll_stop[id as usize].store(true, Ordering::Release);
         }
+        let now = self.now();
+        let slice = self.slice;
         let v = &mut st.vcpus[id as usize];
         v.preempt_pending = true;
+        // Due at the slice's end, or now when an extension ran out (its end, in CPU time, is
+        // only seen at a tick) or the vCPU is force-stopped.
+        let slice_end = v.slice_start.saturating_add(slice);
+        v.preempt_due = Some(if v.ext_until.is_some() || v.force_stop {
+            now
+        } else {
+            slice_end.min(now)
+        });
         // Ordering: `preempt_pending` (under the lock), then the kick, which makes the vCPU
         // thread's current or next KVM_RUN return EINTR (see `Kick`). A kick alone would leave
         // a window: it lands while the thread is outside KVM_RUN, the thread enters with

@@ -443,6 +443,7 @@ impl<'m> Scheduler<'m> {
         }
         let Some(k) = v.state.pcpu() else {
             v.preempt_pending = false;
+            v.preempt_due = None;
             return After::Resume;
         };
         // The vCPU is out of guest mode: its depth is stable, this is "the moment of
@@ -454,6 +455,7 @@ impl<'m> Scheduler<'m> {
             TickDecision::Preempt => {}
             decision => {
                 st.vcpus[id as usize].preempt_pending = false;
+                st.vcpus[id as usize].preempt_due = None;
                 self.apply(st, id, decision);
                 return After::Resume;
             }
@@ -768,6 +770,16 @@ impl<'m> Scheduler<'m> {
             .iter()
             .flat_map(|v| v.area.slots())
             .map(SlotSnapshot::of)
+            .collect()
+    }
+
+    /// Every tick lateness measured: from when a preemption was due (the slice's end, or the
+    /// tick that found an extension over) to when the vCPU left its pCPU, ns.
+    pub fn lateness_ns(&self) -> Vec<u64> {
+        let st = self.lock();
+        st.vcpus
+            .iter()
+            .flat_map(|v| v.lateness_ns.iter().copied())
             .collect()
     }
 

@@ -115,6 +115,12 @@ pub(super) struct VcpuRecord {
     /// Wake-up latencies, kick to resume, TSC cycles (at most [`WAKE_SAMPLES`]).
     pub(super) wake_cycles: Vec<u32>,
     pub(super) kick: Option<Box<dyn Kick>>,
+    /// When the pending preemption became due (the slice's end, or the tick that found the
+    /// extension over), until the vCPU leaves its pCPU or the request is dropped.
+    pub(super) preempt_due: Option<u64>,
+    /// Tick lateness samples: from when a preemption was due to when the vCPU left its pCPU,
+    /// ns (at most [`WAKE_SAMPLES`]).
+    pub(super) lateness_ns: Vec<u64>,
     pub(super) stats: VcpuStats,
 }
 
@@ -151,6 +157,8 @@ impl VcpuRecord {
             kicked_tsc: None,
             wake_cycles: Vec::new(),
             kick: None,
+            preempt_due: None,
+            lateness_ns: Vec::new(),
             stats: VcpuStats::default(),
         }
     }

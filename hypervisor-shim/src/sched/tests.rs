@@ -160,3 +160,35 @@ fn a_poll_without_a_kick_ends_in_a_real_halt() {
         assert_eq!(s.lock().vcpus[0].stats.halt_poll_hits, 0);
     });
 }
+
+#[test]
+fn tick_lateness_runs_from_the_slice_end_to_the_vcpu_leaving() {
+    with_sched(
+        3,
+        1,
+        Box::new(Ecs::new(200_000, SLICE.as_nanos() as u64)),
+        |s| {
+            let end = state(s, 0).1 + SLICE.as_nanos() as u64;
+            while s.now() < end + 2_000_000 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            // The tick comes 2 ms late; the thread acknowledges 1 ms after it.
+            s.tick(s.now());
+            std::thread::sleep(Duration::from_millis(1));
+            assert_eq!(s.on_eintr(0), After::Descheduled);
+            let l = s.lateness_ns();
+            assert_eq!(l.len(), 1);
+            assert!(l[0] >= 3_000_000, "{l:?}");
+            // vCPU 1 enters a section between the tick and its acknowledgement: the policy
+            // decides again and extends it; the dropped request leaves no sample.
+            let end = state(s, 1).1 + SLICE.as_nanos() as u64;
+            while s.now() < end {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            s.tick(s.now());
+            s.hint(1).cs_depth.store(1, Ordering::Release);
+            assert_eq!(s.on_eintr(1), After::Resume);
+            assert_eq!(s.lateness_ns().len(), 1);
+        },
+    );
+}
