@@ -49,6 +49,9 @@ fn bad_arguments_exit_2() {
         &["run", "--vm", "4"],
         &["run", "--vm", "4:spin:1:evil"],
         &["run", "--vm", "4:spin", "--misbehave", "hang"],
+        &["compare", "--vm-preset", "nope"],
+        &["compare", "--vm", "0:spin"],
+        &["compare", "--vm", "2:spin", "--preset", "smoke"],
     ] {
         let out = shim(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
@@ -114,6 +117,51 @@ fn run_with_several_vms_reports_each_and_the_total() {
         text.contains("2 VMs (1:mcs + 1:hog)") && text.contains("of fair"),
         "{text}"
     );
+}
+
+#[test]
+fn compare_of_several_vms_pairs_each_vm_with_itself_under_baseline() {
+    let out = shim(&["compare", "--vm-preset", "two-locks", "--dry-run"]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("84 runs") && text.contains("spin alone at 16 ecs"),
+        "{text}"
+    );
+    if !kvm_available("compare_of_several_vms_pairs_each_vm_with_itself_under_baseline") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("ecs-shim-vms-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let json = dir.join("vms.json");
+    let out = shim(&[
+        "compare",
+        "--vm",
+        "1:spin",
+        "--vm",
+        "1:hog:2",
+        "--pcpus",
+        "1",
+        "--rounds",
+        "2",
+        "--secs",
+        "0.1",
+        "--json",
+        json.to_str().expect("utf-8"),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("1:spin + 1:hog:2 on 1 pCPUs"), "{text}");
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("written")).expect("JSON");
+    assert_eq!(doc["kind"], "vms");
+    let rows = doc["summary"].as_array().expect("summary");
+    assert_eq!(rows.len(), 2 * 3, "two VMs under three policies");
+    for r in rows.iter().filter(|r| r["policy"] == "baseline") {
+        assert_eq!(r["work_x_base"]["median"], 1.0, "{r}");
+    }
+    assert_eq!(doc["runs"].as_array().map(Vec::len), Some(6));
+    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
