@@ -336,8 +336,8 @@ pub fn run_summary(r: &RunReport) -> String {
     if let Some(l) = r.preempt_lateness {
         let _ = writeln!(
             s,
-            "tick lateness (preemption due to the vCPU leaving its pCPU): {} measured, p50 {:.1} us, p90 {:.1} us, p99 {:.1} us, max {:.1} us",
-            l.samples, l.p50_us, l.p90_us, l.p99_us, l.max_us
+            "tick lateness (preemption due to the vCPU leaving its pCPU): {} measured, p50 {:.1} us, p90 {:.1} us, p99 {:.1} us, max {:.1} us; {} asked without the lock",
+            l.samples, l.p50_us, l.p90_us, l.p99_us, l.max_us, r.lockfree_kicks
         );
     }
     if r.ple_base_window > 0 {
@@ -728,6 +728,7 @@ mod tests {
             cycles_per_pause: 170.0,
             wakeup: None,
             preempt_lateness: None,
+            lockfree_kicks: 0,
             ple_base_window: 0,
             per_vcpu: Vec::new(),
             vms: Vec::new(),

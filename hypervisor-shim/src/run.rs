@@ -160,6 +160,9 @@ pub struct RunReport {
     /// What delays it: the tick's granularity, the signal's delivery, and the scheduler lock
     /// (the tick waits for it while a vCPU thread that holds it is descheduled by the host).
     pub preempt_lateness: Option<Latency>,
+    /// Preemptions the tick asked for without the scheduler lock, because a vCPU thread held
+    /// it (the policy still decided each under the lock, when the vCPU left guest mode).
+    pub lockfree_kicks: u64,
     /// Per vCPU.
     pub per_vcpu: Vec<VcpuReport>,
     /// Per VM (one in a one-VM run), in `--vm` order.
@@ -599,6 +602,7 @@ fn report(cfg: &RunConfig, specs: &[VmConfig], sched: &Scheduler<'_>, tsc_hz: f6
         cycles_per_pause: crate::sched::pause::cycles_per_pause(),
         wakeup: WakeLatency::of(&sched.wake_cycles(), tsc_hz),
         preempt_lateness: Latency::of_ns(&sched.lateness_ns()),
+        lockfree_kicks: sched.lockfree_kicks(),
         ple_base_window: if cfg.policy.ple() {
             cfg.ple_base_window()
         } else {

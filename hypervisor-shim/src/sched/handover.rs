@@ -40,6 +40,8 @@ impl Scheduler<'_> {
         v.last_tick = None;
         v.host_stalled = false;
         st.pcpus[k as usize] = Some(h);
+        self.holder[k as usize].store(h, Ordering::Release);
+        self.sync_due(st, h);
         self.reset_ple_window(st, h);
         if self.hints {
             self.hint(h).ext_granted.store(0, Ordering::Relaxed);
@@ -88,6 +90,10 @@ impl Scheduler<'_> {
             self.hint(id).preempted.store(1, Ordering::Release);
         }
         st.pcpus[k as usize] = None;
+        self.holder[k as usize].store(u32::MAX, Ordering::Release);
+        self.sync_due(st, id);
+        // A lock-free request for its old turn is moot.
+        self.requested[id as usize].store(false, Ordering::Release);
         match next {
             Some(h) => self.grant(st, h, k, now, donor_slice),
             None => {
@@ -230,6 +236,7 @@ impl Scheduler<'_> {
     /// changes; a vCPU waiting also ends every halt-poll (KVM polls only while its CPU has
     /// nothing else to run).
     pub(super) fn sync_overloaded(&self, st: &mut SchedState) {
+        self.waiting.store(st.queue.len(), Ordering::Release);
         let over = !st.queue.is_empty();
         if over {
             self.stop_polls(st);
@@ -265,6 +272,7 @@ impl Scheduler<'_> {
             if v.ext_until.take().is_some() {
                 v.slice_start = now;
             }
+            self.sync_due(st, id);
             if self.hints {
                 self.hint(id).ext_granted.store(0, Ordering::Relaxed);
             }
@@ -332,7 +340,7 @@ impl Scheduler<'_> {
         // nothing pending and runs on until the next tick. The thread re-syncs its exit
         // request with `preempt_pending` under this lock (`on_eintr`, `wait_for_pcpu`), so no
         // request is lost.
-        if let Some(kick) = &v.kick {
+        if let Some(kick) = self.kick_of(id) {
             kick.kick();
         }
     }
@@ -391,6 +399,7 @@ impl Scheduler<'_> {
                 self.publish_counters(st, id);
             }
         }
+        self.sync_due(st, id);
     }
 
     /// Retires vCPU `id` into terminal state `end` (unless it already is terminal): frees its

@@ -60,13 +60,14 @@ use crate::hypercall::Request;
 use crate::page::HintArea;
 use crate::workload::WorkloadConfig;
 use core::fmt;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use ecs_sys::abi::HintSlot;
 use ecs_sys::hypercall::Status;
 use os::ThreadClock;
 use run_queue::RunQueue;
 use state::{SchedState, VcpuRecord, VmRecord};
 use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{OnceLock, TryLockError};
 use std::time::{Duration, Instant};
 
 /// How a [`Scheduler`] runs.
@@ -102,6 +103,22 @@ pub struct Scheduler<'m> {
     /// Per vCPU: stop polling (a kick, a preemption, a stop, a vCPU waiting for a pCPU); set
     /// under the lock, read by the polling vCPU thread without it.
     poll_stop: Vec<AtomicBool>,
+    /// Per vCPU: how to preempt it (set once, when its thread registers).
+    kicks: Vec<OnceLock<Box<dyn Kick>>>,
+    /// The tick's way around the lock ([`Scheduler::tick`]), kept current under the lock and
+    /// read without it: per vCPU, when its slice ends (ns since the start; `u64::MAX` while it
+    /// does not run or runs an extension, whose end only the policy can decide).
+    due_ns: Vec<AtomicU64>,
+    /// Per pCPU: the vCPU holding it (`u32::MAX`: none).
+    holder: Vec<AtomicU32>,
+    /// Runnable vCPUs waiting for a pCPU.
+    waiting: AtomicUsize,
+    /// Per vCPU: a preemption the tick asked for without the lock; the vCPU thread takes it
+    /// in [`Scheduler::on_eintr`] and the policy decides on it there, under the lock.
+    requested: Vec<AtomicBool>,
+    /// Preemptions the tick asked for without the lock (it was held, e.g. by a vCPU thread the
+    /// host descheduled).
+    lockfree_kicks: AtomicU64,
     halt_poll: bool,
     policy: Box<dyn Policy>,
     vms: Vec<VmSlots<'m>>,
@@ -239,6 +256,12 @@ impl<'m> Scheduler<'m> {
             }),
             cvs: (0..n).map(|_| Condvar::new()).collect(),
             poll_stop: (0..n).map(|_| AtomicBool::new(false)).collect(),
+            kicks: (0..n).map(|_| OnceLock::new()).collect(),
+            due_ns: (0..n).map(|_| AtomicU64::new(u64::MAX)).collect(),
+            holder: (0..nr_pcpus).map(|_| AtomicU32::new(u32::MAX)).collect(),
+            waiting: AtomicUsize::new(0),
+            requested: (0..n).map(|_| AtomicBool::new(false)).collect(),
+            lockfree_kicks: AtomicU64::new(0),
             halt_poll,
             policy,
             vms,
@@ -391,9 +414,25 @@ impl<'m> Scheduler<'m> {
     pub fn register_thread(&self, id: u32, kick: Box<dyn Kick>) {
         let clock = ThreadClock::current();
         let mut st = self.lock();
-        let v = &mut st.vcpus[id as usize];
-        v.kick = Some(kick);
-        v.clock = clock;
+        // A second registration of the same vCPU keeps the first kick (one thread per vCPU).
+        let _ = self.kicks[id as usize].set(kick);
+        st.vcpus[id as usize].clock = clock;
+    }
+
+    /// vCPU `id`'s kick, once its thread registered.
+    fn kick_of(&self, id: u32) -> Option<&dyn Kick> {
+        self.kicks[id as usize].get().map(|k| &**k)
+    }
+
+    /// Publishes, for the tick's lock-free path, when running vCPU `id`'s slice ends.
+    fn sync_due(&self, st: &SchedState, id: u32) {
+        let v = &st.vcpus[id as usize];
+        let due = if v.state.pcpu().is_some() && v.ext_until.is_none() {
+            v.slice_start.saturating_add(self.slice)
+        } else {
+            u64::MAX
+        };
+        self.due_ns[id as usize].store(due, Ordering::Release);
     }
 
     /// Blocks until vCPU `id` holds a pCPU (`Ok(pcpu)`) or must stop (`Err(After)`).
@@ -408,7 +447,7 @@ impl<'m> Scheduler<'m> {
                 VcpuState::Running { pcpu } => {
                     v.resumed();
                     // Drop a stale preemption, keep one requested since the grant.
-                    if let Some(kick) = &v.kick {
+                    if let Some(kick) = self.kick_of(id) {
                         kick.set_exit_request(v.preempt_pending);
                     }
                     return Ok(pcpu);
@@ -432,8 +471,14 @@ impl<'m> Scheduler<'m> {
         // Acknowledge the kick (this is the vCPU thread). Safe under the lock: a request made
         // before it was taken is visible below; a later one kicks again, which sets the
         // request again (at worst one spurious EINTR, which resumes).
-        if let Some(kick) = &v.kick {
+        if let Some(kick) = self.kick_of(id) {
             kick.set_exit_request(false);
+        }
+        // A request the tick made without the lock (after clearing the exit request: a later
+        // one kicks again). The policy decides on it below like on any other.
+        if self.requested[id as usize].swap(false, Ordering::AcqRel) && !v.preempt_pending {
+            v.preempt_pending = true;
+            v.preempt_due = Some(v.slice_start.saturating_add(self.slice).min(now));
         }
         if v.force_stop {
             return After::ForceStop;
@@ -654,8 +699,21 @@ impl<'m> Scheduler<'m> {
     // ----- calls from the tick thread and the run's main thread -----
 
     /// One scheduler tick at time `now`: applies the policy to every running vCPU.
+    ///
+    /// If the lock is held (a vCPU thread serving an exit, perhaps descheduled by the host
+    /// while it holds it), the tick does not wait: it kicks every pCPU holder whose slice is
+    /// over while others wait, from the values published for it ([`Scheduler::sync_due`]),
+    /// and the vCPU thread brings the request to the policy under the lock (`on_eintr`), which
+    /// may still extend or continue it. Extensions are left to the next tick that gets the lock.
     pub fn tick(&self, now: u64) {
-        let mut guard = self.lock();
+        let mut guard = match self.state.try_lock() {
+            Ok(g) => g,
+            Err(TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(TryLockError::WouldBlock) => {
+                self.tick_without_lock(now);
+                return;
+            }
+        };
         let st = &mut *guard;
         for k in 0..self.nr_pcpus as usize {
             let Some(id) = st.pcpus[k] else { continue };
@@ -670,6 +728,30 @@ impl<'m> Scheduler<'m> {
                 decision => self.apply(st, id, decision),
             }
         }
+    }
+
+    /// The tick's lock-free path (see [`Scheduler::tick`]).
+    fn tick_without_lock(&self, now: u64) {
+        if self.waiting.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        for h in &self.holder {
+            let id = h.load(Ordering::Acquire);
+            if id == u32::MAX || now < self.due_ns[id as usize].load(Ordering::Acquire) {
+                continue;
+            }
+            if !self.requested[id as usize].swap(true, Ordering::AcqRel)
+                && let Some(kick) = self.kick_of(id)
+            {
+                self.lockfree_kicks.fetch_add(1, Ordering::Relaxed);
+                kick.kick();
+            }
+        }
+    }
+
+    /// Preemptions the tick asked for without the lock.
+    pub fn lockfree_kicks(&self) -> u64 {
+        self.lockfree_kicks.load(Ordering::Relaxed)
     }
 
     /// Sets the guest's `stop` flag (the run's duration is over); wakes halted vCPUs.

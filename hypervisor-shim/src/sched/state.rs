@@ -11,7 +11,6 @@
 //! The scheduler owns these states and every transition between them; the vCPU thread only
 //! learns what to do next ([`After`]).
 
-use super::kick::Kick;
 use super::metrics::VcpuStats;
 use super::os::ThreadClock;
 use super::run_queue::RunQueue;
@@ -114,7 +113,6 @@ pub(super) struct VcpuRecord {
     pub(super) kicked_tsc: Option<u64>,
     /// Wake-up latencies, kick to resume, TSC cycles (at most [`WAKE_SAMPLES`]).
     pub(super) wake_cycles: Vec<u32>,
-    pub(super) kick: Option<Box<dyn Kick>>,
     /// When the pending preemption became due (the slice's end, or the tick that found the
     /// extension over), until the vCPU leaves its pCPU or the request is dropped.
     pub(super) preempt_due: Option<u64>,
@@ -156,7 +154,6 @@ impl VcpuRecord {
             polling: false,
             kicked_tsc: None,
             wake_cycles: Vec::new(),
-            kick: None,
             preempt_due: None,
             lateness_ns: Vec::new(),
             stats: VcpuStats::default(),
