@@ -66,6 +66,7 @@ impl VmPreset {
             one_vm_references: false,
             rounds: 6,
             secs: 1.0,
+            grace: None,
         };
         match self {
             VmPreset::LockHog => VmPlanSpec {
@@ -99,6 +100,7 @@ impl VmPreset {
                     .collect(),
                 rounds: 6,
                 secs: 0.5,
+                grace: Some(Duration::from_millis(500)),
                 ..base
             },
             VmPreset::Smoke => VmPlanSpec {
@@ -145,6 +147,9 @@ pub struct VmPlanSpec {
     pub rounds: u32,
     /// Seconds per run.
     pub secs: f64,
+    /// The grace a vCPU gets to stop (`None`: the template's): a hostile VM that ignores
+    /// `stop` is force-stopped only after it, so the hostile preset keeps it short.
+    pub grace: Option<Duration>,
 }
 
 /// One run of a group.
@@ -226,6 +231,9 @@ impl VmPlan {
         let mut template = template;
         template.pcpus = spec.pcpus;
         template.duration = Duration::try_from_secs_f64(spec.secs).unwrap_or(template.duration);
+        if let Some(g) = spec.grace {
+            template.grace = g;
+        }
         VmPlan {
             groups,
             rounds: spec.rounds,
@@ -265,10 +273,26 @@ impl VmPlan {
         }
     }
 
-    /// A first estimate of the experiment's length.
+    /// A first estimate of the experiment's length: every run's duration plus `overhead`, plus
+    /// the grace of every run in which a VM ignores `stop`.
     pub fn estimate(&self, overhead: Duration) -> Duration {
+        let ignoring: usize = self
+            .groups
+            .iter()
+            .filter(|g| g.vms.iter().any(|v| ignores_stop(v.misbehave)))
+            .map(|g| g.runs.iter().filter(|r| r.alone.is_none()).count())
+            .sum();
         (self.template.duration + overhead) * self.total_runs() as u32
+            + self.template.grace * (ignoring * self.rounds as usize) as u32
     }
+}
+
+/// Whether a VM acting out `m` ignores `stop` (it is force-stopped after the grace).
+fn ignores_stop(m: Misbehave) -> bool {
+    !matches!(
+        m,
+        Misbehave::None | Misbehave::GarbageHypercalls | Misbehave::Fault
+    )
 }
 
 /// One executed run of a multi-VM `compare`.
@@ -596,6 +620,13 @@ mod tests {
             (alone.vcpus, alone.lock, alone.vms.len()),
             (16, Lock(LockKind::Rcu), 0)
         );
-        assert_eq!(plan(VmPreset::Hostile).groups.len(), 6);
+        let hostile = plan(VmPreset::Hostile);
+        assert_eq!(hostile.groups.len(), 6);
+        assert_eq!(hostile.template.grace, Duration::from_millis(500));
+        // 108 runs of 0.5 s + 50 ms, and 5 of the 6 groups wait out a 0.5 s grace.
+        assert_eq!(
+            hostile.estimate(Duration::from_millis(50)),
+            Duration::from_millis(108 * 550 + 5 * 3 * 6 * 500)
+        );
     }
 }

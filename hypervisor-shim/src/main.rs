@@ -12,6 +12,9 @@ use hypervisor_shim::workload::{LockKind, Misbehave};
 use std::process::ExitCode;
 use std::time::Duration;
 
+/// `--grace-secs` by default.
+const DEFAULT_GRACE_SECS: f64 = 2.0;
+
 const EXIT_CODES: &str = "\
 Exit codes:
   0  every run passed its checks
@@ -179,8 +182,9 @@ struct Common {
     /// `ecs-ple`; off, the same guest runs as under a host without hints (an ablation).
     #[arg(long, default_value = "on", value_parser = parse_on_off, action = clap::ArgAction::Set)]
     guest_hints: bool,
-    /// Seconds a vCPU gets to exit after the stop request before it is force-stopped.
-    #[arg(long, default_value_t = 2.0)]
+    /// Seconds a vCPU gets to exit after the stop request before it is force-stopped
+    /// [`compare --vm-preset hostile`: 0.5].
+    #[arg(long, default_value_t = DEFAULT_GRACE_SECS)]
     grace_secs: f64,
     /// Run this guest ELF instead of the embedded guest program (same boot contract).
     #[arg(long, value_name = "FILE")]
@@ -422,6 +426,9 @@ fn compare_vms_plan(a: &CompareArgs) -> (String, VmPlan) {
     }
     if let Some(s) = a.common.secs {
         spec.secs = s;
+    }
+    if a.common.grace_secs != DEFAULT_GRACE_SECS {
+        spec.grace = Some(secs(a.common.grace_secs, "--grace-secs"));
     }
     let total = spec.groups[0].iter().map(|v| v.vcpus).sum::<u32>().max(1);
     let mut template = a.common.config(
