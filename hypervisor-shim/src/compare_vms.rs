@@ -547,6 +547,62 @@ fn verdict(ok: bool, median: Option<f64>) -> String {
     }
 }
 
+/// The chart of a multi-VM `compare`: per VM (a block per workload, a group per VM set),
+/// each policy's work over the same VM's under `baseline` in the same round as the bar (with
+/// its interval), its threads' CPU time ratio as the dot.
+pub fn chart(plan: &VmPlan, rows: &[VmSummaryRow]) -> crate::chart::Chart {
+    use crate::chart::{Bar, Chart};
+    let pcpus = plan.template.pcpus;
+    let key = |r: &VmSummaryRow| {
+        let vm = plan.groups[r.group].vms[r.vm];
+        (vm.workload, vm.vcpus, pcpus, r.group as u32)
+    };
+    let bars = rows
+        .iter()
+        .map(|r| {
+            let (lock, vcpus, pcpus, group) = key(r);
+            Bar {
+                lock,
+                vcpus,
+                pcpus,
+                cs_iters: group,
+                policy: Some(r.policy),
+                hints_off: false,
+                value: r.work_x_base.map(|e| e.median),
+                interval: r.work_x_base.and_then(|e| e.interval.map(|i| (i.lo, i.hi))),
+                dot: r.cpu_x_base.map(|e| e.median),
+                failed: r.rounds > 0 && r.failed == r.rounds,
+            }
+        })
+        .collect();
+    let mut sub_labels = Vec::new();
+    for r in rows {
+        let others: Vec<String> = plan.groups[r.group]
+            .vms
+            .iter()
+            .enumerate()
+            .filter(|(k, _)| *k != r.vm)
+            .map(|(_, v)| v.spec())
+            .collect();
+        let me = plan.groups[r.group].vms[r.vm];
+        let text = format!("{} beside {}", me.spec(), others.join(" + "));
+        if !sub_labels.iter().any(|(k, _)| *k == key(r)) {
+            sub_labels.push((key(r), text));
+        }
+    }
+    Chart {
+        title: "Several VMs on one host: each VM's work over its own under baseline (same round)"
+            .to_owned(),
+        y_label: "work x baseline (same VM, same round)".to_owned(),
+        reference: (1.0, "baseline".to_owned()),
+        dot_label: Some("CPU time x baseline".to_owned()),
+        note: METHOD.to_owned(),
+        group_notes: Vec::new(),
+        sub_labels,
+        bars,
+    }
+}
+
 /// The plan in words, for `--dry-run`.
 pub fn describe(plan: &VmPlan, preset: &str) -> String {
     let mut s = String::new();

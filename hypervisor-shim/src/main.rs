@@ -535,10 +535,12 @@ fn compare_vms_cmd(a: &CompareArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     }
-    if a.plot.is_some() {
-        eprintln!(
-            "ecs-shim: --plot draws the one-VM compare; the multi-VM figures are in the table and --json"
-        );
+    if let Some(path) = &a.plot {
+        let svg = hypervisor_shim::chart::svg(&compare_vms::chart(&plan, &summary));
+        if let Err(e) = std::fs::write(path, svg) {
+            eprintln!("ecs-shim: cannot write {}: {e}", path.display());
+            return ExitCode::from(1);
+        }
     }
     // A run that failed outside its hostile VM fails the command.
     let unexpected = runs.iter().any(|r| {

@@ -507,6 +507,7 @@ pub fn rows_chart(rows: &[Row]) -> Chart {
                ecs GP ÷N: RCU grace periods N times shorter than baseline's"
             .into(),
         group_notes,
+        sub_labels: Vec::new(),
         bars,
     }
 }
@@ -548,6 +549,7 @@ pub fn summary_chart(rows: &[SummaryRow]) -> Chart {
                median (order statistics), none below 6 rounds"
             .into(),
         group_notes: Vec::new(),
+        sub_labels: Vec::new(),
         bars,
     }
 }

@@ -148,10 +148,18 @@ fn compare_of_several_vms_pairs_each_vm_with_itself_under_baseline() {
         "0.1",
         "--json",
         json.to_str().expect("utf-8"),
+        "--plot",
+        dir.join("vms.svg").to_str().expect("utf-8"),
     ]);
     assert!(out.status.success(), "{out:?}");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("1:spin + 1:hog:2 on 1 pCPUs"), "{text}");
+    let svg = std::fs::read_to_string(dir.join("vms.svg")).expect("chart written");
+    assert!(svg.starts_with("<svg"), "{svg}");
+    assert!(
+        svg.contains("1:spin beside 1:hog:2") && svg.contains("1:hog:2 beside 1:spin"),
+        "{svg}"
+    );
     let doc: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).expect("written")).expect("JSON");
     assert_eq!(doc["kind"], "vms");
