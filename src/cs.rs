@@ -85,13 +85,6 @@ pub(crate) fn preempted(vcpu: u32) -> bool {
     ecs_sys::LIVE_HINTS && ecs_sys::vcpu_preempted(vcpu)
 }
 
-/// Whether runnable vCPUs wait for a pCPU (spinning then costs someone else's time).
-/// Constant `false` natively.
-#[inline(always)]
-pub(crate) fn overloaded() -> bool {
-    ecs_sys::LIVE_HINTS && ecs_sys::pcpu_overloaded()
-}
-
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::holder_tag;

@@ -7,8 +7,10 @@
 //! time a lock builds such state, so a program that never queues pays nothing) that
 //!
 //! - bumps [`generation`]: state stamped with an older generation belongs to a thread that
-//!   does not exist in this process. `RawMcsMutex` stamps its queue nodes, and a waiter whose
-//!   predecessor is stale makes itself the queue head instead of waiting for it;
+//!   does not exist in this process. `RawMcsMutex` tags its `tail` word with it, and a waiter
+//!   whose predecessor carries an older tag makes itself the queue head instead of waiting for
+//!   it (a tag in the lock word, not a field of the node: the child recycles the memory of the
+//!   threads that are gone for its new threads);
 //! - runs the repair hooks registered with [`on_child`]: RCU marks every reader slot but the
 //!   forking thread's quiescent and frees it, and MCS frees the forking thread's node if it
 //!   was left pending for a late successor (a thread that is gone).

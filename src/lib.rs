@@ -48,7 +48,7 @@
 //!
 //! | type | kind | fairness |
 //! |---|---|---|
-//! | [`Mutex`] | blocking, adaptive: spins while the holder runs and the pCPU is not overloaded | barging, fair unlock on request |
+//! | [`Mutex`] | blocking, adaptive: spins while the holder runs (capped), parks otherwise | barging, fair unlock on request |
 //! | [`FairMutex`] | blocking, hands the lock to the first waiter | FIFO hand-off |
 //! | [`RwLock`] | blocking reader-writer, upgradable reads, downgrade, timed | writer-preferring |
 //! | [`RecursiveRwLock`] | [`RwLock`] whose readers may read-lock again | readers join other readers ahead of a waiting writer |

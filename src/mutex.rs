@@ -5,8 +5,10 @@ use crate::raw_mutex::RawMutex;
 /// A blocking mutual-exclusion lock, parking_lot 0.13's `Mutex` with eCS hints.
 ///
 /// A waiter spins a bounded while and then parks (blocks its thread; in an eCS guest, halts
-/// its vCPU until kicked). In a VM it parks at once when the holder's vCPU is preempted or its
-/// pCPU is overloaded, since spinning cannot help then. While held, the holder is inside a
+/// its vCPU until kicked). Natively the budget is parking_lot's. In an eCS guest it spins
+/// while the holder's vCPU runs, up to about one halt-and-kick round trip, and when the
+/// holder's vCPU is preempted it yields its pCPU to the holder once and then parks, since
+/// spinning cannot help then. While held, the holder is inside a
 /// *blocking* section for the host (`blocking_depth`, the weaker hint).
 ///
 /// # Fairness

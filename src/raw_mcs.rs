@@ -107,7 +107,7 @@
 //! | `locked` | `v + 1`, `v < ecs_sys::abi::MAX_VCPUS` | held by a flow on vCPU `v` (`v = 0` natively) |
 //! | `locked` | `u32::MAX` ([`HANDOFF`]) | released by a fair unlock, reserved for the queue head |
 //! | `tail` | null | no flow queued |
-//! | `tail` | node address | the last queued node |
+//! | `tail` | node address, low 6 bits the fork generation | the last queued node (see `GEN_MASK`) |
 //! | `node.head` | `false` / `true` | waiting behind a predecessor / queue head (spins on `locked`) |
 //! | `node.next` | null / node / [`GONE`] | successor not linked yet / successor / owner passed head-ness on before its successor linked (pending) |
 //! | `node.vcpu` | `u32` | owner's vCPU, read by the successor before it links |
@@ -158,10 +158,39 @@ pub(crate) struct Node {
     /// The owner's vCPU: written by the owner before it publishes the node, read by the
     /// successor between its swap and its link. A plain cell, so loom checks node reuse.
     vcpu: UnsafeCell<u32>,
-    /// The fork generation (`crate::fork`) the owner queued in, written and read like
-    /// `vcpu`: a successor that reads an older one waits behind a thread that does not exist
-    /// in this process (it forked) and makes itself the head.
-    generation: UnsafeCell<u32>,
+}
+
+/// Low bits of a `tail` value that carry the fork generation (`crate::fork`, modulo 64) its
+/// node was queued in: a waiter whose predecessor carries another one waits behind a thread
+/// that does not exist in this process. A tag in the tail word rather than a field of the node,
+/// because after a fork the dead thread's memory is recycled for new threads: a stale node may
+/// be a live node of another thread, or the reader's own. Under loom (no fork; nodes not
+/// over-aligned) there is no tag.
+#[cfg(not(loom))]
+const GEN_MASK: usize = 63;
+#[cfg(loom)]
+const GEN_MASK: usize = 0;
+
+#[cfg(not(loom))]
+const _: () = assert!(core::mem::align_of::<Node>() > GEN_MASK);
+
+/// `node` tagged with the current fork generation, for `tail`.
+#[inline]
+fn tagged(node: *mut Node) -> *mut Node {
+    let generation = crate::fork::generation() as usize & GEN_MASK;
+    node.map_addr(|a| a | generation)
+}
+
+/// A `tail` value without its tag.
+#[inline]
+fn untagged(tail: *mut Node) -> *mut Node {
+    tail.map_addr(|a| a & !GEN_MASK)
+}
+
+/// Whether a non-null `tail` value was queued in this process's fork generation.
+#[inline]
+fn is_current(tail: *mut Node) -> bool {
+    tail.addr() & GEN_MASK == crate::fork::generation() as usize & GEN_MASK
 }
 
 // SAFETY: `head` and `next` are atomics. `vcpu` is written only by the owner while no other
@@ -178,7 +207,6 @@ impl Node {
                 head: AtomicBool::new(false),
                 next: AtomicPtr::new(ptr::null_mut()),
                 vcpu: UnsafeCell::new(0),
-                generation: UnsafeCell::new(0),
             }
         }
     }
@@ -292,12 +320,16 @@ impl RawMcsMutex {
         // below (module docs, "Node reuse").
         n.vcpu.with_mut(|v| unsafe { *v = cs::vcpu_id() });
         slots::watch_fork();
-        let generation = crate::fork::generation();
-        // SAFETY: as for `vcpu`.
-        n.generation.with_mut(|g| unsafe { *g = generation });
+        let me = tagged(node);
         // Release: a successor reads our reset node; Acquire: we read the predecessor's.
-        let pred = self.tail.swap(node, Ordering::AcqRel);
-        if !pred.is_null() {
+        let pred = self.tail.swap(me, Ordering::AcqRel);
+        if !pred.is_null() && !is_current(pred) {
+            // The predecessor queued before this process was forked from its parent: its
+            // thread does not exist here (its memory may even be a new thread's by now, ours
+            // included), so it will never make us head. Make ourselves the head without
+            // touching it.
+        } else if !pred.is_null() {
+            let pred = untagged(pred);
             // SAFETY: `pred` was the tail, so it is the node of a flow that waits (nodes are
             // used only while waiting) and cannot end its wait before it reads our link
             // below; we touch it only up to that link.
@@ -305,13 +337,7 @@ impl RawMcsMutex {
             // SAFETY: the predecessor wrote `vcpu` before its swap, which our swap read; it
             // rewrites it only after reading our link (module docs, "Node reuse").
             let pred_vcpu = p.vcpu.with(|v| unsafe { *v });
-            // SAFETY: as for `vcpu`.
-            let pred_generation = p.generation.with(|g| unsafe { *g });
-            if pred_generation != generation {
-                // The predecessor queued before this process was forked from its parent: its
-                // thread does not exist here and will never make us head. Make ourselves the
-                // head; nobody touches its node again.
-            } else if p.next.swap(node, Ordering::AcqRel) != GONE {
+            if p.next.swap(node, Ordering::AcqRel) != GONE {
                 // Release: the predecessor (or whoever reuses its node) reads our reset node;
                 // Acquire: on `GONE`, what the predecessor did before passing head-ness on.
                 // Our last access to `pred`.
@@ -323,7 +349,7 @@ impl RawMcsMutex {
         // Holder now. Pass head-ness on, without waiting for a successor that has not linked.
         if self
             .tail
-            .compare_exchange(node, ptr::null_mut(), Ordering::AcqRel, Ordering::Relaxed)
+            .compare_exchange(me, ptr::null_mut(), Ordering::AcqRel, Ordering::Relaxed)
             .is_err()
         {
             let next = n.next.swap(GONE, Ordering::AcqRel);
@@ -783,7 +809,7 @@ mod tests {
         }
         // The late successor: swapped into `tail`, not linked.
         let late = Box::leak(Box::new(Node::new()));
-        let pred = m.tail.swap(late, Ordering::AcqRel);
+        let pred = untagged(m.tail.swap(tagged(late), Ordering::AcqRel));
         assert!(!pred.is_null());
         // SAFETY: `g` is the state of the acquisition above.
         unsafe { m.unlock(g) };
@@ -798,7 +824,12 @@ mod tests {
         m.take_as_head();
         assert!(
             m.tail
-                .compare_exchange(late, ptr::null_mut(), Ordering::AcqRel, Ordering::Relaxed)
+                .compare_exchange(
+                    tagged(late),
+                    ptr::null_mut(),
+                    Ordering::AcqRel,
+                    Ordering::Relaxed
+                )
                 .is_ok()
         );
         // SAFETY: taken by `take_as_head` above, on this thread.

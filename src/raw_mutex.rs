@@ -12,9 +12,10 @@
 //! What eCS adds (docs/DESIGN.md, "Enlightenment rules", blocking waiters):
 //! - the holder's vCPU id lives in the upper bits of the word, written by the acquiring CAS
 //!   itself, so a waiter knows whom it waits for at no extra cost;
-//! - the spin decision is [`AdaptiveSpin`]: a waiter parks at once when the holder's vCPU is
-//!   preempted or its pCPU is overloaded; natively (hints constant false) it is a bounded spin
-//!   then park, like parking_lot's `SpinWait`;
+//! - the spin decision is [`AdaptiveSpin`]: in a guest a waiter spins while the holder's vCPU
+//!   runs (capped near one halt-and-kick round trip) and yields to the holder, then parks,
+//!   when it is preempted; natively (hints constant false) it is parking_lot's `SpinWait`
+//!   budget, then park;
 //! - a holder is inside a *blocking* section: `cs::blocking_enter()` right after acquiring,
 //!   `cs::blocking_exit()` right after releasing (the paper's weaker hint, not `cs::enter`).
 //!

@@ -110,6 +110,14 @@ fn epoch_at_or_after(a: u64, b: u64) -> bool {
     ((a & !DEPTH_MASK).wrapping_sub(b & !DEPTH_MASK) as i64) >= 0
 }
 
+/// A sleeping writer's first nap (see [`ReaderSlot::wait_passed`]).
+#[cfg(all(feature = "std", not(loom)))]
+const SLEEP_MIN: core::time::Duration = core::time::Duration::from_micros(50);
+
+/// A sleeping writer's longest nap: the most a wake-up the reader missed can delay it.
+#[cfg(all(feature = "std", not(loom)))]
+const SLEEP_MAX: core::time::Duration = core::time::Duration::from_millis(1);
+
 /// One reader's slot. Only its reader writes `ctr` and `vcpu`; writers read them.
 #[derive(Debug)]
 pub(crate) struct ReaderSlot {
@@ -117,6 +125,10 @@ pub(crate) struct ReaderSlot {
     ctr: AtomicU64,
     /// The vCPU the reader ran on at its outermost `read_lock` (for directed yields).
     vcpu: AtomicU32,
+    /// Writers asleep waiting for this slot's section (`std`): the reader's outermost unlock
+    /// wakes them when it sees a non-zero count (see [`Self::wait_passed`]).
+    #[cfg(all(feature = "std", not(loom)))]
+    sleepers: AtomicU32,
 }
 
 impl ReaderSlot {
@@ -125,6 +137,8 @@ impl ReaderSlot {
             Self {
                 ctr: AtomicU64::new(0),
                 vcpu: AtomicU32::new(0),
+                #[cfg(all(feature = "std", not(loom)))]
+                sleepers: AtomicU32::new(0),
             }
         }
     }
@@ -136,12 +150,60 @@ impl ReaderSlot {
         v & DEPTH_MASK == 0 || epoch_at_or_after(v, target)
     }
 
-    /// Waits until [`Self::passed`], yielding to the reader's vCPU while it is preempted.
+    /// Waits until [`Self::passed`]: spins a bounded while (yielding to the reader's vCPU
+    /// while it is preempted), then, with `std`, sleeps (issue 9: a grace period used to spin
+    /// and yield for as long as the reader's section lasted).
+    ///
+    /// The sleep is a park on the slot's address, announced in `sleepers`; the reader's
+    /// outermost unlock reads `sleepers` after its release store and wakes the slot's
+    /// sleepers. Readers do not fence there (the read path stays one store), so a reader may
+    /// miss a writer that announced itself at that very moment: each sleep is therefore timed
+    /// (from [`SLEEP_MIN`] doubling to [`SLEEP_MAX`]) and the writer re-checks when it ends.
     fn wait_passed(&self, target: u64) {
         let mut backoff = Backoff::new();
         while !self.passed(target) {
+            #[cfg(all(feature = "std", not(loom)))]
+            if backoff.is_completed() {
+                return self.sleep_until_passed(target);
+            }
             backoff.snooze(Some(self.vcpu.load(Ordering::Relaxed)));
         }
+    }
+
+    /// The sleeping half of [`Self::wait_passed`].
+    #[cfg(all(feature = "std", not(loom)))]
+    #[cold]
+    fn sleep_until_passed(&self, target: u64) {
+        let key = core::ptr::from_ref(self).addr();
+        let mut nap = SLEEP_MIN;
+        while !self.passed(target) {
+            self.sleepers.fetch_add(1, Ordering::SeqCst);
+            let deadline = crate::park::to_deadline(nap);
+            // SAFETY: the key is this slot's address, which only RCU parks on; `validate`
+            // only reads the slot and cannot unwind; the other callbacks do nothing.
+            unsafe {
+                crate::park::park(
+                    key,
+                    || !self.passed(target),
+                    || {},
+                    |_, _| {},
+                    crate::park::DEFAULT_PARK_TOKEN,
+                    deadline,
+                )
+            };
+            self.sleepers.fetch_sub(1, Ordering::Relaxed);
+            nap = (nap * 2).min(SLEEP_MAX);
+        }
+    }
+
+    /// Wakes the writers asleep on this slot (the reader just left its outermost section).
+    #[cfg(all(feature = "std", not(loom)))]
+    #[cold]
+    #[inline(never)]
+    fn wake_sleepers(&self) {
+        let key = core::ptr::from_ref(self).addr();
+        // SAFETY: only RCU parks on a slot's address.
+        unsafe { crate::park::unpark_all(key, crate::park::DEFAULT_UNPARK_TOKEN) };
     }
 
     /// The current depth of this slot's section (0 = quiescent). For the owner and for tests.
@@ -196,6 +258,10 @@ pub(crate) unsafe fn read_unlock(slot: &'static ReaderSlot) {
     // The outermost unlock leaves the epoch behind: a quiescent slot's epoch is never looked at.
     slot.ctr.store(v - 1, Ordering::Release);
     if v & DEPTH_MASK == 1 {
+        #[cfg(all(feature = "std", not(loom)))]
+        if slot.sleepers.load(Ordering::Relaxed) != 0 {
+            slot.wake_sleepers();
+        }
         slots::left_outermost(slot);
     }
     cs::exit();

@@ -19,9 +19,9 @@
 //! section (`cs::blocking_enter` after acquiring, `cs::blocking_exit` after releasing); a
 //! writer records its vCPU (guest builds only, in a separate word: the state word's upper bits
 //! count readers; written just *before* the acquiring CAS, see `holder_hint` for what the hint
-//! can still get wrong) so that a waiter stops spinning and parks when that vCPU is preempted or the
-//! pCPU is overloaded ([`AdaptiveSpin`]). Readers are many, so a waiter behind readers only
-//! uses the overload hint.
+//! can still get wrong) so that a waiter stops spinning when that vCPU is preempted
+//! ([`AdaptiveSpin`]: a directed yield to it, then park). Readers are many and unnamed, so a
+//! waiter behind readers spins up to the cap and then parks.
 //!
 //! # The state word (`AtomicUsize`)
 //!

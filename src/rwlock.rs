@@ -20,7 +20,8 @@ use crate::raw_rwlock::RawRwLock;
 ///
 /// # Differences from parking_lot's `RwLock`
 ///
-/// - waiters spin only while the writer's vCPU runs and the pCPU is not overloaded (in a VM);
+/// - in a VM waiters spin while the writer's vCPU runs (capped) and yield to it, then park,
+///   when it is preempted;
 ///   every holder is inside a blocking section for the host;
 /// - builds without `std` (timed methods need `std`); guest builds add a writer-vCPU word
 ///   (16 bytes instead of 8); debug builds panic on raw unlocks of a mode that is not held.

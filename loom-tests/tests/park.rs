@@ -8,7 +8,8 @@
 //! forever, which loom reports as a deadlock.
 //! Not covered: the record's non-atomic fields are plain `Cell`s that loom does not track (a
 //! write after the `woken` hand-off would not be flagged); the 64-bucket hash (loom uses one
-//! bucket); timeouts (loom has no clock; the locks' models cover the time-out clean-up); and,
+//! bucket); real timeouts (loom has no clock: a timed park times out at once, which
+//! `timed_parker_and_unparker` uses); and,
 //! directly, more than one parker (too slow here; the condvar models run two parkers and one
 //! unparker on this same queue).
 //!
@@ -60,5 +61,22 @@ fn parker_and_unparker() {
         released.store(true, Ordering::Relaxed);
         let woke = q::unpark_one(KEY, TOKEN);
         assert_eq!(woke, t.join().unwrap());
+    });
+}
+
+/// A timed parker and an unparker (issue 9: unparkers now wake after releasing the bucket
+/// lock): the parker times out, or the unparker claims it, and then a parker whose deadline
+/// passed finds itself unlinked but not yet woken and waits for the hand-off. Exactly one
+/// side sees the wake-up; the record is never used after the parker returns.
+#[test]
+fn timed_parker_and_unparker() {
+    model(|| {
+        let t = thread::spawn(|| q::park_timed(KEY));
+        let woke = q::unpark_one(KEY, TOKEN);
+        let got = t.join().unwrap();
+        assert_eq!(got.is_some(), woke, "unparked iff the unparker found it");
+        if let Some(t) = got {
+            assert_eq!(t, TOKEN);
+        }
     });
 }

@@ -16,8 +16,11 @@
 //!
 //! In the queue backend each parked waiter is a record on its own stack, linked into the
 //! bucket of its key; the record names the waiter's vCPU, so an unparker knows whom to kick.
-//! An unparker writes the unpark token, reads the vCPU, then publishes `woken` (Release) as its
-//! last access to the record (the waiter may return and pop the record right after) and kicks.
+//! An unparker unlinks the record under the bucket lock, releases the lock, then writes the
+//! unpark token, reads the vCPU, publishes `woken` (Release) as its last access to the record
+//! (the waiter may return and pop the record right after) and kicks: no KICK (a VM exit) is
+//! issued with the bucket lock held. A timed-out waiter that finds itself unlinked but not
+//! woken waits for `woken` too.
 //! The waiter loops `while !woken { WAIT }`: WAIT returns at once when a kick is pending, and a
 //! spurious return (a stale kick) just loops, so no wake-up is lost and none is invented.
 //!

@@ -6,6 +6,7 @@ use super::Instant;
 use crate::sync::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use core::cell::Cell;
 use core::ptr;
+use crossbeam_utils::CachePadded;
 
 /// Result of [`park`].
 #[derive(Copy, Clone, Eq, PartialEq, Debug)]
@@ -81,7 +82,8 @@ pub(crate) const DEFAULT_UNPARK_TOKEN: UnparkToken = UnparkToken(0);
 pub(crate) const DEFAULT_PARK_TOKEN: ParkToken = ParkToken(0);
 
 /// One parked waiter, on its own stack. Every `Cell` is touched only under its bucket's
-/// lock; `woken` is the hand-off to the waiter, published last.
+/// lock, or, once an unparker has unlinked the record under that lock, by that unparker
+/// alone until it publishes `woken`: the hand-off to the waiter, published last.
 struct Waiter {
     /// The key, changed only under the lock of the bucket the record is in (requeue).
     key: AtomicUsize,
@@ -206,25 +208,72 @@ impl Bucket {
     }
 }
 
-impl BucketGuard<'_> {
-    /// Hands `token` to the unlinked waiter `w` and wakes it. After the `woken` store the
-    /// record may be gone: nothing touches it afterwards.
+/// Hands `token` to the unlinked waiter `w` and wakes it. Called after the bucket lock is
+/// released (issue 9: a KICK is a VM exit, and the bucket lock is a spinlock other vCPUs may
+/// be waiting for), so the record is the unparker's alone from its unlinking until the
+/// `woken` store; after that store the record may be gone: nothing touches it afterwards.
+///
+/// # Safety
+/// `w` was unlinked from its bucket by the caller, under the bucket lock, and not woken yet.
+unsafe fn wake(w: *const Waiter, token: UnparkToken) {
+    // SAFETY: the waiter blocks until `woken` (a timed-out waiter that finds itself unlinked
+    // waits for it too, see `finish_timed_park`), so its record is live until the store.
+    let w = unsafe { &*w };
+    w.unpark_token.set(token);
+    #[allow(clippy::clone_on_copy)] // a `u32` natively, an `Arc` under loom
+    let vcpu = w.vcpu.clone();
+    w.woken.store(true, Ordering::Release);
+    #[cfg(all(not(loom), ecs_guest))]
+    ecs_sys::kick(vcpu);
+    #[cfg(all(not(loom), not(ecs_guest)))]
+    let _ = vcpu;
+    #[cfg(loom)]
+    crate::park::vcpu_model::kick(&vcpu);
+}
+
+/// Waiters an unparker has unlinked, chained through their `next` until it wakes them.
+struct Chain {
+    head: *const Waiter,
+    tail: *const Waiter,
+}
+
+impl Chain {
+    fn new() -> Self {
+        Self {
+            head: ptr::null(),
+            tail: ptr::null(),
+        }
+    }
+
+    /// Appends `w`.
     ///
     /// # Safety
-    /// `w` was unlinked from this bucket under this guard and not woken yet.
-    unsafe fn wake(&self, w: *const Waiter, token: UnparkToken) {
-        // SAFETY: the waiter blocks until `woken`, so its record is live until the store.
-        let w = unsafe { &*w };
-        w.unpark_token.set(token);
-        #[allow(clippy::clone_on_copy)] // a `u32` natively, an `Arc` under loom
-        let vcpu = w.vcpu.clone();
-        w.woken.store(true, Ordering::Release);
-        #[cfg(all(not(loom), ecs_guest))]
-        ecs_sys::kick(vcpu);
-        #[cfg(all(not(loom), not(ecs_guest)))]
-        let _ = vcpu;
-        #[cfg(loom)]
-        crate::park::vcpu_model::kick(&vcpu);
+    /// `w` was just unlinked from its bucket under the lock and is not woken.
+    unsafe fn push(&mut self, w: *const Waiter) {
+        // SAFETY: by the contract the record is live and ours (its waiter waits for `woken`).
+        unsafe { (*w).next.set(ptr::null()) };
+        if self.tail.is_null() {
+            self.head = w;
+        } else {
+            // SAFETY: chained records are unlinked but not woken: live and ours.
+            unsafe { (*self.tail).next.set(w) };
+        }
+        self.tail = w;
+    }
+
+    /// Wakes every chained waiter with `token`, in order.
+    ///
+    /// # Safety
+    /// Every chained record is still unwoken (call once, after the bucket lock is released).
+    unsafe fn wake_all(self, token: UnparkToken) {
+        let mut cur = self.head;
+        while !cur.is_null() {
+            // SAFETY: live until woken; read `next` before waking.
+            let next = unsafe { (*cur).next.get() };
+            // SAFETY: unlinked under the lock, not woken yet (contract).
+            unsafe { wake(cur, token) };
+            cur = next;
+        }
     }
 }
 
@@ -243,11 +292,11 @@ const BUCKETS: usize = 1;
 const BUCKETS: usize = 64;
 
 #[cfg(not(loom))]
-static TABLE: [Bucket; BUCKETS] = [const { Bucket::new() }; BUCKETS];
+static TABLE: [CachePadded<Bucket>; BUCKETS] = [const { CachePadded::new(Bucket::new()) }; BUCKETS];
 
 #[cfg(loom)]
 loom::lazy_static! {
-    static ref TABLE: [Bucket; BUCKETS] = [Bucket::new()];
+    static ref TABLE: [CachePadded<Bucket>; BUCKETS] = [CachePadded::new(Bucket::new())];
 }
 
 /// Bucket index of `key` (Fibonacci hashing, as parking_lot_core): the top 6 bits.
@@ -371,7 +420,15 @@ unsafe fn finish_timed_park(waiter: &Waiter, timed_out: impl FnOnce(usize, bool)
     let mut prev = ptr::null();
     let mut cur = b.head.get();
     while cur != me {
-        assert!(!cur.is_null(), "a parked, un-woken waiter is in its bucket");
+        if cur.is_null() {
+            // Not listed and not woken: an unparker has unlinked us and wakes us right after
+            // releasing the bucket lock. The record must stay until then.
+            drop(g);
+            while !waiter.woken.load(Ordering::Acquire) {
+                crate::sync::spin_loop();
+            }
+            return ParkResult::Unparked(waiter.unpark_token.get());
+        }
         prev = cur;
         // SAFETY: listed records are live under the lock.
         cur = unsafe { (*cur).next.get() };
@@ -423,6 +480,28 @@ pub mod loom_hook {
         }
     }
 
+    /// Parks on `key` with a deadline that has already passed (loom has no clock, so a timed
+    /// park that was not woken times out at once): `Some(token)` when an unparker claimed
+    /// it first, `None` when it timed out.
+    pub fn park_timed(key: usize) -> Option<usize> {
+        let deadline = std::time::Instant::now();
+        // SAFETY: no callback touches the queue or unwinds; `key` is only a number here.
+        match unsafe {
+            super::park(
+                key,
+                || true,
+                || {},
+                |_, _| {},
+                DEFAULT_PARK_TOKEN,
+                Some(deadline),
+            )
+        } {
+            ParkResult::Unparked(t) => Some(t.0),
+            ParkResult::TimedOut => None,
+            ParkResult::Invalid => unreachable!("validate is true"),
+        }
+    }
+
     /// Unparks the first waiter on `key` with `token`; whether there was one.
     pub fn unpark_one(key: usize, token: usize) -> bool {
         // SAFETY: the callback does not touch the queue or unwind.
@@ -461,8 +540,9 @@ pub(crate) unsafe fn unpark_one(
             result.have_more_threads = unsafe { b.any_with_key(next, key) };
             result.unparked_threads = 1;
             let token = callback(result);
-            // SAFETY: just unlinked under `g`, not woken yet.
-            unsafe { g.wake(cur, token) };
+            drop(g);
+            // SAFETY: just unlinked under the lock, not woken yet.
+            unsafe { wake(cur, token) };
             return result;
         }
         prev = cur;
@@ -480,6 +560,8 @@ pub(crate) unsafe fn unpark_all(key: usize, token: UnparkToken) -> usize {
     let b = bucket(key);
     let g = b.lock();
     let mut n = 0;
+    // Unlinked waiters, woken after the lock is released.
+    let mut chosen = Chain::new();
     let mut prev = ptr::null();
     let mut cur = b.head.get();
     while !cur.is_null() {
@@ -489,14 +571,17 @@ pub(crate) unsafe fn unpark_all(key: usize, token: UnparkToken) -> usize {
         if unsafe { (*cur).key.load(Ordering::Relaxed) } == key {
             // SAFETY: `cur` is listed after `prev`; we hold the lock.
             unsafe { b.unlink(prev, cur) };
-            // SAFETY: just unlinked under `g`.
-            unsafe { g.wake(cur, token) };
+            // SAFETY: just unlinked, not woken: ours.
+            unsafe { chosen.push(cur) };
             n += 1;
         } else {
             prev = cur;
         }
         cur = next;
     }
+    drop(g);
+    // SAFETY: every chained record was unlinked under the lock and not woken.
+    unsafe { chosen.wake_all(token) };
     n
 }
 
@@ -513,9 +598,8 @@ pub(crate) unsafe fn unpark_filter(
     let b = bucket(key);
     let g = b.lock();
     let mut result = UnparkResult::default();
-    // Unlinked waiters, chained through `next` until they are woken.
-    let mut chosen: *const Waiter = ptr::null();
-    let mut chosen_tail: *const Waiter = ptr::null();
+    // Unlinked waiters, woken after the lock is released.
+    let mut chosen = Chain::new();
     let mut prev = ptr::null();
     let mut cur = b.head.get();
     while !cur.is_null() {
@@ -527,14 +611,8 @@ pub(crate) unsafe fn unpark_filter(
                 FilterOp::Unpark => {
                     // SAFETY: `cur` is listed after `prev`; we hold the lock.
                     unsafe { b.unlink(prev, cur) };
-                    w.next.set(ptr::null());
-                    if chosen_tail.is_null() {
-                        chosen = cur;
-                    } else {
-                        // SAFETY: chosen records are unlinked but not woken: live.
-                        unsafe { (*chosen_tail).next.set(cur) };
-                    }
-                    chosen_tail = cur;
+                    // SAFETY: just unlinked, not woken: ours.
+                    unsafe { chosen.push(cur) };
                     result.unparked_threads += 1;
                     cur = next;
                     continue;
@@ -550,13 +628,9 @@ pub(crate) unsafe fn unpark_filter(
         cur = next;
     }
     let token = callback(result);
-    while !chosen.is_null() {
-        // SAFETY: chosen records are live until woken; read `next` before waking.
-        let next = unsafe { (*chosen).next.get() };
-        // SAFETY: unlinked under `g`, not woken yet.
-        unsafe { g.wake(chosen, token) };
-        chosen = next;
-    }
+    drop(g);
+    // SAFETY: every chained record was unlinked under the lock and not woken.
+    unsafe { chosen.wake_all(token) };
     result
 }
 
@@ -622,9 +696,11 @@ pub(crate) unsafe fn unpark_requeue(
         cur = next;
     }
     let token = callback(op, result);
+    drop(_g_to);
+    drop(g_from);
     if !wakeup.is_null() {
-        // SAFETY: unlinked under the `from` guard and not woken yet.
-        unsafe { g_from.wake(wakeup, token) };
+        // SAFETY: unlinked under the `from` lock and not woken yet.
+        unsafe { wake(wakeup, token) };
     }
     result
 }
