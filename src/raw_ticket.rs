@@ -80,7 +80,7 @@
 
 use crate::backoff::Backoff;
 use crate::cs;
-use crate::sync::{self, AtomicU32, AtomicU64, Ordering};
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use lock_api::GuardNoSend;
 
 /// Hint slots: how many tickets (holder + waiters) have their vCPU recorded. With live hints,
@@ -345,9 +345,8 @@ impl RawTicketMutex {
                 backoff.snooze(None);
                 continue;
             }
-            for _ in 0..FREE_SPINS {
-                sync::spin_loop();
-            }
+            // Counted toward emulated pause-loop exiting in a guest, as every spin is.
+            backoff.pause(FREE_SPINS);
             window += u64::from(FREE_SPINS);
         }
     }
