@@ -69,7 +69,8 @@
 //!
 //! A child forked while tickets were outstanding finds them owned by threads that do not exist
 //! in it. Its first `lock` takes a ticket behind them and, the lock being free, takes over after
-//! `d * patience` pauses (`tests/fork_ticket.rs`); no `pthread_atfork` handler is needed. With
+//! `d * patience` pauses (`tests/fork_ticket.rs`); no `pthread_atfork` handler is needed. Until a
+//! `lock` has done so, `try_lock` fails (the dead tickets count as waiters). With
 //! `patience == u32::MAX` (strict FIFO) the child hangs, as every classic ticket lock does.
 //!
 //! # Misuse caught in debug builds
