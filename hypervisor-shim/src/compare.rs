@@ -690,8 +690,11 @@ mod tests {
             grace_mean_us: None,
             cycles_per_pause: 170.0,
             wakeup: None,
+            preempt_lateness: None,
+            lockfree_kicks: 0,
             ple_base_window: 0,
             per_vcpu: Vec::new(),
+            vms: Vec::new(),
             failures: Vec::new(),
         }
     }
