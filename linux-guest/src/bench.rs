@@ -50,6 +50,7 @@ pub fn one(lock: &str) -> Result<(), String> {
     let rounds = rounds_for_ns(1000);
     let dur = scaled_ms(2000);
     let stop = Arc::new(AtomicBool::new(false));
+    let k0 = crate::kstats::read()?;
     let spin = Arc::new(SpinMutex::new(0u64));
     let mcs = Arc::new(McsMutex::new(0u64));
     let ticket = Arc::new(TicketMutex::new(0u64));
@@ -123,8 +124,10 @@ pub fn one(lock: &str) -> Result<(), String> {
         t.add(h.join().map_err(|_| "worker panicked")?);
     }
     let st = ecs_sys::backend::linux::stats();
+    let k = crate::kstats::read()?.since(&k0);
     println!(
-        "bench: lock={lock} ext={} ops={} slow={} max_us={} mean_ns={} grants={} yields={}",
+        "bench: lock={lock} ext={} ops={} slow={} max_us={} mean_ns={} grants={} yields={} \
+         sgrant={} syield={} srevok={} sexpir={} sabort={} ({})",
         if std::env::var_os("ECS_LOCKS_RSEQ").is_some_and(|v| v == "0") {
             "off"
         } else {
@@ -135,7 +138,13 @@ pub fn one(lock: &str) -> Result<(), String> {
         t.max_ns / 1000,
         t.sum_ns / t.ops.max(1),
         st.grants,
-        st.yields
+        st.yields,
+        k.sgrant,
+        k.syield,
+        k.srevok,
+        k.sexpir,
+        k.sabort,
+        ecs_sys::thread_backend()
     );
     Ok(())
 }

@@ -36,7 +36,42 @@ fn step(
 
 fn plan(name: &str) -> Option<Vec<Step>> {
     let own = &[NO_LIBC_RSEQ][..];
+    let suites = || {
+        vec![
+            step(
+                "stress_spin on the extension",
+                "/bin/stress_spin",
+                &["--test-threads=1"],
+                own,
+            ),
+            step(
+                "rcu_stress on the extension",
+                "/bin/rcu_stress",
+                &["--test-threads=1"],
+                own,
+            ),
+            step(
+                "proptest_spin on the extension",
+                "/bin/proptest_spin",
+                &[],
+                own,
+            ),
+            step(
+                "rcu_proptest on the extension",
+                "/bin/rcu_proptest",
+                &[],
+                own,
+            ),
+            step(
+                "ecs-locks unit tests on the extension",
+                "/bin/ecs_locks_unit",
+                &[],
+                own,
+            ),
+        ]
+    };
     Some(match name {
+        "suites" => suites(),
         "test" => vec![
             step(
                 "glibc 2.36 static + tunable: own registration",
@@ -84,9 +119,22 @@ fn plan(name: &str) -> Option<Vec<Step>> {
                 own,
             ),
             step("fork and exec", STATIC, &["fork"], own),
-            step("stress_spin on the extension", "/bin/stress_spin", &[], own),
-            step("rcu_stress on the extension", "/bin/rcu_stress", &[], own),
-        ],
+            step(
+                "prctl refused by seccomp: fallback",
+                STATIC,
+                &["seccomp-prctl"],
+                own,
+            ),
+            step(
+                "rseq_slice_yield refused by seccomp: off for the process",
+                STATIC,
+                &["seccomp-yield"],
+                own,
+            ),
+        ]
+        .into_iter()
+        .chain(suites())
+        .collect(),
         "disabled" => vec![
             step(
                 "rseq_slice_ext=0: own registration falls back",
@@ -132,6 +180,15 @@ pub fn run() -> ! {
         "linux-guest: plan {name}; kernel command line: {}",
         cmdline.trim()
     );
+    let cs = |f: &str| {
+        std::fs::read_to_string(format!("/sys/devices/system/clocksource/clocksource0/{f}"))
+            .unwrap_or_default()
+    };
+    println!(
+        "linux-guest: clocksource {} (available: {})",
+        cs("current_clocksource").trim(),
+        cs("available_clocksource").trim()
+    );
     let mut failed = Vec::new();
     match plan(&name) {
         None => failed.push(format!("unknown plan {name:?} (test, disabled, bench)")),
@@ -145,7 +202,10 @@ pub fn run() -> ! {
                 for (k, v) in &s.env {
                     cmd.env(k, v);
                 }
-                let ok = match cmd.status() {
+                let t0 = std::time::Instant::now();
+                let status = cmd.status();
+                println!("linux-guest: ({:.1} s)", t0.elapsed().as_secs_f64());
+                let ok = match status {
                     Ok(st) if st.success() => true,
                     Ok(st) => {
                         println!("linux-guest: {} exited with {st}", s.program);

@@ -50,3 +50,17 @@ impl Slice {
         }
     }
 }
+
+/// The grant length, debugfs `rseq/slice_ext_nsec` (5000 by default, 50000 at most).
+const SLICE_NSEC: &str = "/sys/kernel/debug/rseq/slice_ext_nsec";
+
+/// Sets the grant length for the rest of the boot; returns the previous one.
+pub fn set_slice_nsec(ns: u64) -> Result<u64, String> {
+    let old = std::fs::read_to_string(SLICE_NSEC)
+        .map_err(|e| format!("{SLICE_NSEC}: {e}"))?
+        .trim()
+        .parse()
+        .map_err(|e| format!("{SLICE_NSEC}: {e}"))?;
+    std::fs::write(SLICE_NSEC, format!("{ns}\n")).map_err(|e| format!("{SLICE_NSEC}: {e}"))?;
+    Ok(old)
+}

@@ -18,6 +18,8 @@ mod init;
 #[cfg(target_os = "linux")]
 mod kstats;
 #[cfg(target_os = "linux")]
+mod seccomp;
+#[cfg(target_os = "linux")]
 mod work;
 
 #[cfg(target_os = "linux")]

@@ -2,24 +2,32 @@
 # Builds the Linux-guest test program and boots it on the test kernel under QEMU (TCG, 2
 # vCPUs), turning the guest's verdict into the exit code.
 #
-# Usage: scripts/linux-guest/boot.sh [test|bench]     (default: test)
+# Usage: scripts/linux-guest/boot.sh [test|suites|bench]     (default: test)
 #   test   two boots: every check (plan `test`), then the checks with the extension disabled
 #          on the kernel command line (`rseq_slice_ext=0`, plan `disabled`)
+#   suites one boot: only the crate's test suites (unit, stress, proptest) on the extension
 #   bench  one boot: the benchmark (extension off and on, alternating twice)
 #
 # Environment:
 #   ECS_GUEST_SCALE  multiplies the guest's durations and counts (default 0.3 for the tests,
 #                    1 for the benchmark)
 #   QEMU_TIMEOUT     seconds before a boot is killed as hung (default 600)
+#   ECS_GUEST_KERNEL a bzImage to boot instead of kernel.sh's
+#   ECS_GUEST_SLICE_NS  bench only: the kernel's grant length (debugfs rseq/slice_ext_nsec,
+#                    5000..50000; default the kernel's 5000)
 # Exit codes: 0 pass, 1 a check failed, 2 the kernel, QEMU or libc could not be had.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 . "$here/common.sh"
 mode=${1:-test}
-case $mode in test | bench) ;; *) log "usage: boot.sh [test|bench]"; exit 2 ;; esac
+case $mode in test | suites | bench) ;; *) log "usage: boot.sh [test|suites|bench]"; exit 2 ;; esac
 
-kernel=$("$here/kernel.sh") || { log "no test kernel"; exit 2; }
+if [ -n "${ECS_GUEST_KERNEL:-}" ]; then
+    kernel=$ECS_GUEST_KERNEL
+else
+    kernel=$("$here/kernel.sh") || { log "no test kernel"; exit 2; }
+fi
 command -v qemu-system-x86_64 >/dev/null 2>&1 || ensure_debs qemu-system-x86 \
     || { log "qemu-system-x86 could not be installed"; exit 2; }
 command -v qemu-system-x86_64 >/dev/null 2>&1 || { log "no qemu-system-x86_64"; exit 2; }
@@ -55,7 +63,8 @@ RUSTFLAGS="-C target-feature=+crt-static" CARGO_TARGET_DIR="$static_dir" \
 CARGO_TARGET_DIR="$dyn_dir" nice -n 10 cargo build --release --quiet -p linux-guest --target "$target"
 tests_json=$(RUSTFLAGS="-C target-feature=+crt-static" CARGO_TARGET_DIR="$static_dir" \
     nice -n 10 cargo test --release --quiet --no-run -p ecs-locks --target "$target" \
-    --test stress_spin --test rcu_stress --message-format=json)
+    --lib --test stress_spin --test rcu_stress --test proptest_spin --test rcu_proptest \
+    --message-format=json)
 exe_of() {
     echo "$tests_json" | python3 -c '
 import json, sys
@@ -75,6 +84,9 @@ cp "$static_dir/$target/release/linux-guest" "$root/init"
 cp "$dyn_dir/$target/release/linux-guest" "$root/bin/linux-guest-dyn"
 cp "$(exe_of stress_spin)" "$root/bin/stress_spin"
 cp "$(exe_of rcu_stress)" "$root/bin/rcu_stress"
+cp "$(exe_of proptest_spin)" "$root/bin/proptest_spin"
+cp "$(exe_of rcu_proptest)" "$root/bin/rcu_proptest"
+cp "$(exe_of ecs_locks)" "$root/bin/ecs_locks_unit"
 for d in "$sysroot/usr/lib/x86_64-linux-gnu" "$sysroot/lib/x86_64-linux-gnu"; do
     [ -d "$d" ] && cp -a "$d"/. "$root/lib/x86_64-linux-gnu/"
 done
@@ -82,15 +94,23 @@ ld=$(find "$sysroot" -name 'ld-linux-x86-64.so.2' | head -1)
 cp -L "$ld" "$root/lib64/ld-linux-x86-64.so.2"
 (cd "$root" && find . | cpio -o -H newc 2>/dev/null | gzip -1 >"$work/initramfs.gz")
 
+# Under TCG the guest's TSC counts at the host's TSC rate, but the minimal kernel has no
+# reference timer (HPET/PM timer need ACPI) to calibrate it against and would fall back to a
+# 4 ms jiffies clock: give it the host's rate.
+tsc_khz=$(awk -F: '/^cpu MHz/ {printf "%d", $2 * 1000; exit}' /proc/cpuinfo)
+tsc_words=${tsc_khz:+tsc_early_khz=$tsc_khz}
+
 # Boots once with plan $1 and extra kernel words; prints the console; fails without a pass.
 boot() {
     local plan=$1 scale=$2
     shift 2
     log "booting plan $plan ($*)"
     local out="$work/console-$plan.txt"
-    timeout "${QEMU_TIMEOUT:-600}" qemu-system-x86_64 -accel tcg -smp 2 -m 1024 \
+    # -cpu max: RDRAND (with random.trust_cpu=on the kernel's CRNG is ready at boot; without it
+    # getrandom() blocks for a minute or more under TCG). tsc=reliable + tsc_early_khz: see above.
+    timeout "${QEMU_TIMEOUT:-600}" qemu-system-x86_64 -accel tcg -cpu max -smp 2 -m 1024 \
         -kernel "$kernel" -initrd "$work/initramfs.gz" \
-        -append "console=ttyS0 quiet panic=-1 ECS_GUEST_PLAN=$plan ECS_GUEST_SCALE=$scale $*" \
+        -append "console=ttyS0 quiet panic=-1 random.trust_cpu=on tsc=reliable $tsc_words ECS_GUEST_PLAN=$plan ECS_GUEST_SCALE=$scale $*" \
         -nographic -no-reboot </dev/null 2>&1 | tr -d '\r' \
         | sed -u -e 's/\x1b\[[0-9;?]*[a-zA-Z]//g' -e 's/\x1bc//g' | tee "$out" || true
     grep -q '^ECS-GUEST-VERDICT: pass' "$out"
@@ -101,8 +121,10 @@ if [ "$mode" = test ]; then
     scale=${ECS_GUEST_SCALE:-0.3}
     boot test "$scale" || rc=1
     boot disabled "$scale" rseq_slice_ext=0 || rc=1
+elif [ "$mode" = suites ]; then
+    boot "$mode" "${ECS_GUEST_SCALE:-0.3}" || rc=1
 else
-    boot bench "${ECS_GUEST_SCALE:-1}" || rc=1
+    boot bench "${ECS_GUEST_SCALE:-1}" ${ECS_GUEST_SLICE_NS:+ECS_GUEST_SLICE_NS=$ECS_GUEST_SLICE_NS} || rc=1
 fi
 [ $rc -eq 0 ] && log "verdict: pass" || log "verdict: FAIL"
 exit $rc

@@ -39,7 +39,7 @@ k=$(ls -d "$src"/linux-source-*/ | head -1)
 make -C "$k" -s tinyconfig
 "$k"/scripts/kconfig/merge_config.sh -m -O "$k" "$k/.config" "$here/kernel.config" >/dev/null
 make -C "$k" -s olddefconfig
-for opt in RSEQ_SLICE_EXTENSION RSEQ_STATS DEBUG_FS DEVTMPFS; do
+for opt in RSEQ_SLICE_EXTENSION RSEQ_STATS DEBUG_FS DEVTMPFS SECCOMP_FILTER; do
     grep -q "^CONFIG_$opt=y" "$k/.config" || { log "kernel: the configuration lost CONFIG_$opt"; exit 1; }
 done
 log "kernel: building (a few minutes)"
