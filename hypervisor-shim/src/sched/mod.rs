@@ -707,7 +707,7 @@ impl<'m> Scheduler<'m> {
     ///
     /// If the lock is held (a vCPU thread serving an exit, perhaps descheduled by the host
     /// while it holds it), the tick does not wait: it kicks every pCPU holder whose slice is
-    /// over while others wait, from the values published for it ([`Scheduler::sync_due`]),
+    /// over while others wait, from the values published for it (kept current under the lock),
     /// and the vCPU thread brings the request to the policy under the lock (`on_eintr`), which
     /// may still extend or continue it. Extensions are left to the next tick that gets the lock.
     pub fn tick(&self, now: u64) {
