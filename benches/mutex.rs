@@ -20,6 +20,23 @@ bench_lock!("ecs::McsMutex", ecs_locks::McsMutex<u64>);
 bench_lock!("parking_lot::Mutex", parking_lot::Mutex<u64>);
 bench_lock!("spin::Mutex", spin::Mutex<u64>);
 
+/// `TicketMutex` with take-over disabled (`patience = u32::MAX`): the classic strict FIFO ticket
+/// lock, i.e. the ticket lock before issue 9, so one run shows what take-over changes.
+struct StrictTicket(ecs_locks::TicketMutex<u64>);
+
+impl common::BenchLock for StrictTicket {
+    const NAME: &'static str = "ecs::TicketMutex(strict)";
+    fn new(v: u64) -> Self {
+        Self(ecs_locks::TicketMutex::from_raw(
+            ecs_locks::RawTicketMutex::with_patience(u32::MAX),
+            v,
+        ))
+    }
+    fn with<R>(&self, f: impl FnOnce(&mut u64) -> R) -> R {
+        f(&mut self.0.lock())
+    }
+}
+
 /// Every mutex, in the same order in every group.
 macro_rules! each_mutex {
     ($f:ident($($arg:expr),*)) => {
@@ -27,6 +44,7 @@ macro_rules! each_mutex {
         $f::<ecs_locks::FairMutex<u64>>($($arg),*);
         $f::<ecs_locks::SpinMutex<u64>>($($arg),*);
         $f::<ecs_locks::TicketMutex<u64>>($($arg),*);
+        $f::<StrictTicket>($($arg),*);
         $f::<ecs_locks::McsMutex<u64>>($($arg),*);
         $f::<parking_lot::Mutex<u64>>($($arg),*);
         $f::<StdMutex>($($arg),*);

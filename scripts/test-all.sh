@@ -63,6 +63,8 @@ step "no_std build (guest backend, --cfg ecs_guest)" \
 if [ -e /dev/kvm ]; then
     step "shim smoke compare (2 rounds, short runs)" \
         cargo run --quiet -p hypervisor-shim --bin ecs-shim -- compare --preset smoke
+    step "shim smoke compare of two VMs on one host (2 rounds, short runs)" \
+        cargo run --quiet -p hypervisor-shim --bin ecs-shim -- compare --vm-preset vm-smoke
 elif [ "${CI:-}" = true ]; then
     step "shim smoke compare: /dev/kvm is required under CI=true" false
 else

@@ -85,6 +85,17 @@ impl Backoff {
         self.step > YIELD_LIMIT
     }
 
+    /// Spins `spins` pauses at a fixed rate (no doubling, no yield), counted toward the host's
+    /// emulated pause-loop exiting like every other spin: for waiters that poll a word on their
+    /// own schedule (the ticket lock's hand-off window).
+    #[inline]
+    pub(crate) fn pause(&mut self, spins: u32) {
+        for _ in 0..spins {
+            sync::spin_loop();
+        }
+        self.account_pause_loop(spins);
+    }
+
     /// Hardware pause-loop exiting, as the host emulates it: after `ple_window` spins the
     /// waiter traps to the host, which may hand its pCPU to another vCPU.
     #[inline]

@@ -6,7 +6,7 @@
 //! [`FairMutex`](crate::FairMutex), [`ReentrantMutex`](crate::ReentrantMutex), the
 //! [`Condvar`](crate::Condvar) re-lock, [`RwLock`](crate::RwLock) and
 //! [`RecursiveRwLock`](crate::RecursiveRwLock) with a primary and a secondary resource each,
-//! and the closure of [`Once`](crate::Once)). [`check_deadlock`] then finds cycles among
+//! and the closure of [`Once`](crate::Once)). [`check_deadlock`](crate::deadlock::check_deadlock) then finds cycles among
 //! threads parked in parking_lot_core. The spinning locks never park, so they are not part of
 //! the graph (a thread spinning on one is running, not deadlocked, as far as the detector can
 //! tell).

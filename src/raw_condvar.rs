@@ -140,6 +140,9 @@ impl RawCondvar {
                 self.state.store(ptr::null_mut(), Ordering::Relaxed);
             }
         };
+        // The deadlock detector must not be called from the callbacks: stop recording the mutex
+        // as held here, as parking_lot does (re-recorded by the re-lock below).
+        mutex.release_detector_record();
         // SAFETY: our own address; `validate`/`timed_out` only touch atomics and a local;
         // `before_sleep` may unpark (the mutex's waiters) but never parks or unwinds.
         let result = unsafe {
@@ -154,6 +157,7 @@ impl RawCondvar {
         };
         if result == ParkResult::Invalid {
             // We never released the mutex; the guard is intact.
+            mutex.restore_detector_record();
             panic!("attempted to use a condition variable with more than one mutex");
         }
         if result == ParkResult::Unparked(TOKEN_HANDOFF) {

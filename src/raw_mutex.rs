@@ -122,16 +122,34 @@ impl RawMutex {
         cs::blocking_enter();
     }
 
-    /// Bookkeeping right before any release (the hint is dropped after the release).
+    /// Bookkeeping right before any release (the hint is dropped after the release). The
+    /// deadlock detector's record is dropped separately, by [`Self::release_detector_record`],
+    /// because `Condvar` releases the mutex inside a parking callback, where the detector must
+    /// not be called.
     #[inline(always)]
     fn releasing(&self) {
         #[cfg(debug_assertions)]
         self.owner.store(0, Ordering::Relaxed);
-        // SAFETY: not inside a parking callback.
+    }
+
+    /// Stops recording this mutex as held by the current thread (`deadlock_detection`; nothing
+    /// otherwise). Every release calls it once, outside any parking callback.
+    #[inline(always)]
+    pub(crate) fn release_detector_record(&self) {
+        // SAFETY: the callers are never inside a parking callback.
         unsafe { crate::deadlock::release_resource(crate::deadlock::key(self)) };
     }
 
+    /// Records this mutex as held again after [`Self::release_detector_record`] when the
+    /// release did not happen after all (a `Condvar` wait refused before parking).
+    #[inline(always)]
+    pub(crate) fn restore_detector_record(&self) {
+        // SAFETY: never inside a parking callback.
+        unsafe { crate::deadlock::acquire_resource(crate::deadlock::key(self)) };
+    }
+
     /// Releases the lock (unfair) and drops the blocking hint; used by `unlock` and `Condvar`.
+    /// The deadlock detector's record is the caller's ([`Self::release_detector_record`]).
     ///
     /// # Safety
     /// The caller holds the lock.
@@ -330,6 +348,7 @@ impl RawMutex {
 
     #[cold]
     fn bump_slow(&self) {
+        self.release_detector_record();
         self.releasing();
         self.unlock_fair_slow();
         cs::blocking_exit();
@@ -380,6 +399,7 @@ unsafe impl lock_api::RawMutex for RawMutex {
 
     #[inline]
     unsafe fn unlock(&self, _guard: GuardMarker) {
+        self.release_detector_record();
         // SAFETY: the caller holds the lock (trait contract).
         unsafe { self.unlock_inner() };
     }
@@ -396,6 +416,7 @@ unsafe impl lock_api::RawMutex for RawMutex {
 unsafe impl lock_api::RawMutexFair for RawMutex {
     #[inline]
     unsafe fn unlock_fair(&self, _guard: GuardMarker) {
+        self.release_detector_record();
         self.releasing();
         let mut state = self.state.load(Ordering::Relaxed);
         debug_assert!(

@@ -69,7 +69,8 @@
 //!
 //! A child forked while tickets were outstanding finds them owned by threads that do not exist
 //! in it. Its first `lock` takes a ticket behind them and, the lock being free, takes over after
-//! `d * patience` pauses (`tests/fork_ticket.rs`); no `pthread_atfork` handler is needed. With
+//! `d * patience` pauses (`tests/fork_ticket.rs`); no `pthread_atfork` handler is needed. Until a
+//! `lock` has done so, `try_lock` fails (the dead tickets count as waiters). With
 //! `patience == u32::MAX` (strict FIFO) the child hangs, as every classic ticket lock does.
 //!
 //! # Misuse caught in debug builds
@@ -80,7 +81,7 @@
 
 use crate::backoff::Backoff;
 use crate::cs;
-use crate::sync::{self, AtomicU32, AtomicU64, Ordering};
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use lock_api::GuardNoSend;
 
 /// Hint slots: how many tickets (holder + waiters) have their vCPU recorded. With live hints,
@@ -345,9 +346,8 @@ impl RawTicketMutex {
                 backoff.snooze(None);
                 continue;
             }
-            for _ in 0..FREE_SPINS {
-                sync::spin_loop();
-            }
+            // Counted toward emulated pause-loop exiting in a guest, as every spin is.
+            backoff.pause(FREE_SPINS);
             window += u64::from(FREE_SPINS);
         }
     }

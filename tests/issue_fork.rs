@@ -6,11 +6,14 @@
 //! A `harness = false` binary: the libtest harness runs tests on threads, and a fork must
 //! happen where the test controls every thread. Each case forks a child that runs the
 //! scenario and exits 0; the parent waits for it with a deadline.
+#![allow(clippy::disallowed_types)] // std atomics for the test's own flag, outside the lock crate
 
 #[cfg(unix)]
 use ecs_locks::{McsMutex, Rcu};
 #[cfg(unix)]
-use std::sync::{Arc, Barrier, mpsc};
+use std::sync::Arc;
+#[cfg(unix)]
+use std::sync::atomic::{AtomicBool, Ordering};
 #[cfg(unix)]
 use std::thread;
 #[cfg(unix)]
@@ -179,18 +182,21 @@ fn mcs_case() {
 #[cfg(unix)]
 fn rcu_case() {
     let cell = Arc::new(Rcu::new(1u64));
-    let (tx, rx) = mpsc::channel::<()>();
-    let entered = Arc::new(Barrier::new(2));
+    let entered = Arc::new(AtomicBool::new(false));
     let (c2, e2) = (Arc::clone(&cell), Arc::clone(&entered));
     thread::spawn(move || {
-        let g = c2.read();
-        e2.wait();
-        let _ = rx.recv(); // never: the section stays open in the parent
-        drop(g);
+        let _section = c2.read();
+        e2.store(true, Ordering::Release);
+        // The section stays open for good. Parked rather than blocked on a channel or a
+        // barrier: the child must not find a lock of theirs held by this thread.
+        loop {
+            thread::park();
+        }
     });
-    entered.wait();
+    while !entered.load(Ordering::Acquire) {
+        thread::yield_now();
+    }
     in_child(move || {
-        drop(tx);
         assert_eq!(cell.update(|v| v + 1), 1, "update waits for a grace period");
         ecs_locks::rcu::synchronize();
         assert_eq!(*cell.read(), 2);

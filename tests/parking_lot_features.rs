@@ -146,7 +146,7 @@ mod serde {
 
 #[cfg(all(feature = "deadlock_detection", not(ecs_portable_park)))]
 mod deadlock_detection {
-    use ecs_locks::{Mutex, RwLock, deadlock};
+    use ecs_locks::{Condvar, Mutex, RwLock, deadlock};
     use std::sync::{Arc, Barrier};
     use std::thread;
     use std::time::{Duration, Instant};
@@ -215,6 +215,28 @@ mod deadlock_detection {
         // A lock held and released on one thread leaves nothing recorded.
         let free = Mutex::new(());
         drop(free.lock());
+        assert!(deadlock::check_deadlock().is_empty());
+
+        // A condvar waiter: its mutex record is dropped before it parks (outside the parking
+        // callbacks, as parking_lot does) and restored by the re-lock; a parked waiter is not
+        // a deadlock, and the round trip leaves the detector consistent.
+        let pair = Arc::new((Mutex::new(false), Condvar::new()));
+        let p2 = Arc::clone(&pair);
+        let waiter = thread::spawn(move || {
+            let (m, c) = &*p2;
+            let mut g = m.lock();
+            while !*g {
+                c.wait(&mut g);
+            }
+        });
+        thread::sleep(Duration::from_millis(50));
+        assert!(
+            deadlock::check_deadlock().is_empty(),
+            "a condvar waiter is not deadlocked"
+        );
+        *pair.0.lock() = true;
+        pair.1.notify_all();
+        waiter.join().unwrap();
         assert!(deadlock::check_deadlock().is_empty());
     }
 }

@@ -52,6 +52,9 @@ pub struct Chart {
     pub note: String,
     /// An extra line under a group's labels: ((lock, vcpus, pcpus, cs_iters), text).
     pub group_notes: Vec<((Lock, u32, u32, u32), String)>,
+    /// A group's second label line instead of "V on P" (e.g. the other VMs of a multi-VM
+    /// group): ((lock, vcpus, pcpus, cs_iters), text).
+    pub sub_labels: Vec<((Lock, u32, u32, u32), String)>,
     /// The bars.
     pub bars: Vec<Bar>,
 }
@@ -212,7 +215,14 @@ fn draw(c: &Chart, out: &mut String) -> Result<(), Box<dyn std::error::Error>> {
             }
             let centre = x + series.len() as f64 / 2.0;
             below.push((centre, 6, commit_label(vcpus, pcpus), 12));
-            let sub = if sweep {
+            let own = c
+                .sub_labels
+                .iter()
+                .find(|(k, _)| *k == (*lock, vcpus, pcpus, cs))
+                .map(|(_, t)| t.clone());
+            let sub = if let Some(t) = own {
+                t
+            } else if sweep {
                 format!("{vcpus} on {pcpus}, cs {cs}")
             } else {
                 format!("{vcpus} on {pcpus}")
@@ -320,6 +330,7 @@ mod tests {
             dot_label: None,
             note: "medians of paired rounds".into(),
             group_notes: vec![((Lock(LockKind::Mutex), 8, 2, 100), "ecs GP ÷2.0".into())],
+            sub_labels: Vec::new(),
             bars,
         };
         let s = svg(&c);

@@ -52,12 +52,157 @@ pub enum ConfigError {
     ReadPercent(u32),
     /// An unknown lock name.
     #[error(
-        "unknown lock kind {0:?} (spin, ticket, mcs, spin-rw, mutex, rwlock, rcu, fair-mutex, condvar)"
+        "unknown lock kind {0:?} (spin, ticket, mcs, spin-rw, mutex, rwlock, rcu, fair-mutex, condvar, hog)"
     )]
     LockName(String),
     /// An unknown policy name.
     #[error("unknown policy {0:?} (baseline, ple, ecs, ecs-ple)")]
     PolicyName(String),
+    /// A `--vm` spec that does not parse.
+    #[error(
+        "bad --vm {spec:?}: {why} (expected VCPUS:WORKLOAD[:WEIGHT[:MISBEHAVE]], e.g. 8:spin or 8:hog:2)"
+    )]
+    VmSpec {
+        /// The spec given.
+        spec: String,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// A run without any VM.
+    #[error("no VM: give --vm VCPUS:WORKLOAD at least once")]
+    NoVm,
+    /// The VMs' vCPUs together exceed the ABI's maximum (one scheduler serves them all).
+    #[error("the VMs have {got} vCPUs in total, more than the {max} one host serves")]
+    TotalVcpus {
+        /// vCPUs over every VM.
+        got: u32,
+        /// Largest allowed.
+        max: u32,
+    },
+}
+
+/// The largest VM weight (`--vm V:W:WEIGHT`).
+pub const MAX_WEIGHT: u32 = 1000;
+
+/// One VM of a run: its vCPUs, its workload, its weight in the host's fair shares and its
+/// misbehaviour (tests and the hostile-tenant presets).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VmConfig {
+    /// vCPUs in this VM.
+    pub vcpus: u32,
+    /// Its workload: a lock kind, or `hog`.
+    pub workload: Lock,
+    /// Its weight: over the fairness window it gets pCPU time in proportion (1..=1000).
+    pub weight: u32,
+    /// Deliberate guest misbehaviour in this VM.
+    pub misbehave: Misbehave,
+}
+
+impl VmConfig {
+    /// A well-behaved VM of weight 1.
+    pub fn new(vcpus: u32, workload: LockKind) -> Self {
+        VmConfig {
+            vcpus,
+            workload: Lock(workload),
+            weight: 1,
+            misbehave: Misbehave::None,
+        }
+    }
+
+    /// The command-line spec (`VCPUS:WORKLOAD[:WEIGHT[:MISBEHAVE]]`) of this VM.
+    pub fn spec(&self) -> String {
+        let mut s = format!("{}:{}", self.vcpus, self.workload);
+        if self.weight != 1 || self.misbehave != Misbehave::None {
+            s += &format!(":{}", self.weight);
+        }
+        if self.misbehave != Misbehave::None {
+            s += &format!(":{}", misbehave_name(self.misbehave));
+        }
+        s
+    }
+}
+
+/// The command-line name of a misbehaviour.
+pub fn misbehave_name(m: Misbehave) -> &'static str {
+    match m {
+        Misbehave::None => "none",
+        Misbehave::NeverLeaveCs => "never-leave-cs",
+        Misbehave::GarbageHypercalls => "garbage-hypercalls",
+        Misbehave::Fault => "fault",
+        Misbehave::Hang => "hang",
+        Misbehave::FloodHypercalls => "flood-hypercalls",
+        Misbehave::YieldPingPong => "yield-ping-pong",
+        Misbehave::ScribbleSiblings => "scribble-siblings",
+    }
+}
+
+/// Every misbehaviour.
+pub const MISBEHAVE_ALL: [Misbehave; 8] = [
+    Misbehave::None,
+    Misbehave::NeverLeaveCs,
+    Misbehave::GarbageHypercalls,
+    Misbehave::Fault,
+    Misbehave::Hang,
+    Misbehave::FloodHypercalls,
+    Misbehave::YieldPingPong,
+    Misbehave::ScribbleSiblings,
+];
+
+/// A misbehaviour by its command-line name.
+pub fn parse_misbehave(s: &str) -> Option<Misbehave> {
+    MISBEHAVE_ALL.into_iter().find(|&m| misbehave_name(m) == s)
+}
+
+impl FromStr for VmConfig {
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<Self, ConfigError> {
+        let bad = |why: String| ConfigError::VmSpec {
+            spec: s.to_owned(),
+            why,
+        };
+        let parts: Vec<&str> = s.split(':').collect();
+        if !(2..=4).contains(&parts.len()) {
+            return Err(bad("expected two to four fields separated by ':'".into()));
+        }
+        let vcpus: u32 = parts[0]
+            .parse()
+            .map_err(|_| bad(format!("VCPUS {:?} is not a number", parts[0])))?;
+        let max = ecs_sys::abi::MAX_VCPUS;
+        if vcpus == 0 || vcpus > max {
+            return Err(bad(format!(
+                "VCPUS must be between 1 and {max}, got {vcpus}"
+            )));
+        }
+        let workload: Lock = parts[1]
+            .parse()
+            .map_err(|e: ConfigError| bad(e.to_string()))?;
+        let weight = match parts.get(2) {
+            None => 1,
+            Some(w) => match w.parse::<u32>() {
+                Ok(w) if (1..=MAX_WEIGHT).contains(&w) => w,
+                _ => {
+                    return Err(bad(format!(
+                        "WEIGHT must be a whole number between 1 and {MAX_WEIGHT}, got {w:?}"
+                    )));
+                }
+            },
+        };
+        let misbehave = match parts.get(3) {
+            None => Misbehave::None,
+            Some(m) => parse_misbehave(m).ok_or_else(|| {
+                bad(format!(
+                    "unknown MISBEHAVE {m:?} ({})",
+                    MISBEHAVE_ALL.map(misbehave_name).join(", ")
+                ))
+            })?,
+        };
+        Ok(VmConfig {
+            vcpus,
+            workload,
+            weight,
+            misbehave,
+        })
+    }
 }
 
 /// The scheduling policy of a run (see [`crate::sched`]).
@@ -138,6 +283,7 @@ impl Lock {
             LockKind::Rcu => "rcu",
             LockKind::FairMutex => "fair-mutex",
             LockKind::Condvar => "condvar",
+            LockKind::Hog => "hog",
         }
     }
 }
@@ -238,6 +384,10 @@ pub struct RunConfig {
     /// under a policy that does; off, the same guest binary and lock code run as under a host
     /// without hints (default on; `ecs` means on).
     pub guest_hints: bool,
+    /// The VMs sharing the pCPUs (`--vm`), in order. Empty: one VM of `vcpus` vCPUs running
+    /// `lock` with `misbehave` (the one-VM form); see [`RunConfig::vm_list`]. When set, `vcpus`
+    /// is their total and `lock` the first VM's workload ([`RunConfig::with_vms`]).
+    pub vms: Vec<VmConfig>,
 }
 
 impl RunConfig {
@@ -262,12 +412,61 @@ impl RunConfig {
             pin: true,
             halt_poll: true,
             guest_hints: true,
+            vms: Vec::new(),
         }
+    }
+
+    /// This configuration with `vms` sharing the pCPUs: `vcpus` becomes their total and `lock`
+    /// the first VM's workload (what a one-VM report's fields show).
+    pub fn with_vms(mut self, vms: Vec<VmConfig>) -> Self {
+        self.vcpus = vms.iter().map(|v| v.vcpus).fold(0, u32::saturating_add);
+        if let Some(v) = vms.first() {
+            self.lock = v.workload;
+        }
+        self.vms = vms;
+        self
+    }
+
+    /// The VMs of the run: `vms`, or the one VM of the one-VM form.
+    pub fn vm_list(&self) -> Vec<VmConfig> {
+        if self.vms.is_empty() {
+            vec![VmConfig {
+                vcpus: self.vcpus,
+                workload: self.lock,
+                weight: 1,
+                misbehave: self.misbehave,
+            }]
+        } else {
+            self.vms.clone()
+        }
+    }
+
+    /// Whether more than one VM shares the pCPUs.
+    pub fn multi_vm(&self) -> bool {
+        self.vms.len() > 1
     }
 
     /// Checks the ranges.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let max = ecs_sys::abi::MAX_VCPUS;
+        if !self.vms.is_empty() {
+            let total = self
+                .vms
+                .iter()
+                .map(|v| v.vcpus)
+                .fold(0, u32::saturating_add);
+            if total > max {
+                return Err(ConfigError::TotalVcpus { got: total, max });
+            }
+            for v in &self.vms {
+                if v.vcpus == 0 || v.vcpus > max || !(1..=MAX_WEIGHT).contains(&v.weight) {
+                    return Err(ConfigError::VmSpec {
+                        spec: v.spec(),
+                        why: format!("VCPUS must be 1..={max} and WEIGHT 1..={MAX_WEIGHT}"),
+                    });
+                }
+            }
+        }
         if self.vcpus == 0 || self.vcpus > max {
             return Err(ConfigError::Vcpus {
                 got: self.vcpus,
@@ -339,6 +538,58 @@ mod tests {
         }
         assert!(Lock::from_str("nope").is_err());
         assert!(PolicyKind::from_str("cfs").is_err());
+    }
+
+    #[test]
+    fn vm_specs_parse_and_bad_ones_say_why() {
+        let v: VmConfig = "8:spin".parse().unwrap();
+        assert_eq!(v, VmConfig::new(8, LockKind::Spin));
+        let v: VmConfig = "2:hog:3".parse().unwrap();
+        assert_eq!((v.vcpus, v.workload, v.weight), (2, Lock(LockKind::Hog), 3));
+        let v: VmConfig = "2:mcs:1:yield-ping-pong".parse().unwrap();
+        assert_eq!(v.misbehave, Misbehave::YieldPingPong);
+        assert_eq!(v.spec(), "2:mcs:1:yield-ping-pong");
+        for (bad, says) in [
+            ("8", "two to four fields"),
+            ("0:spin", "between 1 and 256"),
+            ("x:spin", "not a number"),
+            ("2:nope", "unknown lock kind"),
+            ("2:spin:0", "WEIGHT"),
+            ("2:spin:1001", "WEIGHT"),
+            ("2:spin:1.5", "WEIGHT"),
+            ("2:spin:1:evil", "unknown MISBEHAVE"),
+            ("2:spin:1:hang:x", "two to four"),
+        ] {
+            let e = bad.parse::<VmConfig>().unwrap_err().to_string();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+        for m in MISBEHAVE_ALL {
+            assert_eq!(parse_misbehave(misbehave_name(m)), Some(m));
+        }
+    }
+
+    #[test]
+    fn several_vms_share_one_vcpu_budget() {
+        let c = RunConfig::new(1, 2, LockKind::Spin, PolicyKind::Ecs).with_vms(vec![
+            VmConfig::new(8, LockKind::Spin),
+            VmConfig::new(8, LockKind::Hog),
+        ]);
+        assert_eq!(
+            (c.vcpus, c.lock, c.multi_vm()),
+            (16, Lock(LockKind::Spin), true)
+        );
+        assert_eq!(c.validate(), Ok(()));
+        let c = c.with_vms(vec![
+            VmConfig::new(200, LockKind::Spin),
+            VmConfig::new(57, LockKind::Hog),
+        ]);
+        assert_eq!(
+            c.validate(),
+            Err(ConfigError::TotalVcpus { got: 257, max: 256 })
+        );
+        let one = RunConfig::new(4, 2, LockKind::Mcs, PolicyKind::Ecs);
+        assert_eq!(one.vm_list(), vec![VmConfig::new(4, LockKind::Mcs)]);
+        assert!(!one.multi_vm());
     }
 
     #[test]

@@ -23,6 +23,7 @@
 
 pub mod chart;
 pub mod compare;
+pub mod compare_vms;
 pub mod config;
 pub mod guest_image;
 pub mod hypercall;

@@ -3,13 +3,17 @@
 
 use clap::{Args, Parser, Subcommand};
 use hypervisor_shim::compare::{self, Host, Plan, PlanSpec, Preset, RoundRun};
-use hypervisor_shim::config::{Lock, PolicyKind, RunConfig};
+use hypervisor_shim::compare_vms::{self, VmPlan, VmPreset, VmRoundRun};
+use hypervisor_shim::config::{ConfigError, Lock, PolicyKind, RunConfig, VmConfig};
 use hypervisor_shim::guest_image::guest_elf;
 use hypervisor_shim::report;
 use hypervisor_shim::run::{Progress, RunError, RunReport, run};
-use hypervisor_shim::workload::Misbehave;
+use hypervisor_shim::workload::{LockKind, Misbehave};
 use std::process::ExitCode;
 use std::time::Duration;
+
+/// `--grace-secs` by default.
+const DEFAULT_GRACE_SECS: f64 = 2.0;
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -57,7 +61,13 @@ struct PlotArgs {
 
 #[derive(Args, Debug)]
 struct RunArgs {
-    /// vCPUs in the VM.
+    /// A VM sharing the pCPUs, repeatable: `VCPUS:WORKLOAD[:WEIGHT[:MISBEHAVE]]` (WORKLOAD a
+    /// lock kind or `hog`, CPU-bound without locks; WEIGHT 1..=1000, default 1: the VMs get
+    /// pCPU time in proportion). Each is its own KVM VM. Without it, one VM of --vcpus
+    /// running --lock (`--vm N:K`).
+    #[arg(long = "vm", value_name = "SPEC", value_parser = parse_vm)]
+    vms: Vec<VmConfig>,
+    /// vCPUs in the VM (the one-VM form).
     #[arg(long, default_value_t = 8)]
     vcpus: u32,
     /// pCPUs the vCPUs share.
@@ -87,6 +97,16 @@ struct CompareArgs {
     /// Shorthand for `--preset quick`: a first look in well under a minute.
     #[arg(long, conflicts_with = "preset")]
     quick: bool,
+    /// Several VMs on one host instead: a named set (lock-hog: a lock VM beside a hog VM, 8 + 8
+    /// on 2; two-locks: spin + mcs and mutex + rcu, 8 + 8 on 2, with each workload alone at 16;
+    /// hostile: a hog VM beside a VM acting out each misbehaviour; vm-smoke: CI). Each VM's
+    /// work and CPU time are compared with the same VM's under baseline in the same round.
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["preset", "quick", "vcpus", "locks"])]
+    vm_preset: Option<hypervisor_shim::compare_vms::VmPreset>,
+    /// One group of VMs sharing the pCPUs (repeatable, `VCPUS:WORKLOAD[:WEIGHT[:MISBEHAVE]]`),
+    /// compared as --vm-preset does (it replaces the preset's groups).
+    #[arg(long = "vm", value_name = "SPEC", value_parser = parse_vm, conflicts_with_all = ["preset", "quick", "vcpus", "locks"])]
+    vms: Vec<VmConfig>,
     /// vCPU counts, comma-separated (at or below --pcpus is under-commit).
     #[arg(long, value_delimiter = ',')]
     vcpus: Option<Vec<u32>>,
@@ -162,8 +182,9 @@ struct Common {
     /// `ecs-ple`; off, the same guest runs as under a host without hints (an ablation).
     #[arg(long, default_value = "on", value_parser = parse_on_off, action = clap::ArgAction::Set)]
     guest_hints: bool,
-    /// Seconds a vCPU gets to exit after the stop request before it is force-stopped.
-    #[arg(long, default_value_t = 2.0)]
+    /// Seconds a vCPU gets to exit after the stop request before it is force-stopped
+    /// [`compare --vm-preset hostile`: 0.5].
+    #[arg(long, default_value_t = DEFAULT_GRACE_SECS)]
     grace_secs: f64,
     /// Run this guest ELF instead of the embedded guest program (same boot contract).
     #[arg(long, value_name = "FILE")]
@@ -171,6 +192,13 @@ struct Common {
     /// Deliberate guest misbehaviour, to exercise the host's robustness.
     #[arg(long, default_value = "none", value_parser = parse_misbehave)]
     misbehave: Misbehave,
+}
+
+fn parse_vm(s: &str) -> Result<VmConfig, String> {
+    if s.trim().is_empty() {
+        return Err(ConfigError::NoVm.to_string());
+    }
+    s.parse().map_err(|e: ConfigError| e.to_string())
 }
 
 fn parse_on_off(s: &str) -> Result<bool, String> {
@@ -182,17 +210,13 @@ fn parse_on_off(s: &str) -> Result<bool, String> {
 }
 
 fn parse_misbehave(s: &str) -> Result<Misbehave, String> {
-    Ok(match s {
-        "none" => Misbehave::None,
-        "never-leave-cs" => Misbehave::NeverLeaveCs,
-        "garbage-hypercalls" => Misbehave::GarbageHypercalls,
-        "fault" => Misbehave::Fault,
-        "hang" => Misbehave::Hang,
-        _ => {
-            return Err(
-                "expected none, never-leave-cs, garbage-hypercalls, fault or hang".to_owned(),
-            );
-        }
+    hypervisor_shim::config::parse_misbehave(s).ok_or_else(|| {
+        format!(
+            "expected one of {}",
+            hypervisor_shim::config::MISBEHAVE_ALL
+                .map(hypervisor_shim::config::misbehave_name)
+                .join(", ")
+        )
     })
 }
 
@@ -264,7 +288,12 @@ fn run_one(cfg: &RunConfig, elf: &[u8], label: &str, live: bool) -> Result<RunRe
 }
 
 fn label(c: &RunConfig) -> String {
-    format!("{} vCPU/{} pCPU {} {}", c.vcpus, c.pcpus, c.lock, c.policy)
+    if c.multi_vm() {
+        let vms: Vec<String> = c.vms.iter().map(VmConfig::spec).collect();
+        format!("VMs {} on {} pCPU {}", vms.join(" + "), c.pcpus, c.policy)
+    } else {
+        format!("{} vCPU/{} pCPU {} {}", c.vcpus, c.pcpus, c.lock, c.policy)
+    }
 }
 
 /// The guest image: `--guest FILE` or the embedded one.
@@ -373,8 +402,171 @@ fn compare_plan(a: &CompareArgs) -> (Preset, Plan) {
     (preset, plan)
 }
 
+/// The plan of a multi-VM `compare`: the VM preset (or `--vm`), overridden by the flags.
+fn compare_vms_plan(a: &CompareArgs) -> (String, VmPlan) {
+    let preset = a.vm_preset.unwrap_or(VmPreset::Smoke);
+    let mut spec = preset.spec();
+    let mut name = preset.name().to_owned();
+    if !a.vms.is_empty() {
+        spec.groups = vec![a.vms.clone()];
+        name = "--vm".to_owned();
+        if a.vm_preset.is_none() {
+            spec.rounds = 6;
+            spec.secs = 1.0;
+        }
+    }
+    if let Some(p) = a.pcpus {
+        spec.pcpus = p;
+    }
+    if let Some(p) = &a.policies {
+        spec.policies = p.clone();
+    }
+    if let Some(r) = a.rounds {
+        spec.rounds = r;
+    }
+    if let Some(s) = a.common.secs {
+        spec.secs = s;
+    }
+    if a.common.grace_secs != DEFAULT_GRACE_SECS {
+        spec.grace = Some(secs(a.common.grace_secs, "--grace-secs"));
+    }
+    let total = spec.groups[0].iter().map(|v| v.vcpus).sum::<u32>().max(1);
+    let mut template = a.common.config(
+        total,
+        spec.pcpus,
+        Lock(LockKind::Spin),
+        PolicyKind::Baseline,
+    );
+    template.duration = secs(spec.secs, "--secs");
+    let seed = a.seed.unwrap_or_else(|| fastrand::u64(..));
+    let plan = VmPlan::new(&spec, template, seed);
+    for g in 0..plan.groups.len() {
+        for i in 0..plan.groups[g].runs.len() {
+            if let Err(e) = plan.config(g, i).validate() {
+                bad_arg(e.to_string());
+            }
+        }
+    }
+    (name, plan)
+}
+
+/// `ecs-shim compare --vm-preset` / `--vm`: several VMs on one host.
+fn compare_vms_cmd(a: &CompareArgs) -> ExitCode {
+    let (preset, plan) = compare_vms_plan(a);
+    if a.dry_run {
+        print!("{}", compare_vms::describe(&plan, &preset));
+        return ExitCode::SUCCESS;
+    }
+    let elf = match load_guest(&a.common) {
+        Ok(elf) => elf,
+        Err(code) => return code,
+    };
+    let mut host = Host::probe();
+    let mut warnings: Vec<String> = Host::load_warning(host.load_start, host.cores, "at the start")
+        .into_iter()
+        .collect();
+    for w in &warnings {
+        eprintln!("ecs-shim: warning: {w}");
+    }
+    let total = plan.total_runs();
+    let guess = plan.estimate(compare::RUN_OVERHEAD);
+    eprint!("{}", compare_vms::describe(&plan, &preset));
+    eprintln!("(--seed {} repeats these orders)", plan.seed);
+    let started = std::time::Instant::now();
+    let mut runs: Vec<VmRoundRun> = Vec::new();
+    let mut done = 0;
+    for round in 0..plan.rounds {
+        for (position, (g, i)) in plan.order(round).into_iter().enumerate() {
+            let c = plan.config(g, i);
+            let l = label(&c);
+            let left = compare::eta(started.elapsed(), done, total, guess);
+            done += 1;
+            eprintln!(
+                "[{done}/{total}] round {}/{}: {l}  ({} left)",
+                round + 1,
+                plan.rounds,
+                compare::mmss(left)
+            );
+            let report = match run_one(&c, &elf, &l, false) {
+                Ok(r) => r,
+                Err(code) if code == ExitCode::from(3) => return code,
+                Err(_) => continue,
+            };
+            // A hostile VM's failures are expected: they are reported, and only its own
+            // figures are left out.
+            for f in &report.failures {
+                eprintln!("  {l}: {f}");
+            }
+            runs.push(VmRoundRun {
+                round,
+                position,
+                group: g,
+                alone: plan.groups[g].runs[i].alone,
+                report,
+            });
+        }
+    }
+    host.load_end = compare::load_average();
+    if let Some(w) = Host::load_warning(host.load_end, host.cores, "at the end") {
+        eprintln!("ecs-shim: warning: {w}");
+        warnings.push(w);
+    }
+    let summary = compare_vms::summarize(&plan, &runs);
+    print!("{}", compare_vms::table(&summary, plan.template.pcpus));
+    print!("{}", compare_vms::target_lines(&plan, &summary));
+    if let Some(path) = &a.json {
+        let doc = serde_json::json!({
+            "version": 3,
+            "kind": "vms",
+            "preset": preset,
+            "seed": plan.seed,
+            "rounds": plan.rounds,
+            "secs": plan.template.duration.as_secs_f64(),
+            "pcpus": plan.template.pcpus,
+            "method": compare::METHOD,
+            "host": host,
+            "warnings": warnings,
+            "summary": summary,
+            "runs": runs,
+        });
+        let text = serde_json::to_string_pretty(&doc).expect("reports serialize");
+        if let Err(e) = std::fs::write(path, text) {
+            eprintln!("ecs-shim: cannot write {}: {e}", path.display());
+            return ExitCode::from(1);
+        }
+    }
+    if let Some(path) = &a.plot {
+        let svg = hypervisor_shim::chart::svg(&compare_vms::chart(&plan, &summary));
+        if let Err(e) = std::fs::write(path, svg) {
+            eprintln!("ecs-shim: cannot write {}: {e}", path.display());
+            return ExitCode::from(1);
+        }
+    }
+    // A run that failed outside its hostile VM fails the command.
+    let unexpected = runs.iter().any(|r| {
+        let hostile: Vec<bool> = plan.groups[r.group]
+            .vms
+            .iter()
+            .map(|v| v.misbehave != Misbehave::None)
+            .collect();
+        let expected = |vm: u32| r.alone.is_none() && hostile[vm as usize];
+        r.report
+            .vms
+            .iter()
+            .any(|v| !v.failures.is_empty() && !expected(v.vm))
+    });
+    if unexpected || runs.len() < total {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
 /// `ecs-shim compare`.
 fn compare_cmd(a: &CompareArgs) -> ExitCode {
+    if a.vm_preset.is_some() || !a.vms.is_empty() {
+        return compare_vms_cmd(a);
+    }
     let (preset, plan) = compare_plan(a);
     if a.dry_run {
         print!("{}", compare::describe(&plan, preset));
@@ -503,7 +695,30 @@ fn main() -> ExitCode {
     match cli.cmd {
         Cmd::Plot(a) => plot(&a),
         Cmd::Run(a) => {
-            let cfg = a.common.config(a.vcpus, a.pcpus, a.lock, a.policy);
+            let cfg = if a.vms.is_empty() {
+                a.common.config(a.vcpus, a.pcpus, a.lock, a.policy)
+            } else {
+                let total = a.vms.iter().map(|v| v.vcpus).fold(0, u32::saturating_add);
+                let max = ecs_sys::abi::MAX_VCPUS;
+                if total > max {
+                    bad_arg(ConfigError::TotalVcpus { got: total, max }.to_string());
+                }
+                if a.common.misbehave != Misbehave::None {
+                    bad_arg(
+                        "--misbehave is for the one-VM form; with --vm give MISBEHAVE in the \
+                         spec (VCPUS:WORKLOAD:WEIGHT:MISBEHAVE)"
+                            .to_owned(),
+                    );
+                }
+                let c = a
+                    .common
+                    .config(total, a.pcpus, a.vms[0].workload, a.policy)
+                    .with_vms(a.vms.clone());
+                if let Err(e) = c.validate() {
+                    bad_arg(e.to_string());
+                }
+                c
+            };
             let elf = match load_guest(&a.common) {
                 Ok(elf) => elf,
                 Err(code) => return code,

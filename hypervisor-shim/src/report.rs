@@ -268,11 +268,26 @@ pub fn summary(rows: &[Row]) -> String {
 pub fn run_summary(r: &RunReport) -> String {
     let mut s = String::new();
     let t = &r.total;
-    let _ = writeln!(
-        s,
-        "{} vCPUs on {} pCPUs, lock {}, policy {}, {:.2} s, slice {} ms",
-        r.vcpus, r.pcpus, r.lock, r.policy, r.secs, r.slice_ms
-    );
+    if r.vms.len() > 1 {
+        let specs: Vec<&str> = r.vms.iter().map(|v| v.spec.as_str()).collect();
+        let _ = writeln!(
+            s,
+            "{} VMs ({}) with {} vCPUs on {} pCPUs, policy {}, {:.2} s, slice {} ms",
+            r.vms.len(),
+            specs.join(" + "),
+            r.vcpus,
+            r.pcpus,
+            r.policy,
+            r.secs,
+            r.slice_ms
+        );
+    } else {
+        let _ = writeln!(
+            s,
+            "{} vCPUs on {} pCPUs, lock {}, policy {}, {:.2} s, slice {} ms",
+            r.vcpus, r.pcpus, r.lock, r.policy, r.secs, r.slice_ms
+        );
+    }
     let _ = writeln!(
         s,
         "ops/s {:.0}  ops/cpu-s {:.0}  ops {}  writes {}  counter {}  preemptions {} (in CS {}, holding a blocking mutex {}, at the extension bound {})  extensions {}  directed yields {}  PLE exits {}  yields {}  halts {}  bad hypercalls {}",
@@ -318,6 +333,13 @@ pub fn run_summary(r: &RunReport) -> String {
             w.samples, w.p50_us, w.p90_us, w.p99_us, w.max_us
         );
     }
+    if let Some(l) = r.preempt_lateness {
+        let _ = writeln!(
+            s,
+            "tick lateness (preemption due to the vCPU leaving its pCPU): {} measured, p50 {:.1} us, p90 {:.1} us, p99 {:.1} us, max {:.1} us; {} asked without the lock",
+            l.samples, l.p50_us, l.p90_us, l.p99_us, l.max_us, r.lockfree_kicks
+        );
+    }
     if r.ple_base_window > 0 {
         let _ = writeln!(
             s,
@@ -332,6 +354,9 @@ pub fn run_summary(r: &RunReport) -> String {
             t.grace_periods,
             r.tsc_hz / 1e9
         );
+    }
+    if r.vms.len() > 1 {
+        s += &vm_table(r);
     }
     let _ = writeln!(
         s,
@@ -351,10 +376,15 @@ pub fn run_summary(r: &RunReport) -> String {
     );
     for v in &r.per_vcpu {
         let st = &v.stats;
+        let name = if r.vms.len() > 1 {
+            format!("{}.{}", v.vm, v.vm_vcpu)
+        } else {
+            v.vcpu.to_string()
+        };
         let _ = writeln!(
             s,
             "{:>5} {:>10} {:>8} {:>6} {:>6} {:>6} {:>6} {:>7} {:>8.1} {:>8.1} {:>8.1} {:>7}  {:?}",
-            v.vcpu,
+            name,
             st.ops,
             st.preemptions,
             st.preemptions_in_cs,
@@ -376,6 +406,66 @@ pub fn run_summary(r: &RunReport) -> String {
             let _ = writeln!(s, "FAILED: {f}");
         }
     }
+    s
+}
+
+/// One line per VM of a multi-VM run: its spec, work, the pCPU time the scheduler gave it
+/// against its fair share, its threads' CPU time, and the totals.
+pub fn vm_table(r: &RunReport) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:>3} {:<28} {:>12} {:>12} {:>9} {:>7} {:>7} {:>8} {:>8} {:>7} {:>6}  checks",
+        "vm",
+        "spec",
+        "ops/s",
+        "ops/cpu-s",
+        "pcpu ms",
+        "share",
+        "fair",
+        "of fair",
+        "cpu ms",
+        "preempt",
+        "ext"
+    );
+    for v in &r.vms {
+        let t = &v.total;
+        let _ = writeln!(
+            s,
+            "{:>3} {:<28} {:>12.0} {:>12.0} {:>9.1} {:>6.1}% {:>6.1}% {:>7.1}% {:>8.1} {:>7} {:>6}  {}",
+            v.vm,
+            v.spec,
+            v.ops_per_sec,
+            v.ops_per_cpu_sec,
+            v.pcpu_ns as f64 / 1e6,
+            v.pcpu_share * 100.0,
+            v.fair_share * 100.0,
+            v.of_fair_share * 100.0,
+            t.cpu_ns as f64 / 1e6,
+            t.preemptions,
+            t.extensions,
+            if v.failures.is_empty() {
+                "passed"
+            } else {
+                "FAILED"
+            }
+        );
+    }
+    let _ = writeln!(
+        s,
+        "{:>3} {:<28} {:>12.0} {:>12.0} {:>9.1} {:>7} {:>7} {:>8} {:>8.1} {:>7} {:>6}",
+        "all",
+        format!("{} vCPUs", r.vcpus),
+        r.ops_per_sec,
+        r.ops_per_cpu_sec,
+        r.total.run_ns_before_stop as f64 / 1e6,
+        "",
+        "",
+        "",
+        r.total.cpu_ns as f64 / 1e6,
+        r.total.preemptions,
+        r.total.extensions
+    );
     s
 }
 
@@ -417,6 +507,7 @@ pub fn rows_chart(rows: &[Row]) -> Chart {
                ecs GP ÷N: RCU grace periods N times shorter than baseline's"
             .into(),
         group_notes,
+        sub_labels: Vec::new(),
         bars,
     }
 }
@@ -458,6 +549,7 @@ pub fn summary_chart(rows: &[SummaryRow]) -> Chart {
                median (order statistics), none below 6 rounds"
             .into(),
         group_notes: Vec::new(),
+        sub_labels: Vec::new(),
         bars,
     }
 }
@@ -637,8 +729,11 @@ mod tests {
             grace_mean_us: None,
             cycles_per_pause: 170.0,
             wakeup: None,
+            preempt_lateness: None,
+            lockfree_kicks: 0,
             ple_base_window: 0,
             per_vcpu: Vec::new(),
+            vms: Vec::new(),
             failures: Vec::new(),
         }
     }

@@ -1,10 +1,12 @@
 //! One run: build the VM, start the vCPU threads and the scheduler tick, stop the guest after
 //! the configured duration, force-stop stragglers after the grace period, check the results.
 
-use crate::config::{ConfigError, Lock, PolicyKind, RunConfig};
+use crate::config::{ConfigError, Lock, PolicyKind, RunConfig, VmConfig, misbehave_name};
 use crate::page::PageError;
 use crate::sched::os::{available_cpus, rdtsc, realtime_priority};
-use crate::sched::{Options, Policy, Scheduler, SlotSnapshot, VcpuState, VcpuStats, policy_for};
+use crate::sched::{
+    Options, Policy, Scheduler, SlotSnapshot, VcpuState, VcpuStats, VmSlots, policy_for,
+};
 use crate::vcpu::{SignalError, install_signal, vcpu_thread};
 use crate::vm::{Vm, VmError, VmSpec, layout};
 use crate::workload::exit_code;
@@ -41,8 +43,12 @@ impl RunError {
 /// One vCPU's outcome.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct VcpuReport {
-    /// vCPU index.
+    /// vCPU index, host-wide (VM 0's vCPUs first, then VM 1's, ...).
     pub vcpu: u32,
+    /// Its VM.
+    pub vm: u32,
+    /// Its index in its VM (what its guest calls it).
+    pub vm_vcpu: u32,
     /// Final state.
     pub state: VcpuState,
     /// Host-side metrics and guest reports.
@@ -50,6 +56,48 @@ pub struct VcpuReport {
     pub stats: VcpuStats,
     /// Its hint slot as the run left it.
     pub slot: SlotSnapshot,
+}
+
+/// One VM's outcome in a run (every run has at least one).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct VmReport {
+    /// Its index.
+    pub vm: u32,
+    /// Its spec (`VCPUS:WORKLOAD[:WEIGHT[:MISBEHAVE]]`).
+    pub spec: String,
+    /// Its workload.
+    pub workload: Lock,
+    /// vCPUs.
+    pub vcpus: u32,
+    /// Its weight in the fair shares.
+    pub weight: u32,
+    /// Its misbehaviour (`none` for a well-behaved VM).
+    pub misbehave: &'static str,
+    /// The host-wide index of its vCPU 0.
+    pub first_vcpu: u32,
+    /// Operations per second (its vCPUs).
+    pub ops_per_sec: f64,
+    /// Operations per second of CPU time its vCPU threads received.
+    pub ops_per_cpu_sec: f64,
+    /// Totals over its vCPUs (the same fields a one-VM run's `total` has).
+    pub total: VcpuStats,
+    /// pCPU time its vCPUs held before the run's stop, ns: the scheduler's accounting of its
+    /// share (`total.run_ns_before_stop`).
+    pub pcpu_ns: u64,
+    /// Its share of the pCPU time every VM held before the stop (0..1).
+    pub pcpu_share: f64,
+    /// Its fair share: its weight over the sum of the weights.
+    pub fair_share: f64,
+    /// `pcpu_share / fair_share`: 1 = exactly its fair share.
+    pub of_fair_share: f64,
+    /// Jain's index of its vCPUs' operations.
+    pub jain: Option<f64>,
+    /// Its protected counter's final value, as its guest reported it.
+    pub counter: Option<u64>,
+    /// When it was told to stop, s since the start (its failure, or the run's stop).
+    pub stopped_at_secs: Option<f64>,
+    /// What went wrong in it (also in the run's `failures`).
+    pub failures: Vec<String>,
 }
 
 /// The result of one run.
@@ -107,8 +155,18 @@ pub struct RunReport {
     pub ple_base_window: u32,
     /// Wake-up latencies of halted or polling waiters (kick to resume), if any was woken.
     pub wakeup: Option<WakeLatency>,
+    /// Tick lateness: from when a preemption was due (the slice's end, or the tick that found
+    /// an extension over) to when the vCPU left its pCPU, if any preemption was asked for.
+    /// What delays it: the tick's granularity, the signal's delivery, and the scheduler lock
+    /// (the tick waits for it while a vCPU thread that holds it is descheduled by the host).
+    pub preempt_lateness: Option<Latency>,
+    /// Preemptions the tick asked for without the scheduler lock, because a vCPU thread held
+    /// it (the policy still decided each under the lock, when the vCPU left guest mode).
+    pub lockfree_kicks: u64,
     /// Per vCPU.
     pub per_vcpu: Vec<VcpuReport>,
+    /// Per VM (one in a one-VM run), in `--vm` order.
+    pub vms: Vec<VmReport>,
     /// What went wrong, if anything (empty = the run passed every check).
     pub failures: Vec<String>,
 }
@@ -120,10 +178,11 @@ impl RunReport {
     }
 }
 
-/// Wake-up latencies of blocked waiters: a kick to the moment the woken vCPU resumes (its
-/// thread about to enter the guest), measured by the host's TSC.
+/// Percentiles of a latency: wake-ups of blocked waiters (a kick to the moment the woken vCPU
+/// resumes, its thread about to enter the guest, by the host's TSC: [`WakeLatency`]) or tick
+/// lateness (a preemption due to the vCPU leaving its pCPU, by the host clock).
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct WakeLatency {
+pub struct Latency {
     /// Wake-ups measured.
     pub samples: usize,
     /// Median, us.
@@ -136,18 +195,33 @@ pub struct WakeLatency {
     pub max_us: f64,
 }
 
-impl WakeLatency {
+/// Wake-up latencies (kick to resume): [`Latency`].
+pub type WakeLatency = Latency;
+
+impl Latency {
     /// The percentiles of `cycles` at `tsc_hz` (`None` without samples or a TSC frequency).
     pub fn of(cycles: &[u32], tsc_hz: f64) -> Option<Self> {
-        if cycles.is_empty() || tsc_hz <= 0.0 {
+        if tsc_hz <= 0.0 {
             return None;
         }
         let us: Vec<f64> = cycles
             .iter()
             .map(|&c| f64::from(c) / tsc_hz * 1e6)
             .collect();
+        Self::of_us(us)
+    }
+
+    /// The percentiles of `ns` (`None` without samples).
+    pub fn of_ns(ns: &[u64]) -> Option<Self> {
+        Self::of_us(ns.iter().map(|&n| n as f64 / 1e3).collect())
+    }
+
+    fn of_us(us: Vec<f64>) -> Option<Self> {
+        if us.is_empty() {
+            return None;
+        }
         let p = |q| crate::stats::percentile(&us, q).unwrap_or(0.0);
-        Some(WakeLatency {
+        Some(Latency {
             samples: us.len(),
             p50_us: p(0.5),
             p90_us: p(0.9),
@@ -233,32 +307,46 @@ pub fn run(
 ) -> Result<RunReport, RunError> {
     cfg.validate()?;
     let policy = policy_for(cfg);
-    let mut vm = Vm::new(elf, &vm_spec(cfg, &*policy))?;
+    let specs = cfg.vm_list();
+    // One KVM VM per `--vm`: its own memory, guest program instance, hint area and workload
+    // block. Isolation between them is by construction: no VM can address another's memory.
+    let mut vms = specs
+        .iter()
+        .map(|v| Vm::new(elf, &vm_spec(cfg, v, &*policy)))
+        .collect::<Result<Vec<Vm>, VmError>>()?;
     install_signal()?;
     let cpus = pinning(cfg);
-    let (mem, fds) = vm.split();
-    let area = mem.hint_area(layout::HINT_AREA, cfg.vcpus)?;
-    let block = mem.workload_config(layout::CONFIG)?;
+    let mut slots = Vec::new();
+    let mut fds: Vec<&mut VcpuFd> = Vec::new();
+    for (vm, spec) in vms.iter_mut().zip(&specs) {
+        let (mem, vm_fds) = vm.split();
+        slots.push(VmSlots {
+            area: mem.hint_area(layout::HINT_AREA, spec.vcpus)?,
+            config: mem.workload_config(layout::CONFIG)?,
+            weight: spec.weight,
+        });
+        fds.extend(vm_fds.iter_mut());
+    }
     let opts = Options {
         nr_pcpus: cfg.pcpus,
         slice: cfg.slice,
         halt_poll: cfg.halt_poll,
         guest_hints: cfg.guest_hints,
     };
-    let sched = Scheduler::with_options(area, block, policy, opts);
+    let sched = Scheduler::multi(slots, policy, opts);
     let tsc = TscClock::start();
     std::thread::scope(|s| {
         let vcpus = spawn_vcpus(s, cfg, &sched, fds, &cpus);
         let tick = spawn_tick(s, cfg, &sched);
         supervise(&sched, &vcpus, tick.as_ref(), progress_every, progress);
     });
-    Ok(report(cfg, &sched, tsc.hz()))
+    Ok(report(cfg, &specs, &sched, tsc.hz()))
 }
 
-/// What the VM is built with: the run's shape, the policy's advertised features, the workload.
-fn vm_spec(cfg: &RunConfig, policy: &dyn Policy) -> VmSpec {
+/// What a VM is built with: its shape, the policy's advertised features, its workload.
+fn vm_spec(cfg: &RunConfig, vm: &VmConfig, policy: &dyn Policy) -> VmSpec {
     VmSpec {
-        nr_vcpus: cfg.vcpus,
+        nr_vcpus: vm.vcpus,
         nr_pcpus: cfg.pcpus,
         // Without guest hints the header does not advertise them: the guest's locks run as on
         // a host that has none.
@@ -268,11 +356,11 @@ fn vm_spec(cfg: &RunConfig, policy: &dyn Policy) -> VmSpec {
             policy.features() & !ecs_sys::abi::FEATURE_HINTS
         },
         ple_window: policy.ple_window(),
-        lock: cfg.lock.0,
+        lock: vm.workload.0,
         cs_iters: cfg.cs_iters,
         think_iters: cfg.think_iters,
         read_percent: cfg.read_percent,
-        misbehave: cfg.misbehave,
+        misbehave: vm.misbehave,
         max_ops: cfg.max_ops,
     }
 }
@@ -298,11 +386,11 @@ fn spawn_vcpus<'s, 'e>(
     s: &'s Scope<'s, 'e>,
     cfg: &'e RunConfig,
     sched: &'e Scheduler<'e>,
-    fds: &'e mut [VcpuFd],
+    fds: Vec<&'e mut VcpuFd>,
     cpus: &'e [usize],
 ) -> Vec<(u32, ScopedJoinHandle<'s, ()>)> {
     let mut threads = Vec::new();
-    for (id, fd) in fds.iter_mut().enumerate() {
+    for (id, fd) in fds.into_iter().enumerate() {
         let id = id as u32;
         let spawned = std::thread::Builder::new()
             .name(format!("vcpu{id}"))
@@ -357,21 +445,18 @@ fn tick_loop(cfg: &RunConfig, sched: &Scheduler<'_>) {
     let duration = cfg.duration.as_nanos() as u64;
     let grace = cfg.grace.as_nanos() as u64;
     realtime_priority();
-    let mut forced = false;
     loop {
         std::thread::sleep(cfg.tick);
         if sched.all_done() {
             break;
         }
         let now = sched.now();
-        match sched.stop_time() {
-            None if now >= duration => sched.request_stop(),
-            Some(t) if !forced && now >= t.saturating_add(grace) => {
-                sched.force_stop_all();
-                forced = true;
-            }
-            _ => {}
+        if sched.stop_time().is_none() && now >= duration {
+            sched.request_stop();
         }
+        // Every VM told to stop (the run's stop, or a failure in it) gets the grace period;
+        // then its stragglers are force-stopped.
+        sched.force_stop_overdue(now, grace);
         sched.tick(now);
     }
 }
@@ -439,9 +524,10 @@ impl TscClock {
 }
 
 /// The run's report from the scheduler's final state, with its checks.
-fn report(cfg: &RunConfig, sched: &Scheduler<'_>, tsc_hz: f64) -> RunReport {
+fn report(cfg: &RunConfig, specs: &[VmConfig], sched: &Scheduler<'_>, tsc_hz: f64) -> RunReport {
     let end_ns = sched.stop_time().unwrap_or_else(|| sched.now());
     let (vcpus, counter, mut failures) = sched.results();
+    let vm_results = sched.vm_results();
     let snapshots = sched.slot_snapshots();
     let mut total = VcpuStats::default();
     let mut per_vcpu = Vec::new();
@@ -451,21 +537,28 @@ fn report(cfg: &RunConfig, sched: &Scheduler<'_>, tsc_hz: f64) -> RunReport {
             && code != exit_code::OK
         {
             failures.push(format!(
-                "vCPU {id} exited with code {code} ({})",
+                "{} exited with code {code} ({})",
+                sched.name(id as u32),
                 exit_code_name(code)
             ));
         }
         total.add(&st);
         per_vcpu.push(VcpuReport {
             vcpu: id as u32,
+            vm: sched.vm_of(id as u32),
+            vm_vcpu: sched.local_id(id as u32),
             state,
             stats: st,
             slot: snapshots[id],
         });
     }
     total.registered = per_vcpu.iter().all(|v| v.stats.registered);
-    if failures.is_empty() {
-        check_results(&total, counter, &mut failures);
+    let mut vms = vm_reports(specs, &per_vcpu, &vm_results, sched, end_ns, &mut failures);
+    if vms.len() == 1 {
+        if failures.is_empty() {
+            check_results(&total, counter, &mut failures);
+        }
+        vms[0].failures = failures.clone();
     }
     let ops: Vec<f64> = per_vcpu.iter().map(|v| v.stats.ops as f64).collect();
     let jain = crate::stats::jain(&ops);
@@ -508,14 +601,96 @@ fn report(cfg: &RunConfig, sched: &Scheduler<'_>, tsc_hz: f64) -> RunReport {
         grace_mean_us,
         cycles_per_pause: crate::sched::pause::cycles_per_pause(),
         wakeup: WakeLatency::of(&sched.wake_cycles(), tsc_hz),
+        preempt_lateness: Latency::of_ns(&sched.lateness_ns()),
+        lockfree_kicks: sched.lockfree_kicks(),
         ple_base_window: if cfg.policy.ple() {
             cfg.ple_base_window()
         } else {
             0
         },
         per_vcpu,
+        vms,
         failures,
     }
+}
+
+/// The per-VM reports; with several VMs, each VM's own checks (its counter against its
+/// writes), named by VM, go into `failures` as well as its own list.
+fn vm_reports(
+    specs: &[VmConfig],
+    per_vcpu: &[VcpuReport],
+    results: &[crate::sched::VmResult],
+    sched: &Scheduler<'_>,
+    end_ns: u64,
+    failures: &mut Vec<String>,
+) -> Vec<VmReport> {
+    let secs = end_ns as f64 / 1e9;
+    let weights: u32 = specs.iter().map(|v| v.weight).sum();
+    let mut out = Vec::new();
+    for (k, spec) in specs.iter().enumerate() {
+        let mine: Vec<&VcpuReport> = per_vcpu.iter().filter(|v| v.vm == k as u32).collect();
+        let mut total = VcpuStats::default();
+        for v in &mine {
+            total.add(&v.stats);
+        }
+        total.registered = mine.iter().all(|v| v.stats.registered);
+        let counter = results.get(k).and_then(|r| r.counter);
+        let prefix = format!("VM {k} ");
+        let mut own: Vec<String> = failures
+            .iter()
+            .filter(|f| specs.len() > 1 && f.starts_with(&prefix))
+            .cloned()
+            .collect();
+        if specs.len() > 1 && own.is_empty() {
+            let mut checks = Vec::new();
+            check_results(&total, counter, &mut checks);
+            for c in checks {
+                let f = format!("VM {k}: {c}");
+                failures.push(f.clone());
+                own.push(f);
+            }
+        }
+        let ops: Vec<f64> = mine.iter().map(|v| v.stats.ops as f64).collect();
+        out.push(VmReport {
+            vm: k as u32,
+            spec: spec.spec(),
+            workload: spec.workload,
+            vcpus: spec.vcpus,
+            weight: spec.weight,
+            misbehave: misbehave_name(spec.misbehave),
+            first_vcpu: sched.global_id(k as u32, 0),
+            ops_per_sec: if secs > 0.0 {
+                total.ops as f64 / secs
+            } else {
+                0.0
+            },
+            ops_per_cpu_sec: if total.cpu_ns > 0 {
+                total.ops as f64 / (total.cpu_ns as f64 / 1e9)
+            } else {
+                0.0
+            },
+            pcpu_ns: total.run_ns_before_stop,
+            pcpu_share: 0.0,
+            fair_share: f64::from(spec.weight) / f64::from(weights.max(1)),
+            of_fair_share: 0.0,
+            jain: crate::stats::jain(&ops),
+            counter,
+            stopped_at_secs: results
+                .get(k)
+                .and_then(|r| r.stopped_at)
+                .map(|t| t as f64 / 1e9),
+            total,
+            failures: own,
+        });
+    }
+    let held: u64 = out.iter().map(|v| v.pcpu_ns).sum();
+    for v in &mut out {
+        if held > 0 {
+            v.pcpu_share = v.pcpu_ns as f64 / held as f64;
+            v.of_fair_share = v.pcpu_share / v.fair_share;
+        }
+    }
+    out
 }
 
 /// The run's own checks: the protected counter equals the writes, readers saw no violation.

@@ -284,8 +284,9 @@ fn run_once(id: u32, fd: &mut VcpuFd, sched: &Scheduler<'_>) -> Result<After, Vc
     let rip = |fd: &VcpuFd| rip(fd).unwrap_or(u64::MAX);
     match exit {
         Exit::Out { port, data, len } => {
-            let slot = sched.area().hint_slot(id);
-            match decode_io(port, &data[..len], sched.nr_vcpus(), || {
+            let slot = sched.hint_slot(id);
+            // vCPU arguments name a vCPU of this VM: bounded by its size.
+            match decode_io(port, &data[..len], sched.vm_nr_vcpus(id), || {
                 slot.hc_arg.load(Ordering::Acquire)
             }) {
                 Ok(req) => Ok(sched.hypercall(id, req)),

@@ -37,11 +37,15 @@ pub enum LockKind {
     /// ring (two vCPUs: ping-pong), each waiting on the condvar until it is its turn; every
     /// turn is one write operation. Every operation wakes a blocked waiter.
     Condvar = 9,
+    /// No lock: CPU-bound work only (`cs_iters + think_iters` of work per operation, no shared
+    /// memory, no hypercalls until the end). The neighbour VM of the multi-VM experiments: it
+    /// always wants a pCPU, so its share shows what the host gives it.
+    Hog = 10,
 }
 
 impl LockKind {
     /// Every kind, in numeric order.
-    pub const ALL: [LockKind; 9] = [
+    pub const ALL: [LockKind; 10] = [
         LockKind::Spin,
         LockKind::Ticket,
         LockKind::Mcs,
@@ -51,6 +55,7 @@ impl LockKind {
         LockKind::Rcu,
         LockKind::FairMutex,
         LockKind::Condvar,
+        LockKind::Hog,
     ];
 }
 
@@ -76,6 +81,15 @@ pub enum Misbehave {
     Fault = 3,
     /// vCPU 0 never stops: it ignores `stop` and spins without hypercalls.
     Hang = 4,
+    /// vCPU 0 floods the host with hypercalls (`Yield` and `Report`, alternating) forever,
+    /// ignoring `stop`.
+    FloodHypercalls = 5,
+    /// vCPUs 0 and 1 ping-pong `YieldTo` to each other forever, ignoring `stop` (with one vCPU,
+    /// vCPU 0 yields to itself).
+    YieldPingPong = 6,
+    /// vCPU 0 scribbles on every sibling's hint slot forever (`cs_depth`, `blocking_depth` and
+    /// `progress` set to large values, the counters overwritten), ignoring `stop`.
+    ScribbleSiblings = 7,
 }
 
 impl TryFrom<u32> for Misbehave {
@@ -87,6 +101,9 @@ impl TryFrom<u32> for Misbehave {
             2 => Misbehave::GarbageHypercalls,
             3 => Misbehave::Fault,
             4 => Misbehave::Hang,
+            5 => Misbehave::FloodHypercalls,
+            6 => Misbehave::YieldPingPong,
+            7 => Misbehave::ScribbleSiblings,
             other => return Err(other),
         })
     }

@@ -39,11 +39,137 @@ fn bad_arguments_exit_2() {
         &["compare", "--vcpus", "0"],
         &["compare", "--secs", "-1"],
         &["frobnicate"],
+        // Bad VM specs: no VM, zero vCPUs, too many in total, an unknown workload, bad weights.
+        &["run", "--vm", ""],
+        &["run", "--vm", "0:spin"],
+        &["run", "--vm", "200:spin", "--vm", "57:hog"],
+        &["run", "--vm", "4:bogus"],
+        &["run", "--vm", "4:spin:0"],
+        &["run", "--vm", "4:spin:x"],
+        &["run", "--vm", "4"],
+        &["run", "--vm", "4:spin:1:evil"],
+        &["run", "--vm", "4:spin", "--misbehave", "hang"],
+        &["compare", "--vm-preset", "nope"],
+        &["compare", "--vm", "0:spin"],
+        &["compare", "--vm", "2:spin", "--preset", "smoke"],
     ] {
         let out = shim(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
         assert!(!out.stderr.is_empty(), "{args:?}: an explanation on stderr");
     }
+}
+
+#[test]
+fn bad_vm_specs_say_what_is_wrong() {
+    for (args, says) in [
+        (&["run", "--vm", ""][..], "no VM"),
+        (
+            &["run", "--vm", "0:spin"],
+            "VCPUS must be between 1 and 256",
+        ),
+        (
+            &["run", "--vm", "200:spin", "--vm", "57:hog"],
+            "257 vCPUs in total",
+        ),
+        (&["run", "--vm", "4:bogus"], "unknown lock kind"),
+        (&["run", "--vm", "4:spin:0"], "WEIGHT must be"),
+    ] {
+        let out = shim(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn run_with_several_vms_reports_each_and_the_total() {
+    if !kvm_available("run_with_several_vms_reports_each_and_the_total") {
+        return;
+    }
+    let out = shim(&[
+        "run", "--vm", "2:spin", "--vm", "2:hog:3", "--pcpus", "2", "--secs", "0.2", "--json",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let vms = r["vms"].as_array().expect("vms");
+    assert_eq!(vms.len(), 2);
+    assert_eq!(
+        (vms[0]["spec"].as_str(), vms[1]["spec"].as_str()),
+        (Some("2:spin"), Some("2:hog:3"))
+    );
+    assert_eq!(vms[1]["fair_share"].as_f64(), Some(0.75));
+    assert_eq!(r["vcpus"], 4);
+    // Each VM has the one-VM run's `total` fields, and they add up to the run's.
+    let key = |v: &serde_json::Value, k: &str| v["total"][k].as_u64().expect(k);
+    for k in ["ops", "writes", "run_ns", "preemptions"] {
+        assert_eq!(key(&vms[0], k) + key(&vms[1], k), key(&r, k), "{k}");
+    }
+    assert_eq!(vms[0]["counter"], vms[0]["total"]["writes"]);
+    assert_eq!(key(&vms[1], "writes"), 0, "the hog takes no lock");
+    assert_eq!(r["per_vcpu"][3]["vm"], 1);
+    assert_eq!(r["per_vcpu"][3]["vm_vcpu"], 1);
+    // The table names each VM.
+    let out = shim(&[
+        "run", "--vm", "1:mcs", "--vm", "1:hog", "--pcpus", "1", "--secs", "0.1",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("2 VMs (1:mcs + 1:hog)") && text.contains("of fair"),
+        "{text}"
+    );
+}
+
+#[test]
+fn compare_of_several_vms_pairs_each_vm_with_itself_under_baseline() {
+    let out = shim(&["compare", "--vm-preset", "two-locks", "--dry-run"]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("84 runs") && text.contains("spin alone at 16 ecs"),
+        "{text}"
+    );
+    if !kvm_available("compare_of_several_vms_pairs_each_vm_with_itself_under_baseline") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("ecs-shim-vms-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let json = dir.join("vms.json");
+    let out = shim(&[
+        "compare",
+        "--vm",
+        "1:spin",
+        "--vm",
+        "1:hog:2",
+        "--pcpus",
+        "1",
+        "--rounds",
+        "2",
+        "--secs",
+        "0.1",
+        "--json",
+        json.to_str().expect("utf-8"),
+        "--plot",
+        dir.join("vms.svg").to_str().expect("utf-8"),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("1:spin + 1:hog:2 on 1 pCPUs"), "{text}");
+    let svg = std::fs::read_to_string(dir.join("vms.svg")).expect("chart written");
+    assert!(svg.starts_with("<svg"), "{svg}");
+    assert!(
+        svg.contains("1:spin beside 1:hog:2") && svg.contains("1:hog:2 beside 1:spin"),
+        "{svg}"
+    );
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("written")).expect("JSON");
+    assert_eq!(doc["kind"], "vms");
+    let rows = doc["summary"].as_array().expect("summary");
+    assert_eq!(rows.len(), 2 * 3, "two VMs under three policies");
+    for r in rows.iter().filter(|r| r["policy"] == "baseline") {
+        assert_eq!(r["work_x_base"]["median"], 1.0, "{r}");
+    }
+    assert_eq!(doc["runs"].as_array().map(Vec::len), Some(6));
+    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]

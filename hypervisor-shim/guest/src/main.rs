@@ -160,6 +160,7 @@ extern "C" fn guest_main(vcpu_id: u64, header_addr: u64) -> ! {
             pingpong::RING.configure(&cfg);
             run::generic(&pingpong::RING, &cfg, me)
         }
+        LockKind::Hog => run::generic(&run::HOG, &cfg, me),
     }
 }
 
@@ -236,9 +237,9 @@ impl Config {
     }
 
     /// The vCPUs that run the workload to the end and take part in the final count: all of
-    /// them, less vCPU 0 when its misbehave mode keeps it from finishing.
+    /// them, less those its misbehave mode keeps from finishing.
     pub(crate) fn participants(&self) -> u32 {
-        self.nr_vcpus - u32::from(misbehave::vcpu0_drops_out(self.misbehave))
+        self.nr_vcpus - misbehave::dropouts(self.misbehave, self.nr_vcpus)
     }
 }
 

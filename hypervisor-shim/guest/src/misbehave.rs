@@ -7,9 +7,12 @@
 //! | `GarbageHypercalls` | every vCPU | the [`GARBAGE`] calls, each of which must get a known error status; then the normal workload |
 //! | `Fault` | vCPU 0 | reads [`UNMAPPED`]: a page fault with no IDT, so the vCPU triple-faults |
 //! | `Hang` | vCPU 0 | spins forever without hypercalls, ignoring `stop` |
+//! | `FloodHypercalls` | vCPU 0 | `Yield` and `Report` hypercalls back to back forever, ignoring `stop` |
+//! | `YieldPingPong` | vCPUs 0 and 1 | `YieldTo` each other forever, ignoring `stop` |
+//! | `ScribbleSiblings` | vCPU 0 | writes large values into every other vCPU's slot (`cs_depth`, `blocking_depth`, `progress`, the host's counters) forever, ignoring `stop` |
 //!
-//! In the vCPU-0 modes the other vCPUs run the workload normally, and vCPU 0 does not count as
-//! a participant (the last of the others reports `COUNTER`).
+//! In these modes the other vCPUs run the workload normally, and the misbehaving ones do not
+//! count as participants (the last of the others reports `COUNTER`).
 
 use crate::Config;
 use crate::workload::{Misbehave, exit_code, report};
@@ -23,12 +26,24 @@ use ecs_sys::hypercall::{ARG_MAX, Op, PORT, Status, encode};
 /// An address no identity map of guest RAM covers (PML4 entry 255): reading it page-faults.
 pub(crate) const UNMAPPED: u64 = 0x7fff_0000_0000;
 
-/// Whether vCPU 0 never finishes the workload in `mode`.
-pub(crate) fn vcpu0_drops_out(mode: Misbehave) -> bool {
-    matches!(
-        mode,
-        Misbehave::NeverLeaveCs | Misbehave::Fault | Misbehave::Hang
-    )
+/// Whether vCPU `me` never finishes the workload in `mode` (of `nr_vcpus`).
+pub(crate) fn drops_out(mode: Misbehave, me: u32, nr_vcpus: u32) -> bool {
+    match mode {
+        Misbehave::None | Misbehave::GarbageHypercalls => false,
+        Misbehave::YieldPingPong => me < 2.min(nr_vcpus),
+        Misbehave::NeverLeaveCs
+        | Misbehave::Fault
+        | Misbehave::Hang
+        | Misbehave::FloodHypercalls
+        | Misbehave::ScribbleSiblings => me == 0,
+    }
+}
+
+/// How many of `nr_vcpus` vCPUs never finish the workload in `mode`.
+pub(crate) fn dropouts(mode: Misbehave, nr_vcpus: u32) -> u32 {
+    (0..nr_vcpus)
+        .filter(|&me| drops_out(mode, me, nr_vcpus))
+        .count() as u32
 }
 
 /// Acts out `cfg.misbehave` for vCPU `me`; returns only if `me` then runs the workload.
@@ -36,7 +51,19 @@ pub(crate) fn act(cfg: &Config, me: u32, header: &HintHeader) {
     match cfg.misbehave {
         Misbehave::None => {}
         Misbehave::GarbageHypercalls => garbage(header),
+        Misbehave::YieldPingPong if me < 2 => {
+            let other = if cfg.nr_vcpus >= 2 { 1 - me } else { me };
+            loop {
+                call(Op::YieldTo, other);
+            }
+        }
         _ if me != 0 => {}
+        Misbehave::YieldPingPong => {}
+        Misbehave::FloodHypercalls => loop {
+            call(Op::Yield, 0);
+            call(Op::Report, 0x7f);
+        },
+        Misbehave::ScribbleSiblings => scribble(header),
         Misbehave::NeverLeaveCs => {
             ecs_sys::cs_enter();
             spin_forever()
@@ -50,6 +77,38 @@ pub(crate) fn act(cfg: &Config, me: u32, header: &HintHeader) {
             black_box(v);
             Guest::exit(exit_code::NO_FAULT)
         }
+    }
+}
+
+/// Issues hypercall `op` with `arg`, ignoring the answer.
+fn call(op: Op, arg: u32) {
+    // SAFETY: port I/O at CPL 3 with IOPL 3 exits to the VMM, which answers and resumes the
+    // vCPU after the instruction; the instruction touches no guest memory.
+    unsafe {
+        asm!("out dx, eax", in("dx") PORT, in("eax") encode(op, arg), options(nostack));
+    }
+}
+
+/// Writes large values into every other vCPU's hint slot, forever (what a buggy or hostile
+/// vCPU can do to its own VM: the area is one shared page).
+fn scribble(header: &HintHeader) -> ! {
+    let n = header.nr_vcpus.load(Ordering::Relaxed);
+    let base = header.slots_addr.load(Ordering::Relaxed) as *const ecs_sys::abi::HintSlot;
+    let mut x = 1u32;
+    loop {
+        for i in 1..n {
+            // SAFETY: the header (validated at boot) says `n` slots follow at `slots_addr`,
+            // mapped for the VM's lifetime; a slot is all atomics, so a shared reference is
+            // sound while the host and the other vCPUs write it.
+            let s = unsafe { &*base.add(i as usize) };
+            s.cs_depth.store(u32::MAX - x, Ordering::Relaxed);
+            s.blocking_depth.store(u32::MAX, Ordering::Relaxed);
+            s.progress.store(u64::MAX / 2, Ordering::Relaxed);
+            s.nr_extensions.store(x, Ordering::Relaxed);
+            s.ple_window.store(x, Ordering::Relaxed);
+            s.preempted.store(x & 1, Ordering::Relaxed);
+        }
+        x = black_box(x.wrapping_add(1));
     }
 }
 

@@ -186,6 +186,31 @@ impl<R: RawRwLock + Sync> Workload for lock_api::RwLock<R, Shared> {
     }
 }
 
+/// [`LockKind::Hog`](crate::workload::LockKind::Hog): no lock, no shared memory; every
+/// operation is `cs_iters` of work (a "read", so `WRITES` and `COUNTER` stay 0).
+#[derive(Debug)]
+pub(crate) struct Hog;
+
+/// The hog workload's only instance.
+pub(crate) static HOG: Hog = Hog;
+
+impl Workload for Hog {
+    const HAS_READS: bool = true;
+
+    fn write(&self, _: u32, cs_iters: u32, acc: u64, _: &mut Grace) -> (bool, u64) {
+        (false, work(cs_iters, acc))
+    }
+
+    #[inline(always)]
+    fn read(&self, cs_iters: u32, acc: u64) -> (bool, u64) {
+        (false, work(cs_iters, acc))
+    }
+
+    fn total(&self) -> (u64, bool) {
+        (0, true)
+    }
+}
+
 /// RCU grace periods one vCPU waited for, as a writer.
 #[derive(Debug, Default)]
 pub(crate) struct Grace {
@@ -235,11 +260,13 @@ fn drive<L: Workload>(lock: &L, cfg: &Config, me: u32) -> Stats {
     let mut stats = Stats::default();
     let mut rng = XorShift::new(me);
     let mut acc = u64::from(me);
+    // The hog's every operation is a "read" (no writes, no counter).
+    let all_reads = matches!(cfg.kind, crate::workload::LockKind::Hog);
     let start = rdtsc();
     while (cfg.max_ops == 0 || stats.ops < cfg.max_ops)
         && cfg.block.stop.load(Ordering::Relaxed) == 0
     {
-        let (violation, a) = if L::HAS_READS && rng.below_100() < cfg.read_percent {
+        let (violation, a) = if L::HAS_READS && (all_reads || rng.below_100() < cfg.read_percent) {
             lock.read(cfg.cs_iters, acc)
         } else {
             stats.writes += 1;

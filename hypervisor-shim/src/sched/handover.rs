@@ -40,6 +40,11 @@ impl Scheduler<'_> {
         v.last_tick = None;
         v.host_stalled = false;
         st.pcpus[k as usize] = Some(h);
+        self.holder[k as usize].store(h, Ordering::Release);
+        // A lock-free request left from its previous turn would keep the tick's lock-free path
+        // from asking again in this one.
+        self.requested[h as usize].store(false, Ordering::Release);
+        self.sync_due(st, h);
         self.reset_ple_window(st, h);
         if self.hints {
             self.hint(h).ext_granted.store(0, Ordering::Relaxed);
@@ -57,8 +62,17 @@ impl Scheduler<'_> {
         let donor_slice = st.vcpus[id as usize].slice_start;
         let v = &mut st.vcpus[id as usize];
         if let Some(since) = v.run_since.take() {
-            v.stats.run_ns += now.saturating_sub(since);
+            let held = now.saturating_sub(since);
+            v.stats.run_ns += held;
+            // Host-wide accounting: everything a vCPU holds a pCPU for is its VM's.
+            let vm = self.vm_of(id) as usize;
+            let r = &mut st.vms[vm];
+            r.run_ns += held;
+            r.vruntime = r
+                .vruntime
+                .saturating_add(super::fair::charge(held, self.vms[vm].weight));
         }
+        let v = &mut st.vcpus[id as usize];
         v.ext_until = None;
         v.last_tick = None;
         v.host_stalled = false;
@@ -66,6 +80,12 @@ impl Scheduler<'_> {
         // The vCPU leaves the pCPU anyway: a pending preemption is moot. (Its thread clears a
         // stale exit request itself, when it gets a pCPU again: `wait_for_pcpu`.)
         v.preempt_pending = false;
+        // Tick lateness: it leaves now; the preemption was due then.
+        if let Some(due) = v.preempt_due.take()
+            && v.lateness_ns.len() < super::state::WAKE_SAMPLES
+        {
+            v.lateness_ns.push(now.saturating_sub(due));
+        }
         if self.hints {
             self.hint(id).ext_granted.store(0, Ordering::Relaxed);
         }
@@ -73,10 +93,14 @@ impl Scheduler<'_> {
             self.hint(id).preempted.store(1, Ordering::Release);
         }
         st.pcpus[k as usize] = None;
+        self.holder[k as usize].store(u32::MAX, Ordering::Release);
+        self.sync_due(st, id);
+        // A lock-free request for its old turn is moot.
+        self.requested[id as usize].store(false, Ordering::Release);
         match next {
             Some(h) => self.grant(st, h, k, now, donor_slice),
             None => {
-                if let Some(h) = st.queue.front() {
+                if let Some(h) = self.pick(st, now) {
                     self.grant(st, h, k, now, now);
                 }
             }
@@ -118,8 +142,13 @@ impl Scheduler<'_> {
         if !self.policy.on_pause_exit() {
             return After::Resume;
         }
-        let n = self.nr_vcpus();
-        let order: Vec<u32> = (1..=n).map(|i| (st.last_boosted + i) % n).collect();
+        // The candidates are the spinner's siblings only: a pause-loop exit's yield stays in
+        // its VM, as `kvm_vcpu_on_spin` walks only its own VM's vCPUs.
+        let vm = self.vm_of(id);
+        let first = self.global_id(vm, 0);
+        let n = self.vm_nr_vcpus(id);
+        let last = self.local_id(st.vms[vm as usize].last_boosted);
+        let order: Vec<u32> = (1..=n).map(|i| first + (last + i) % n).collect();
         let candidates: Vec<Candidate> = order
             .iter()
             .map(|&c| {
@@ -150,7 +179,7 @@ impl Scheduler<'_> {
         }
         match target.filter(|&t| t != id && candidates.iter().any(|c| c.vcpu == t && c.ready)) {
             Some(t) => {
-                st.last_boosted = t;
+                st.vms[vm as usize].last_boosted = t;
                 let a = self.yield_pcpu(st, id, Some(t), now);
                 st.vcpus[id as usize].spun_recently = a == After::Descheduled;
                 a
@@ -162,6 +191,7 @@ impl Scheduler<'_> {
     /// Makes `id` runnable at the back of the queue (or, `boost`ed, at its head); gives it an
     /// idle pCPU if there is one.
     pub(super) fn enqueue(&self, st: &mut SchedState, id: u32, now: u64, boost: bool) {
+        self.place_on_wake(st, id, now);
         st.vcpus[id as usize].state = VcpuState::Runnable;
         if boost {
             st.queue.push_front(id);
@@ -169,23 +199,53 @@ impl Scheduler<'_> {
             st.queue.push_back(id);
         }
         if let Some(k) = st.pcpus.iter().position(Option::is_none)
-            && let Some(h) = st.queue.pop_front()
+            && let Some(h) = self.pick(st, now)
         {
             self.grant(st, h, k as u32, now, now);
         }
         self.sync_overloaded(st);
     }
 
+    /// `id` wakes (a kick, or the stop): if its VM was not waiting for a pCPU (none of its
+    /// vCPUs queued: it used less than it could), its virtual runtime is placed
+    /// ([`super::fair::placed`]) so it does not bank the time it left unused. With one VM
+    /// there is nothing to place.
+    fn place_on_wake(&self, st: &mut SchedState, id: u32, now: u64) {
+        if self.vms.len() == 1 {
+            return;
+        }
+        let vm = self.vm_of(id);
+        let queued = |st: &SchedState, vm: u32| self.vm_vcpus(vm).any(|c| st.queue.contains(c));
+        if queued(st, vm) {
+            return;
+        }
+        let busy = |st: &SchedState, vm: u32| {
+            queued(st, vm)
+                || self
+                    .vm_vcpus(vm)
+                    .any(|c| st.vcpus[c as usize].state.pcpu().is_some())
+        };
+        let loads = self.vm_loads(st, now);
+        let min_busy = (0..self.nr_vms())
+            .filter(|&o| o != vm && busy(st, o))
+            .map(|o| loads[o as usize].vruntime)
+            .min();
+        let slack = super::fair::charge(self.slice, self.vms[vm as usize].weight);
+        let r = &mut st.vms[vm as usize];
+        r.vruntime = super::fair::placed(r.vruntime, min_busy, slack);
+    }
+
     /// Publishes `overloaded` (a runnable vCPU waits for a pCPU) in every hint slot when it
     /// changes; a vCPU waiting also ends every halt-poll (KVM polls only while its CPU has
     /// nothing else to run).
     pub(super) fn sync_overloaded(&self, st: &mut SchedState) {
+        self.waiting.store(st.queue.len(), Ordering::Release);
         let over = !st.queue.is_empty();
         if over {
             self.stop_polls(st);
         }
         if self.publish && over != st.overloaded_published {
-            for s in self.area.slots() {
+            for s in self.vms.iter().flat_map(|v| v.area.slots()) {
                 s.overloaded.store(u32::from(over), Ordering::Release);
             }
             st.overloaded_published = over;
@@ -215,6 +275,7 @@ impl Scheduler<'_> {
             if v.ext_until.take().is_some() {
                 v.slice_start = now;
             }
+            self.sync_due(st, id);
             if self.hints {
                 self.hint(id).ext_granted.store(0, Ordering::Relaxed);
             }
@@ -264,15 +325,25 @@ impl Scheduler<'_> {
         if st.vcpus[id as usize].polling {
             self.poll_stop[id as usize].store(true, Ordering::Release);
         }
+        let now = self.now();
+        let slice = self.slice;
         let v = &mut st.vcpus[id as usize];
         v.preempt_pending = true;
+        // Due at the slice's end, or now when an extension ran out (its end, in CPU time, is
+        // only seen at a tick) or the vCPU is force-stopped.
+        let slice_end = v.slice_start.saturating_add(slice);
+        v.preempt_due = Some(if v.ext_until.is_some() || v.force_stop {
+            now
+        } else {
+            slice_end.min(now)
+        });
         // Ordering: `preempt_pending` (under the lock), then the kick, which makes the vCPU
         // thread's current or next KVM_RUN return EINTR (see `Kick`). A kick alone would leave
         // a window: it lands while the thread is outside KVM_RUN, the thread enters with
         // nothing pending and runs on until the next tick. The thread re-syncs its exit
         // request with `preempt_pending` under this lock (`on_eintr`, `wait_for_pcpu`), so no
         // request is lost.
-        if let Some(kick) = &v.kick {
+        if let Some(kick) = self.kick_of(id) {
             kick.kick();
         }
     }
@@ -331,6 +402,7 @@ impl Scheduler<'_> {
                 self.publish_counters(st, id);
             }
         }
+        self.sync_due(st, id);
     }
 
     /// Retires vCPU `id` into terminal state `end` (unless it already is terminal): frees its
@@ -352,21 +424,36 @@ impl Scheduler<'_> {
         self.sync_overloaded(st);
     }
 
-    /// Ends the run (the duration is over, or a failure): the guest is told to stop now.
+    /// Ends the run (the duration is over, or the run cannot go on): every VM is told to
+    /// stop now.
     pub(super) fn stop_now(&self, st: &mut SchedState, now: u64) {
-        if st.stopping.is_none() {
+        for vm in 0..self.nr_vms() {
+            self.stop_vm(st, vm, now);
+        }
+    }
+
+    /// Tells `vm`'s guest to stop now (the run's stop, or its vCPU failed); when every VM has
+    /// been told, that is the run's stop (the pCPU times "before the stop" are taken then).
+    pub(super) fn stop_vm(&self, st: &mut SchedState, vm: u32, now: u64) {
+        if st.vms[vm as usize].stopping.is_none() {
+            st.vms[vm as usize].stopping = Some(now);
+            self.vms[vm as usize]
+                .config
+                .stop
+                .store(1, Ordering::Release);
+            self.stop_polls(st);
+            // Halted vCPUs get a spurious wake-up so they see `stop`.
+            for id in self.vm_vcpus(vm) {
+                if st.vcpus[id as usize].state == VcpuState::Halted {
+                    self.enqueue(st, id, now, false);
+                }
+            }
+        }
+        if st.stopping.is_none() && st.vms.iter().all(|v| v.stopping.is_some()) {
             st.stopping = Some(now);
             for v in &mut st.vcpus {
                 let current = v.run_since.map_or(0, |since| now.saturating_sub(since));
                 v.stats.run_ns_before_stop = v.stats.run_ns + current;
-            }
-            self.config.stop.store(1, Ordering::Release);
-            self.stop_polls(st);
-            // Halted vCPUs get a spurious wake-up so they see `stop`.
-            for id in 0..self.nr_vcpus() {
-                if st.vcpus[id as usize].state == VcpuState::Halted {
-                    self.enqueue(st, id, now, false);
-                }
             }
         }
     }

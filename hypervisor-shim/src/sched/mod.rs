@@ -1,4 +1,8 @@
-//! The user-space vCPU scheduler: N vCPUs share P pCPUs.
+//! The user-space vCPU scheduler: N vCPUs, of one VM or several, share P pCPUs.
+//!
+//! Several VMs: every vCPU has a host-wide index (VM 0's vCPUs first, then VM 1's, ...); the
+//! guest names its siblings by their index in its own VM, which the scheduler translates, so a
+//! guest cannot name another VM's vCPU. Which VM a free pCPU goes to is [`fair`]'s pick.
 //!
 //! A vCPU thread calls `KVM_RUN` only while it holds a pCPU; the others block on their
 //! condvar. pCPUs are handed over in FIFO order (a run queue) at slice end, on yield, on halt
@@ -14,6 +18,7 @@
 //! handover.rs   grant, vacate, queue, yield, retire, stop (with the lock held)
 //! state.rs      vCPU states, what the vCPU thread does next, what the lock protects
 //! run_queue.rs  the FIFO of runnable vCPUs
+//! fair.rs       fair shares between VMs: weighted virtual runtime, which VM a free pCPU goes to
 //! policy.rs     the Policy trait and its views; baseline.rs, ple.rs, ecs.rs implement it
 //! kick.rs       the interface the vCPU side implements to be preempted
 //! metrics.rs    per-vCPU counters, guest report keys, hint-slot snapshots
@@ -24,15 +29,22 @@
 //! acknowledges it when `KVM_RUN` returns `EINTR`, and only then is the pCPU handed to the next
 //! vCPU, so two vCPUs never run on one pCPU.
 //!
+//! The tick does not wait for the lock: if a vCPU thread holds it, the tick kicks the pCPU
+//! holders whose slice is over from values kept current under the lock, and the policy decides
+//! on each request under the lock when the vCPU leaves guest mode ([`Scheduler::tick`]).
+//!
 //! Metrics are kept here, host-side, and are authoritative (the guest may scribble on its
 //! slot); a copy goes into each slot's counters for the guest to read.
 
 pub mod baseline;
 pub mod ecs;
+pub mod fair;
 pub mod halt_poll;
 mod handover;
 pub mod kick;
 pub mod metrics;
+#[cfg(test)]
+mod multi_tests;
 pub mod os;
 pub mod pause;
 pub mod ple;
@@ -53,13 +65,14 @@ use crate::hypercall::Request;
 use crate::page::HintArea;
 use crate::workload::WorkloadConfig;
 use core::fmt;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use ecs_sys::abi::HintSlot;
 use ecs_sys::hypercall::Status;
 use os::ThreadClock;
 use run_queue::RunQueue;
-use state::{SchedState, VcpuRecord};
+use state::{SchedState, VcpuRecord, VmRecord};
 use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{OnceLock, TryLockError};
 use std::time::{Duration, Instant};
 
 /// How a [`Scheduler`] runs.
@@ -77,6 +90,17 @@ pub struct Options {
     pub guest_hints: bool,
 }
 
+/// One VM's guest-memory structures the scheduler serves.
+#[derive(Clone, Copy, Debug)]
+pub struct VmSlots<'m> {
+    /// Its hint area (one slot per vCPU of this VM).
+    pub area: HintArea<'m>,
+    /// Its workload block (the scheduler sets its `stop`).
+    pub config: &'m WorkloadConfig,
+    /// Its weight in the fair shares ([`fair`]; at least 1).
+    pub weight: u32,
+}
+
 /// The scheduler shared by the vCPU threads, the tick thread and the run's main thread.
 pub struct Scheduler<'m> {
     state: Mutex<SchedState>,
@@ -84,10 +108,29 @@ pub struct Scheduler<'m> {
     /// Per vCPU: stop polling (a kick, a preemption, a stop, a vCPU waiting for a pCPU); set
     /// under the lock, read by the polling vCPU thread without it.
     poll_stop: Vec<AtomicBool>,
+    /// Per vCPU: how to preempt it (set once, when its thread registers).
+    kicks: Vec<OnceLock<Box<dyn Kick>>>,
+    /// The tick's way around the lock ([`Scheduler::tick`]), kept current under the lock and
+    /// read without it: per vCPU, when its slice ends (ns since the start; `u64::MAX` while it
+    /// does not run or runs an extension, whose end only the policy can decide).
+    due_ns: Vec<AtomicU64>,
+    /// Per pCPU: the vCPU holding it (`u32::MAX`: none).
+    holder: Vec<AtomicU32>,
+    /// Runnable vCPUs waiting for a pCPU.
+    waiting: AtomicUsize,
+    /// Per vCPU: a preemption the tick asked for without the lock; the vCPU thread takes it
+    /// in [`Scheduler::on_eintr`] and the policy decides on it there, under the lock.
+    requested: Vec<AtomicBool>,
+    /// Preemptions the tick asked for without the lock (it was held, e.g. by a vCPU thread the
+    /// host descheduled).
+    lockfree_kicks: AtomicU64,
     halt_poll: bool,
     policy: Box<dyn Policy>,
-    area: HintArea<'m>,
-    config: &'m WorkloadConfig,
+    vms: Vec<VmSlots<'m>>,
+    /// Per host-wide vCPU index: its VM.
+    vm_of: Vec<u32>,
+    /// Per VM: the host-wide index of its vCPU 0.
+    base: Vec<u32>,
     start: Instant,
     slice: u64,
     /// The policy runs the eCS protocol (extensions: `ext_granted`).
@@ -95,6 +138,17 @@ pub struct Scheduler<'m> {
     /// The host publishes `preempted`/`overloaded` (the policy's, unless guest hints are off).
     publish: bool,
     nr_pcpus: u32,
+}
+
+/// What the scheduler accounted to one VM ([`Scheduler::vm_results`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VmResult {
+    /// Its protected counter's final value, as its guest reported it.
+    pub counter: Option<u64>,
+    /// pCPU time its vCPUs held, ns (the fair shares' accounting).
+    pub pcpu_ns: u64,
+    /// When it was told to stop (ns since the start; its failure, or the run's stop).
+    pub stopped_at: Option<u64>,
 }
 
 impl fmt::Debug for Scheduler<'_> {
@@ -148,32 +202,76 @@ impl<'m> Scheduler<'m> {
         policy: Box<dyn Policy>,
         opts: Options,
     ) -> Self {
+        Self::multi(
+            vec![VmSlots {
+                area,
+                config,
+                weight: 1,
+            }],
+            policy,
+            opts,
+        )
+    }
+
+    /// A scheduler for several VMs sharing `opts.nr_pcpus` pCPUs (at least one VM). The
+    /// pCPUs start with [`fair::pick`]'s choices; the rest wait in the queue, the VMs'
+    /// vCPUs interleaved.
+    pub fn multi(vms: Vec<VmSlots<'m>>, policy: Box<dyn Policy>, opts: Options) -> Self {
         let Options {
             nr_pcpus,
             slice,
             halt_poll,
             guest_hints,
         } = opts;
-        let n = area.slots().len();
+        let mut vm_of = Vec::new();
+        let mut base = Vec::new();
+        for (i, v) in vms.iter().enumerate() {
+            base.push(vm_of.len() as u32);
+            vm_of.extend(std::iter::repeat_n(i as u32, v.area.slots().len()));
+        }
+        let n = vm_of.len();
+        // The initial queue interleaves the VMs (VM 0's vCPU 0, VM 1's vCPU 0, ...).
+        let widest = vms.iter().map(|v| v.area.slots().len()).max().unwrap_or(0);
+        let order = (0..widest).flat_map(|i| {
+            vms.iter()
+                .enumerate()
+                .filter(move |(_, v)| i < v.area.slots().len())
+                .map(move |(k, _)| k)
+                .zip(std::iter::repeat(i))
+                .collect::<Vec<_>>()
+        });
+        let queue: Vec<u32> = order.map(|(k, i)| base[k] + i as u32).collect();
         let hints = policy.publishes_hints();
         let publish = hints && guest_hints;
         let s = Scheduler {
             state: Mutex::new(SchedState {
                 vcpus: (0..n).map(|_| VcpuRecord::new()).collect(),
-                queue: RunQueue::new(0..n as u32),
+                queue: RunQueue::new(queue),
                 pcpus: vec![None; nr_pcpus as usize],
                 overloaded_published: false,
                 stopping: None,
-                last_boosted: 0,
-                counter: None,
+                vms: base
+                    .iter()
+                    .map(|&b| VmRecord {
+                        last_boosted: b,
+                        ..VmRecord::default()
+                    })
+                    .collect(),
                 failures: Vec::new(),
             }),
             cvs: (0..n).map(|_| Condvar::new()).collect(),
             poll_stop: (0..n).map(|_| AtomicBool::new(false)).collect(),
+            kicks: (0..n).map(|_| OnceLock::new()).collect(),
+            due_ns: (0..n).map(|_| AtomicU64::new(u64::MAX)).collect(),
+            holder: (0..nr_pcpus).map(|_| AtomicU32::new(u32::MAX)).collect(),
+            waiting: AtomicUsize::new(0),
+            requested: (0..n).map(|_| AtomicBool::new(false)).collect(),
+            lockfree_kicks: AtomicU64::new(0),
             halt_poll,
             policy,
-            area,
-            config,
+            vms,
+            vm_of,
+            base,
             start: Instant::now(),
             slice: slice.as_nanos() as u64,
             hints,
@@ -183,12 +281,12 @@ impl<'m> Scheduler<'m> {
         {
             let mut st = s.lock();
             if publish {
-                for slot in area.slots() {
+                for slot in s.vms.iter().flat_map(|v| v.area.slots()) {
                     slot.preempted.store(1, Ordering::Release);
                 }
             }
             for k in 0..nr_pcpus {
-                if let Some(h) = st.queue.pop_front() {
+                if let Some(h) = s.pick(&st, 0) {
                     s.grant(&mut st, h, k, 0, 0);
                 }
             }
@@ -213,19 +311,98 @@ impl<'m> Scheduler<'m> {
         &*self.policy
     }
 
-    /// The hint area.
+    /// VM 0's hint area (the one VM's, in a one-VM run).
     pub fn area(&self) -> HintArea<'m> {
-        self.area
+        self.vms[0].area
     }
 
-    /// Number of vCPUs.
+    /// Number of vCPUs, over every VM.
     pub fn nr_vcpus(&self) -> u32 {
         self.cvs.len() as u32
     }
 
-    /// vCPU `id`'s hint slot.
+    /// Number of VMs.
+    pub fn nr_vms(&self) -> u32 {
+        self.vms.len() as u32
+    }
+
+    /// The VM of host-wide vCPU `id`.
+    pub fn vm_of(&self, id: u32) -> u32 {
+        self.vm_of[id as usize]
+    }
+
+    /// The index of host-wide vCPU `id` inside its VM (what its guest calls it).
+    pub fn local_id(&self, id: u32) -> u32 {
+        id - self.base[self.vm_of(id) as usize]
+    }
+
+    /// The host-wide index of vCPU `local` of `vm`.
+    pub fn global_id(&self, vm: u32, local: u32) -> u32 {
+        self.base[vm as usize] + local
+    }
+
+    /// vCPUs in the VM of host-wide vCPU `id` (the bound of the vCPU indices its guest may
+    /// name).
+    pub fn vm_nr_vcpus(&self, id: u32) -> u32 {
+        self.vms[self.vm_of(id) as usize].area.slots().len() as u32
+    }
+
+    /// The host-wide vCPUs of `vm`.
+    pub fn vm_vcpus(&self, vm: u32) -> core::ops::Range<u32> {
+        let b = self.base[vm as usize];
+        b..b + self.vms[vm as usize].area.slots().len() as u32
+    }
+
+    /// How a message names vCPU `id`: `vCPU 3` in a one-VM run, `VM 1 vCPU 3` (its index in
+    /// its VM) with several.
+    pub fn name(&self, id: u32) -> String {
+        if self.vms.len() == 1 {
+            format!("vCPU {id}")
+        } else {
+            format!("VM {} vCPU {}", self.vm_of(id), self.local_id(id))
+        }
+    }
+
+    /// vCPU `id`'s hint slot (in its VM's area).
+    pub fn hint_slot(&self, id: u32) -> &'m HintSlot {
+        self.hint(id)
+    }
+
     fn hint(&self, id: u32) -> &'m HintSlot {
-        self.area.hint_slot(id)
+        let vm = self.vm_of(id) as usize;
+        self.vms[vm].area.hint_slot(id - self.base[vm])
+    }
+
+    /// The VM's current load for [`fair::pick`]: its virtual runtime with the time its
+    /// running vCPUs have held their pCPUs so far.
+    fn vm_loads(&self, st: &SchedState, now: u64) -> Vec<fair::VmLoad> {
+        let mut loads: Vec<fair::VmLoad> = st
+            .vms
+            .iter()
+            .map(|v| fair::VmLoad {
+                vruntime: v.vruntime,
+                running: 0,
+            })
+            .collect();
+        for id in st.pcpus.iter().flatten() {
+            let vm = self.vm_of(*id) as usize;
+            let v = &st.vcpus[*id as usize];
+            let held = v.run_since.map_or(0, |since| now.saturating_sub(since));
+            loads[vm].vruntime = loads[vm]
+                .vruntime
+                .saturating_add(fair::charge(held, self.vms[vm].weight));
+            loads[vm].running += 1;
+        }
+        loads
+    }
+
+    /// The vCPU a free pCPU goes to (queue head with one VM).
+    fn pick(&self, st: &SchedState, now: u64) -> Option<u32> {
+        if self.vms.len() == 1 {
+            return st.queue.front();
+        }
+        let loads = self.vm_loads(st, now);
+        fair::pick(st.queue.iter().map(|id| (id, self.vm_of(id))), &loads)
     }
 
     /// CPU time consumed by vCPU `id`'s thread, ns (wall-clock `now` if its clock is unknown).
@@ -242,9 +419,25 @@ impl<'m> Scheduler<'m> {
     pub fn register_thread(&self, id: u32, kick: Box<dyn Kick>) {
         let clock = ThreadClock::current();
         let mut st = self.lock();
-        let v = &mut st.vcpus[id as usize];
-        v.kick = Some(kick);
-        v.clock = clock;
+        // A second registration of the same vCPU keeps the first kick (one thread per vCPU).
+        let _ = self.kicks[id as usize].set(kick);
+        st.vcpus[id as usize].clock = clock;
+    }
+
+    /// vCPU `id`'s kick, once its thread registered.
+    fn kick_of(&self, id: u32) -> Option<&dyn Kick> {
+        self.kicks[id as usize].get().map(|k| &**k)
+    }
+
+    /// Publishes, for the tick's lock-free path, when running vCPU `id`'s slice ends.
+    fn sync_due(&self, st: &SchedState, id: u32) {
+        let v = &st.vcpus[id as usize];
+        let due = if v.state.pcpu().is_some() && v.ext_until.is_none() {
+            v.slice_start.saturating_add(self.slice)
+        } else {
+            u64::MAX
+        };
+        self.due_ns[id as usize].store(due, Ordering::Release);
     }
 
     /// Blocks until vCPU `id` holds a pCPU (`Ok(pcpu)`) or must stop (`Err(After)`).
@@ -259,7 +452,7 @@ impl<'m> Scheduler<'m> {
                 VcpuState::Running { pcpu } => {
                     v.resumed();
                     // Drop a stale preemption, keep one requested since the grant.
-                    if let Some(kick) = &v.kick {
+                    if let Some(kick) = self.kick_of(id) {
                         kick.set_exit_request(v.preempt_pending);
                     }
                     return Ok(pcpu);
@@ -283,8 +476,14 @@ impl<'m> Scheduler<'m> {
         // Acknowledge the kick (this is the vCPU thread). Safe under the lock: a request made
         // before it was taken is visible below; a later one kicks again, which sets the
         // request again (at worst one spurious EINTR, which resumes).
-        if let Some(kick) = &v.kick {
+        if let Some(kick) = self.kick_of(id) {
             kick.set_exit_request(false);
+        }
+        // A request the tick made without the lock (after clearing the exit request: a later
+        // one kicks again). The policy decides on it below like on any other.
+        if self.requested[id as usize].swap(false, Ordering::AcqRel) && !v.preempt_pending {
+            v.preempt_pending = true;
+            v.preempt_due = Some(v.slice_start.saturating_add(self.slice).min(now));
         }
         if v.force_stop {
             return After::ForceStop;
@@ -294,6 +493,7 @@ impl<'m> Scheduler<'m> {
         }
         let Some(k) = v.state.pcpu() else {
             v.preempt_pending = false;
+            v.preempt_due = None;
             return After::Resume;
         };
         // The vCPU is out of guest mode: its depth is stable, this is "the moment of
@@ -305,6 +505,7 @@ impl<'m> Scheduler<'m> {
             TickDecision::Preempt => {}
             decision => {
                 st.vcpus[id as usize].preempt_pending = false;
+                st.vcpus[id as usize].preempt_due = None;
                 self.apply(st, id, decision);
                 return After::Resume;
             }
@@ -331,9 +532,16 @@ impl<'m> Scheduler<'m> {
             Request::Report { key, value } => Some((Reported::of_key(key), value)),
             _ => None,
         };
+        // The guest names its siblings by their index in its VM (decoded against its VM's size).
+        let req = match req {
+            Request::YieldTo(t) => Request::YieldTo(self.global_id(self.vm_of(id), t)),
+            Request::Kick(t) => Request::Kick(self.global_id(self.vm_of(id), t)),
+            other => other,
+        };
         let now = self.now();
         let mut guard = self.lock();
         let st = &mut *guard;
+        let vm = self.vm_of(id) as usize;
         let after = match req {
             Request::Register => {
                 st.vcpus[id as usize].stats.registered = true;
@@ -344,7 +552,7 @@ impl<'m> Scheduler<'m> {
                     Some((Reported::Vcpu(field), value)) => {
                         *field(&mut st.vcpus[id as usize].stats) = value;
                     }
-                    Some((Reported::Counter, value)) => st.counter = Some(value),
+                    Some((Reported::Counter, value)) => st.vms[vm].counter = Some(value),
                     _ => {}
                 }
                 After::Resume
@@ -369,7 +577,7 @@ impl<'m> Scheduler<'m> {
                 }
             }
             Request::Wait => {
-                let stopping = st.stopping.is_some();
+                let stopping = st.vms[vm].stopping.is_some();
                 let nobody_waits = st.queue.is_empty();
                 let v = &mut st.vcpus[id as usize];
                 if v.kick_pending || stopping {
@@ -428,7 +636,7 @@ impl<'m> Scheduler<'m> {
         let now = self.now();
         let mut guard = self.lock();
         let st = &mut *guard;
-        let stopping = st.stopping.is_some();
+        let stopping = st.vms[self.vm_of(id) as usize].stopping.is_some();
         let v = &mut st.vcpus[id as usize];
         v.polling = false;
         if v.kick_pending || stopping || v.force_stop || v.state.pcpu().is_none() {
@@ -454,15 +662,27 @@ impl<'m> Scheduler<'m> {
     }
 
     /// vCPU `id` cannot go on (`why`: a fault, a bad exit, its thread could not start or
-    /// panicked): the failure is recorded, the vCPU is marked failed (unless it had already
-    /// finished), its pCPU freed, and the run ends.
+    /// panicked): the failure is recorded (with its VM's name when there are several), the
+    /// vCPU is marked failed (unless it had already finished), its pCPU freed, and its VM
+    /// stops: with one VM the run ends; with several the other VMs run on and share every
+    /// pCPU.
     pub fn fail(&self, id: u32, why: &str) {
         let now = self.now();
         let mut guard = self.lock();
         let st = &mut *guard;
-        st.failures.push(why.to_owned());
+        st.failures.push(self.prefixed(id, why));
         self.retire(st, id, VcpuState::Failed, now);
-        self.stop_now(st, now);
+        self.stop_vm(st, self.vm_of(id), now);
+    }
+
+    /// `why` about vCPU `id`, prefixed with its VM's name and its index there when the run
+    /// has several VMs (the host-wide index stays in `why`).
+    fn prefixed(&self, id: u32, why: &str) -> String {
+        if self.vms.len() == 1 {
+            why.to_owned()
+        } else {
+            format!("{}: {why}", self.name(id))
+        }
     }
 
     /// vCPU `id` was force-stopped at `rip` after `grace`.
@@ -471,9 +691,8 @@ impl<'m> Scheduler<'m> {
         let mut guard = self.lock();
         let st = &mut *guard;
         let rip = rip.map_or_else(|| "unknown".to_owned(), |r| format!("{r:#x}"));
-        st.failures.push(format!(
-            "vCPU {id} did not stop within {grace:?} of the stop request: rip={rip}"
-        ));
+        let why = format!("vCPU {id} did not stop within {grace:?} of the stop request: rip={rip}");
+        st.failures.push(self.prefixed(id, &why));
         self.retire(st, id, VcpuState::ForceStopped, now);
     }
 
@@ -485,8 +704,21 @@ impl<'m> Scheduler<'m> {
     // ----- calls from the tick thread and the run's main thread -----
 
     /// One scheduler tick at time `now`: applies the policy to every running vCPU.
+    ///
+    /// If the lock is held (a vCPU thread serving an exit, perhaps descheduled by the host
+    /// while it holds it), the tick does not wait: it kicks every pCPU holder whose slice is
+    /// over while others wait, from the values published for it (kept current under the lock),
+    /// and the vCPU thread brings the request to the policy under the lock (`on_eintr`), which
+    /// may still extend or continue it. Extensions are left to the next tick that gets the lock.
     pub fn tick(&self, now: u64) {
-        let mut guard = self.lock();
+        let mut guard = match self.state.try_lock() {
+            Ok(g) => g,
+            Err(TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(TryLockError::WouldBlock) => {
+                self.tick_without_lock(now);
+                return;
+            }
+        };
         let st = &mut *guard;
         for k in 0..self.nr_pcpus as usize {
             let Some(id) = st.pcpus[k] else { continue };
@@ -503,11 +735,52 @@ impl<'m> Scheduler<'m> {
         }
     }
 
+    /// The tick's lock-free path (see [`Scheduler::tick`]).
+    fn tick_without_lock(&self, now: u64) {
+        if self.waiting.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        for h in &self.holder {
+            let id = h.load(Ordering::Acquire);
+            if id == u32::MAX || now < self.due_ns[id as usize].load(Ordering::Acquire) {
+                continue;
+            }
+            if !self.requested[id as usize].swap(true, Ordering::AcqRel)
+                && let Some(kick) = self.kick_of(id)
+            {
+                self.lockfree_kicks.fetch_add(1, Ordering::Relaxed);
+                kick.kick();
+            }
+        }
+    }
+
+    /// Preemptions the tick asked for without the lock.
+    pub fn lockfree_kicks(&self) -> u64 {
+        self.lockfree_kicks.load(Ordering::Relaxed)
+    }
+
     /// Sets the guest's `stop` flag (the run's duration is over); wakes halted vCPUs.
     pub fn request_stop(&self) {
         let now = self.now();
         let mut guard = self.lock();
         self.stop_now(&mut guard, now);
+    }
+
+    /// Force-stops the vCPUs of every VM told to stop at least `grace` before `now` that
+    /// have not finished (each VM once).
+    pub fn force_stop_overdue(&self, now: u64, grace: u64) {
+        let mut guard = self.lock();
+        let st = &mut *guard;
+        for vm in 0..self.nr_vms() {
+            let r = &mut st.vms[vm as usize];
+            let overdue = r.stopping.is_some_and(|t| now >= t.saturating_add(grace));
+            if overdue && !r.forced {
+                r.forced = true;
+                for id in self.vm_vcpus(vm) {
+                    self.force_stop(st, id);
+                }
+            }
+        }
     }
 
     /// Stops every halt-poll in progress (a vCPU now waits for a pCPU, or the run stops).
@@ -540,16 +813,21 @@ impl<'m> Scheduler<'m> {
         let mut guard = self.lock();
         let st = &mut *guard;
         for id in 0..self.nr_vcpus() {
-            let v = &mut st.vcpus[id as usize];
-            if v.state.is_terminal() || v.force_stop {
-                continue;
-            }
-            v.force_stop = true;
-            if v.state.pcpu().is_some() {
-                self.request_preempt(st, id);
-            }
-            self.cvs[id as usize].notify_one();
+            self.force_stop(st, id);
         }
+    }
+
+    /// Force-stops vCPU `id` unless it has finished or is being force-stopped.
+    fn force_stop(&self, st: &mut SchedState, id: u32) {
+        let v = &mut st.vcpus[id as usize];
+        if v.state.is_terminal() || v.force_stop {
+            return;
+        }
+        v.force_stop = true;
+        if v.state.pcpu().is_some() {
+            self.request_preempt(st, id);
+        }
+        self.cvs[id as usize].notify_one();
     }
 
     /// Whether vCPU `id` has finished (exited, failed or force-stopped).
@@ -565,16 +843,31 @@ impl<'m> Scheduler<'m> {
     /// The guest's live progress (sum of the slots' `progress`, saturating: the guest writes
     /// them, and may write anything).
     pub fn progress(&self) -> u64 {
-        self.area
-            .slots()
+        self.vms
             .iter()
+            .flat_map(|v| v.area.slots())
             .map(|s| s.progress.load(Ordering::Relaxed))
             .fold(0, u64::saturating_add)
     }
 
-    /// A snapshot of every slot's hint fields and counters (guest-visible state).
+    /// A snapshot of every slot's hint fields and counters (guest-visible state), by
+    /// host-wide vCPU index.
     pub fn slot_snapshots(&self) -> Vec<SlotSnapshot> {
-        self.area.slots().iter().map(SlotSnapshot::of).collect()
+        self.vms
+            .iter()
+            .flat_map(|v| v.area.slots())
+            .map(SlotSnapshot::of)
+            .collect()
+    }
+
+    /// Every tick lateness measured: from when a preemption was due (the slice's end, or the
+    /// tick that found an extension over) to when the vCPU left its pCPU, ns.
+    pub fn lateness_ns(&self) -> Vec<u64> {
+        let st = self.lock();
+        st.vcpus
+            .iter()
+            .flat_map(|v| v.lateness_ns.iter().copied())
+            .collect()
     }
 
     /// Every wake-up latency measured (kick to resume of a halted or polling vCPU), TSC cycles.
@@ -586,7 +879,7 @@ impl<'m> Scheduler<'m> {
             .collect()
     }
 
-    /// The final per-vCPU statistics, the reported counter and the failures so far.
+    /// The final per-vCPU statistics, VM 0's reported counter and the failures so far.
     pub fn results(&self) -> (Vec<(VcpuState, VcpuStats)>, Option<u64>, Vec<String>) {
         let st = self.lock();
         (
@@ -594,8 +887,29 @@ impl<'m> Scheduler<'m> {
                 .iter()
                 .map(|v| (v.state, v.stats.clone()))
                 .collect(),
-            st.counter,
+            st.vms[0].counter,
             st.failures.clone(),
         )
+    }
+
+    /// Per VM: its reported counter, the pCPU time its vCPUs held (ns, up to now) and when it
+    /// was told to stop.
+    pub fn vm_results(&self) -> Vec<VmResult> {
+        let now = self.now();
+        let st = self.lock();
+        let mut held: Vec<u64> = st.vms.iter().map(|v| v.run_ns).collect();
+        for id in st.pcpus.iter().flatten() {
+            let v = &st.vcpus[*id as usize];
+            held[self.vm_of(*id) as usize] += v.run_since.map_or(0, |s| now.saturating_sub(s));
+        }
+        st.vms
+            .iter()
+            .zip(held)
+            .map(|(v, pcpu_ns)| VmResult {
+                counter: v.counter,
+                pcpu_ns,
+                stopped_at: v.stopping,
+            })
+            .collect()
     }
 }

@@ -55,6 +55,11 @@ impl RunQueue {
         }
     }
 
+    /// The waiting vCPUs, head first.
+    pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
+        self.0.iter().copied()
+    }
+
     /// How many vCPUs wait.
     pub fn len(&self) -> usize {
         self.0.len()

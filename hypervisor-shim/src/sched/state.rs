@@ -11,7 +11,6 @@
 //! The scheduler owns these states and every transition between them; the vCPU thread only
 //! learns what to do next ([`After`]).
 
-use super::kick::Kick;
 use super::metrics::VcpuStats;
 use super::os::ThreadClock;
 use super::run_queue::RunQueue;
@@ -114,7 +113,12 @@ pub(super) struct VcpuRecord {
     pub(super) kicked_tsc: Option<u64>,
     /// Wake-up latencies, kick to resume, TSC cycles (at most [`WAKE_SAMPLES`]).
     pub(super) wake_cycles: Vec<u32>,
-    pub(super) kick: Option<Box<dyn Kick>>,
+    /// When the pending preemption became due (the slice's end, or the tick that found the
+    /// extension over), until the vCPU leaves its pCPU or the request is dropped.
+    pub(super) preempt_due: Option<u64>,
+    /// Tick lateness samples: from when a preemption was due to when the vCPU left its pCPU,
+    /// ns (at most [`WAKE_SAMPLES`]).
+    pub(super) lateness_ns: Vec<u64>,
     pub(super) stats: VcpuStats,
 }
 
@@ -150,7 +154,8 @@ impl VcpuRecord {
             polling: false,
             kicked_tsc: None,
             wake_cycles: Vec::new(),
-            kick: None,
+            preempt_due: None,
+            lateness_ns: Vec::new(),
             stats: VcpuStats::default(),
         }
     }
@@ -166,6 +171,24 @@ impl fmt::Debug for VcpuRecord {
     }
 }
 
+/// What the scheduler keeps of one VM (host-wide accounting: see [`super::fair`]).
+#[derive(Debug, Default)]
+pub(super) struct VmRecord {
+    /// Its virtual runtime, not counting the vCPUs running now.
+    pub(super) vruntime: u64,
+    /// pCPU time its vCPUs held, ns, not counting the vCPUs running now.
+    pub(super) run_ns: u64,
+    /// When it was told to stop (its guest's `stop` flag), ns since the start.
+    pub(super) stopping: Option<u64>,
+    /// Whether its stragglers were force-stopped.
+    pub(super) forced: bool,
+    /// The vCPU (host-wide index) the last pause-loop exit in it boosted
+    /// (`kvm->last_boosted_vcpu`).
+    pub(super) last_boosted: u32,
+    /// Its protected counter's final value, as its guest reported it.
+    pub(super) counter: Option<u64>,
+}
+
 /// Everything the scheduler lock protects.
 #[derive(Debug)]
 pub(super) struct SchedState {
@@ -174,9 +197,9 @@ pub(super) struct SchedState {
     /// Which vCPU holds each pCPU.
     pub(super) pcpus: Vec<Option<u32>>,
     pub(super) overloaded_published: bool,
+    /// When every VM had been told to stop (the run's stop), ns since the start.
     pub(super) stopping: Option<u64>,
-    /// The vCPU the last pause-loop exit boosted (`kvm->last_boosted_vcpu`).
-    pub(super) last_boosted: u32,
-    pub(super) counter: Option<u64>,
+    /// Per VM.
+    pub(super) vms: Vec<VmRecord>,
     pub(super) failures: Vec<String>,
 }

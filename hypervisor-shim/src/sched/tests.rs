@@ -160,3 +160,97 @@ fn a_poll_without_a_kick_ends_in_a_real_halt() {
         assert_eq!(s.lock().vcpus[0].stats.halt_poll_hits, 0);
     });
 }
+
+#[test]
+fn tick_lateness_runs_from_the_slice_end_to_the_vcpu_leaving() {
+    with_sched(
+        3,
+        1,
+        Box::new(Ecs::new(200_000, SLICE.as_nanos() as u64)),
+        |s| {
+            let end = state(s, 0).1 + SLICE.as_nanos() as u64;
+            while s.now() < end + 2_000_000 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            // The tick comes 2 ms late; the thread acknowledges 1 ms after it.
+            s.tick(s.now());
+            std::thread::sleep(Duration::from_millis(1));
+            assert_eq!(s.on_eintr(0), After::Descheduled);
+            let l = s.lateness_ns();
+            assert_eq!(l.len(), 1);
+            assert!(l[0] >= 3_000_000, "{l:?}");
+            // vCPU 1 enters a section between the tick and its acknowledgement: the policy
+            // decides again and extends it; the dropped request leaves no sample.
+            let end = state(s, 1).1 + SLICE.as_nanos() as u64;
+            while s.now() < end {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            s.tick(s.now());
+            s.hint(1).cs_depth.store(1, Ordering::Release);
+            assert_eq!(s.on_eintr(1), After::Resume);
+            assert_eq!(s.lateness_ns().len(), 1);
+        },
+    );
+}
+
+/// A kick that counts (the test plays the vCPU thread).
+#[derive(Default)]
+struct CountingKick(std::sync::Arc<core::sync::atomic::AtomicU32>);
+
+impl Kick for CountingKick {
+    fn kick(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+    fn set_exit_request(&self, _: bool) {}
+}
+
+#[test]
+fn a_tick_that_finds_the_lock_held_still_preempts_on_time() {
+    with_sched(
+        3,
+        2,
+        Box::new(Ecs::new(200_000, SLICE.as_nanos() as u64)),
+        |s| {
+            let kicks: Vec<_> = (0..3)
+                .map(|id| {
+                    let k = CountingKick::default();
+                    let n = k.0.clone();
+                    s.register_thread(id, Box::new(k));
+                    n
+                })
+                .collect();
+            // vCPU 1 is in a section: the policy will extend it, not preempt it.
+            s.hint(1).cs_depth.store(1, Ordering::Release);
+            let end = state(s, 0).1 + SLICE.as_nanos() as u64;
+            while s.now() < end {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            // Another thread holds the lock (a vCPU thread the host descheduled): the tick
+            // does not wait for it, it kicks both holders whose slice is over.
+            let held = s.lock();
+            s.tick(s.now());
+            drop(held);
+            assert_eq!(s.lockfree_kicks(), 2);
+            assert_eq!(kicks[0].load(Ordering::Relaxed), 1);
+            assert_eq!(kicks[1].load(Ordering::Relaxed), 1);
+            // A second lock-free tick does not kick again while the requests stand.
+            let held = s.lock();
+            s.tick(s.now());
+            drop(held);
+            assert_eq!(s.lockfree_kicks(), 2);
+            // The vCPU threads bring the requests to the policy: 0 is preempted (2 gets the
+            // pCPU), 1 is in its section and gets its extension instead.
+            assert_eq!(s.on_eintr(0), After::Descheduled);
+            assert_eq!(state(s, 2).0, VcpuState::Running { pcpu: 0 });
+            assert_eq!(s.on_eintr(1), After::Resume);
+            assert!(s.lock().vcpus[1].ext_until.is_some(), "extended");
+            assert_eq!(s.lateness_ns().len(), 1, "0's lateness measured");
+            // During the extension the lock-free path leaves 1 alone (its end is the
+            // policy's to find); 2's fresh slice is not over.
+            let held = s.lock();
+            s.tick(s.now());
+            drop(held);
+            assert_eq!(s.lockfree_kicks(), 2);
+        },
+    );
+}

@@ -375,7 +375,13 @@ impl Backend for Linux {
     fn cs_exit() -> bool {
         THREAD
             .try_with(|t| {
-                let d = t.depth.get().wrapping_sub(1);
+                let d0 = t.depth.get();
+                if d0 & !NATIVE_BIAS == 0 {
+                    // An exit without an enter on this thread (a `force_unlock` of a lock
+                    // another thread took, issue 9): keep the depth at 0 instead of wrapping.
+                    return false;
+                }
+                let d = d0 - 1;
                 t.depth.set(d);
                 // Only threads on the extension reach 0 (native ones are biased, undecided
                 // ones have entered nothing).
