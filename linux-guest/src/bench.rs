@@ -162,6 +162,14 @@ pub fn run() -> Result<(), String> {
         "linux-guest: bench: this thread {}",
         ecs_sys::thread_backend()
     );
+    // The default grant is 5 µs; `ECS_GUEST_SLICE_NS` (a kernel command-line word) changes it.
+    if let Some(ns) = std::env::var("ECS_GUEST_SLICE_NS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        let old = crate::kstats::set_slice_nsec(ns)?;
+        println!("linux-guest: bench: grant {ns} ns (was {old})");
+    }
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut rows = Vec::new();
     for lock in LOCKS {
