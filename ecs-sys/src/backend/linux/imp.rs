@@ -18,15 +18,18 @@ const UNDECIDED: usize = 0;
 /// `Thread::ctrl`: this thread takes the native path (`Thread::why` says why).
 const NATIVE: usize = 1;
 
-/// Added to `Thread::depth` of a thread on the native path (depths stay below it).
-const NATIVE_BIAS: u32 = 1 << 31;
+/// Added to `Thread::depth` of a thread on the native path: its word never reaches 0, so its
+/// entries skip the decision/request branch, and its exits take the plain decrement whenever
+/// the word is above 1.
+const NATIVE_BIAS: u32 = 1;
 
 /// Per-thread state. Const-initialised and without `Drop`, so `thread_local!` compiles to a
 /// plain `#[thread_local]` access: no lazy initialisation, no destructor registration.
 struct Thread {
     /// Enlightened critical-section depth, plus [`NATIVE_BIAS`] once the thread has decided on
-    /// the native path: then the word never reaches 0, and the fast path's only extra work is
-    /// the `== 0` test the depth update already sets the flags for.
+    /// the native path. Entries test the old word for 0 (outermost on the extension, or not yet
+    /// decided); exits test it for <= 1 (outermost on the extension, or an exit without an
+    /// enter). Either way one compare beyond the native backend's increment/decrement.
     depth: Cell<u32>,
     /// [`UNDECIDED`], [`NATIVE`], or the address of this thread's `rseq.slice_ctrl`.
     ctrl: Cell<usize>,
@@ -306,8 +309,8 @@ fn release(ctrl: usize) -> bool {
 
 /// Records the thread's `ctrl`; going native biases the depth so sections skip every check.
 fn set_ctrl(t: &Thread, ctrl: usize) {
-    t.ctrl.set(ctrl);
-    if ctrl == NATIVE && t.depth.get() < NATIVE_BIAS {
+    let was = t.ctrl.replace(ctrl);
+    if ctrl == NATIVE && was != NATIVE {
         t.depth.set(t.depth.get() + NATIVE_BIAS);
     }
 }
@@ -376,18 +379,18 @@ impl Backend for Linux {
         THREAD
             .try_with(|t| {
                 let d0 = t.depth.get();
-                if d0 & !NATIVE_BIAS == 0 {
-                    // An exit without an enter on this thread (a `force_unlock` of a lock
-                    // another thread took, issue 9): keep the depth at 0 instead of wrapping.
+                if d0 > 1 {
+                    // Nested, or any exit of a native thread (biased).
+                    t.depth.set(d0 - 1);
                     return false;
                 }
-                let d = d0 - 1;
-                t.depth.set(d);
-                // Only threads on the extension reach 0 (native ones are biased, undecided
-                // ones have entered nothing).
-                if d == 0 {
-                    let c = t.ctrl.get();
-                    if c > NATIVE && release(c) {
+                // 1: the outermost exit on the extension, or an exit without an enter on a
+                // native thread; 0: an exit without an enter (a `force_unlock` of a lock
+                // another thread took, issue 9). Without an enter the depth stays put.
+                let c = t.ctrl.get();
+                if d0 == 1 && c > NATIVE {
+                    t.depth.set(0);
+                    if release(c) {
                         t.pending.set(true);
                         return true;
                     }
@@ -400,7 +403,14 @@ impl Backend for Linux {
     #[inline]
     fn cs_depth() -> u32 {
         THREAD
-            .try_with(|t| t.depth.get() & !NATIVE_BIAS)
+            .try_with(|t| {
+                let d = t.depth.get();
+                if t.ctrl.get() == NATIVE {
+                    d - NATIVE_BIAS
+                } else {
+                    d
+                }
+            })
             .unwrap_or(0)
     }
 
