@@ -509,6 +509,27 @@ mod tests {
     }
 
     #[test]
+    fn exit_without_enter_keeps_the_depth_at_zero() {
+        // Undecided, then decided (on this host's path, whichever it is): an exit without an
+        // enter (force_unlock of another thread's lock) never wraps the depth.
+        std::thread::spawn(|| {
+            assert!(!Linux::cs_exit());
+            assert_eq!(Linux::cs_depth(), 0);
+            let _ = Linux::thread_backend();
+            assert!(!Linux::cs_exit());
+            assert_eq!(Linux::cs_depth(), 0);
+            Linux::cs_enter();
+            assert_eq!(Linux::cs_depth(), 1);
+            let _ = Linux::cs_exit();
+            assert_eq!(Linux::cs_depth(), 0);
+            assert!(!Linux::cs_exit());
+            assert_eq!(Linux::cs_depth(), 0);
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
     fn decision_is_stable_and_request_clear_after_sections() {
         let first = Linux::thread_backend();
         Linux::cs_enter();
