@@ -190,7 +190,7 @@ impl ReaderSlot {
             let deadline = crate::park::to_deadline(nap);
             // SAFETY: the key is this slot's address, which only RCU parks on; `validate`
             // only reads the slot and cannot unwind; the other callbacks do nothing.
-            unsafe {
+            let _result = unsafe {
                 crate::park::park(
                     key,
                     || !self.passed(target),
@@ -200,6 +200,10 @@ impl ReaderSlot {
                     deadline,
                 )
             };
+            #[cfg(test)]
+            if matches!(_result, crate::park::ParkResult::Unparked(_)) {
+                tests::WOKEN_BY_READER.fetch_add(1, Ordering::Relaxed);
+            }
             self.notify.fetch_sub(1, Ordering::Relaxed);
             nap = (nap * 2).min(SLEEP_MAX);
         }
@@ -784,6 +788,62 @@ mod tests {
             slots::registered() < before + 8,
             "slots of exited threads are reused"
         );
+    }
+
+    /// Naps of sleeping writers that ended because a reader's outermost unlock woke them (not
+    /// by their timeout).
+    #[allow(clippy::disallowed_types, reason = "a test counter, not lock state")]
+    pub(super) static WOKEN_BY_READER: core::sync::atomic::AtomicU32 =
+        core::sync::atomic::AtomicU32::new(0);
+
+    /// A writer asleep on a long section is woken by the reader's outermost unlock, not only
+    /// by its nap timeout (which alone would also end the wait, within `SLEEP_MAX`: a lost
+    /// wake-up would go unnoticed by a latency check). Also with the reader's slot being its
+    /// teardown slot, whose unlock takes the `notify` slow path for both reasons at once.
+    #[test]
+    fn sleeping_writer_is_woken_by_the_outermost_unlock() {
+        use std::sync::{Arc, Barrier};
+        use std::time::Duration;
+        for teardown in [false, true] {
+            let before = WOKEN_BY_READER.load(Ordering::Relaxed);
+            let entered = Arc::new(Barrier::new(2));
+            let e2 = Arc::clone(&entered);
+            let reader = std::thread::spawn(move || {
+                let hold = move || {
+                    let s = read_lock();
+                    e2.wait();
+                    // Long against the writer's spin phase, so it is asleep by the unlock.
+                    std::thread::sleep(Duration::from_millis(100));
+                    // SAFETY: the section above, on this thread.
+                    unsafe { read_unlock(s) };
+                };
+                if teardown {
+                    struct Late(Option<Box<dyn FnOnce()>>);
+                    impl Drop for Late {
+                        fn drop(&mut self) {
+                            if let Some(f) = self.0.take() {
+                                f();
+                            }
+                        }
+                    }
+                    std::thread_local! {
+                        static LATE: core::cell::RefCell<Late> =
+                            const { core::cell::RefCell::new(Late(None)) };
+                    }
+                    LATE.with(|l| l.borrow_mut().0 = Some(Box::new(hold)));
+                    read_lock_unlock(); // the handle is destroyed before `LATE`
+                } else {
+                    hold();
+                }
+            });
+            entered.wait();
+            wait(start());
+            reader.join().unwrap();
+            assert!(
+                WOKEN_BY_READER.load(Ordering::Relaxed) > before,
+                "the writer's wait ended by timeout only (teardown slot: {teardown})"
+            );
+        }
     }
 
     /// Runs `f` in a destructor of a thread-local registered before the thread's RCU handle,
