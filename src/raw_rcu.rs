@@ -165,8 +165,10 @@ impl ReaderSlot {
     ///
     /// The sleep is a park on the slot's address, announced in `notify`'s count; the reader's
     /// outermost unlock reads `notify` after its release store and wakes the slot's
-    /// sleepers. Readers do not fence there (the read path stays one store), so a reader may
-    /// miss a writer that announced itself at that very moment: each sleep is therefore timed
+    /// sleepers. Readers do not fence there (the read path stays one store); the writer
+    /// issues a process-wide barrier ([`heavy_barrier`]) after announcing itself instead, so
+    /// the two cannot miss each other. Where that barrier is unavailable a reader may miss a
+    /// writer that announced itself at that very moment: each sleep is therefore also timed
     /// (from [`SLEEP_MIN`] doubling to [`SLEEP_MAX`]) and the writer re-checks when it ends.
     fn wait_passed(&self, target: u64) {
         let mut backoff = Backoff::new();
@@ -187,6 +189,12 @@ impl ReaderSlot {
         let mut nap = SLEEP_MIN;
         while !self.passed(target) {
             self.notify.fetch_add(1, Ordering::SeqCst);
+            // The reader's unlock stores `ctr` and then loads `notify` with no fence between
+            // (store buffering could let it read the old count while this writer reads the old
+            // `ctr`, and both miss each other). A process-wide barrier here upgrades the
+            // reader's compiler fence to a full one: either its store is visible to the
+            // re-check in `validate`, or its load sees this announcement.
+            heavy_barrier();
             let deadline = crate::park::to_deadline(nap);
             // SAFETY: the key is this slot's address, which only RCU parks on; `validate`
             // only reads the slot and cannot unwind; the other callbacks do nothing.
@@ -272,12 +280,38 @@ pub(crate) unsafe fn read_unlock(slot: &'static ReaderSlot) {
     slot.ctr.store(v - 1, Ordering::Release);
     #[cfg(feature = "std")]
     if v & DEPTH_MASK == 1 {
+        // Free at run time; a sleeping writer's `heavy_barrier` makes it a full fence
+        // (liburcu's membarrier scheme): the store above is ordered before the load below.
+        core::sync::atomic::compiler_fence(core::sync::atomic::Ordering::SeqCst);
         let notify = slot.notify.load(Ordering::Relaxed);
         if notify != 0 {
             left_outermost_slow(slot, notify);
         }
     }
     cs::exit();
+}
+
+/// A memory barrier on every running thread of the process (Linux `membarrier`, private
+/// expedited), pairing with the compiler fence of `read_unlock`. Without it (another OS, or a
+/// kernel that refuses it) a sleeping writer can miss a wake-up, and its nap timeout
+/// ([`SLEEP_MAX`]) bounds the delay.
+#[cfg(all(feature = "std", not(loom)))]
+#[cold]
+fn heavy_barrier() {
+    #[cfg(target_os = "linux")]
+    {
+        /// `MEMBARRIER_CMD_PRIVATE_EXPEDITED` (linux/membarrier.h; not in `libc`).
+        const PRIVATE_EXPEDITED: libc::c_int = 1 << 3;
+        /// `MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED`.
+        const REGISTER_PRIVATE_EXPEDITED: libc::c_int = 1 << 4;
+        static REGISTERED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        // SAFETY: membarrier takes two integers and touches no memory of ours.
+        let membarrier =
+            |cmd: libc::c_int| unsafe { libc::syscall(libc::SYS_membarrier, cmd, 0) } == 0;
+        if *REGISTERED.get_or_init(|| membarrier(REGISTER_PRIVATE_EXPEDITED)) {
+            membarrier(PRIVATE_EXPEDITED);
+        }
+    }
 }
 
 /// The rare work of an outermost unlock (`notify != 0`): wake sleeping writers, free a
