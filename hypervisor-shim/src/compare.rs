@@ -662,11 +662,12 @@ pub fn mmss(d: Duration) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::sched::VcpuStats;
 
-    fn report(vcpus: u32, policy: PolicyKind, ops_per_sec: f64) -> RunReport {
+    /// A passing run's report with `ops_per_sec` (for the summaries' tests).
+    pub(crate) fn report(vcpus: u32, policy: PolicyKind, ops_per_sec: f64) -> RunReport {
         RunReport {
             lock: Lock(LockKind::Spin),
             policy,

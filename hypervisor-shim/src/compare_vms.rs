@@ -640,6 +640,111 @@ pub fn describe(plan: &VmPlan, preset: &str) -> String {
 mod tests {
     use super::*;
     use crate::config::VmConfig;
+    use crate::run::VmReport;
+    use crate::sched::VcpuStats;
+
+    fn vm(k: u32, spec: &str, ops_per_sec: f64, cpu_ns: u64, failed: bool) -> VmReport {
+        VmReport {
+            vm: k,
+            spec: spec.to_owned(),
+            workload: Lock(LockKind::Spin),
+            vcpus: 2,
+            weight: 1,
+            misbehave: "none",
+            first_vcpu: 2 * k,
+            ops_per_sec,
+            ops_per_cpu_sec: ops_per_sec,
+            total: VcpuStats {
+                cpu_ns,
+                ..VcpuStats::default()
+            },
+            pcpu_ns: 500,
+            pcpu_share: 0.5,
+            fair_share: 0.5,
+            of_fair_share: 1.0,
+            jain: None,
+            counter: None,
+            stopped_at_secs: None,
+            failures: if failed {
+                vec!["VM x: bad".into()]
+            } else {
+                Vec::new()
+            },
+        }
+    }
+
+    #[test]
+    fn each_vm_is_paired_with_itself_under_baseline_in_the_same_round() {
+        let spec = VmPlanSpec {
+            groups: vec![vec![
+                VmConfig::new(2, LockKind::Spin),
+                VmConfig::new(2, LockKind::Hog),
+            ]],
+            pcpus: 2,
+            policies: vec![PolicyKind::Baseline, PolicyKind::Ple, PolicyKind::Ecs],
+            one_vm_references: false,
+            rounds: 6,
+            secs: 1.0,
+            grace: None,
+        };
+        let t = RunConfig::new(2, 2, LockKind::Spin, PolicyKind::Baseline);
+        let plan = VmPlan::new(&spec, t, 3);
+        let mut runs = Vec::new();
+        for round in 0..6u32 {
+            let r = f64::from(round);
+            for (policy, lock_ops, hog_ops, hog_cpu) in [
+                (PolicyKind::Baseline, 100.0 + r, 200.0, 2000),
+                (PolicyKind::Ple, 120.0, 200.0, 2000),
+                (PolicyKind::Ecs, 2.0 * (100.0 + r), 190.0, 1900),
+            ] {
+                let mut report = crate::compare::tests::report(4, policy, lock_ops + hog_ops);
+                // Round 2: the lock VM fails under ecs (its neighbour's figures still count).
+                let failed = round == 2 && policy == PolicyKind::Ecs;
+                report.vms = vec![
+                    vm(0, "2:spin", lock_ops, 1000, failed),
+                    vm(1, "2:hog", hog_ops, hog_cpu, false),
+                ];
+                runs.push(VmRoundRun {
+                    round,
+                    position: 0,
+                    group: 0,
+                    alone: None,
+                    report,
+                });
+            }
+        }
+        let rows = summarize(&plan, &runs);
+        assert_eq!(rows.len(), 6);
+        let row = |k: usize, p| rows.iter().find(|r| r.vm == k && r.policy == p).unwrap();
+        let lock_ecs = row(0, PolicyKind::Ecs);
+        assert_eq!((lock_ecs.rounds, lock_ecs.failed), (6, 1));
+        let x = lock_ecs.work_x_base.unwrap();
+        assert_eq!((x.n, x.median), (5, 2.0), "paired round by round");
+        assert_eq!(lock_ecs.cpu_x_base.unwrap().median, 1.0);
+        let hog_ecs = row(1, PolicyKind::Ecs);
+        assert_eq!(hog_ecs.work_x_base.unwrap().n, 6);
+        assert!((hog_ecs.cpu_x_base.unwrap().median - 0.95).abs() < 1e-12);
+        assert!(
+            hog_ecs.work_x_base.unwrap().interval.is_some(),
+            "6 rounds: an interval"
+        );
+        assert_eq!(
+            row(0, PolicyKind::Baseline).work_x_base.unwrap().median,
+            1.0
+        );
+        let lines = target_lines(&plan, &rows);
+        assert!(
+            lines.contains("2:spin under ecs >= 1.5x its baseline work: 2.00, met"),
+            "{lines}"
+        );
+        assert!(
+            lines.contains("hog keeps >= 95 % of its baseline work and CPU time: work 0.95, met"),
+            "{lines}"
+        );
+        let c = chart(&plan, &rows);
+        assert_eq!(c.bars.len(), 6);
+        assert!(c.sub_labels.iter().any(|(_, t)| t == "2:hog beside 2:spin"));
+    }
 
     fn plan(p: VmPreset) -> VmPlan {
         let t = RunConfig::new(2, 2, LockKind::Spin, PolicyKind::Baseline);

@@ -61,7 +61,7 @@ struct PlotArgs {
 
 #[derive(Args, Debug)]
 struct RunArgs {
-    /// A VM sharing the pCPUs, repeatable: VCPUS:WORKLOAD[:WEIGHT[:MISBEHAVE]] (WORKLOAD a
+    /// A VM sharing the pCPUs, repeatable: `VCPUS:WORKLOAD[:WEIGHT[:MISBEHAVE]]` (WORKLOAD a
     /// lock kind or `hog`, CPU-bound without locks; WEIGHT 1..=1000, default 1: the VMs get
     /// pCPU time in proportion). Each is its own KVM VM. Without it, one VM of --vcpus
     /// running --lock (`--vm N:K`).
@@ -103,7 +103,7 @@ struct CompareArgs {
     /// work and CPU time are compared with the same VM's under baseline in the same round.
     #[arg(long, value_name = "NAME", conflicts_with_all = ["preset", "quick", "vcpus", "locks"])]
     vm_preset: Option<hypervisor_shim::compare_vms::VmPreset>,
-    /// One group of VMs sharing the pCPUs (repeatable, VCPUS:WORKLOAD[:WEIGHT[:MISBEHAVE]]),
+    /// One group of VMs sharing the pCPUs (repeatable, `VCPUS:WORKLOAD[:WEIGHT[:MISBEHAVE]]`),
     /// compared as --vm-preset does (it replaces the preset's groups).
     #[arg(long = "vm", value_name = "SPEC", value_parser = parse_vm, conflicts_with_all = ["preset", "quick", "vcpus", "locks"])]
     vms: Vec<VmConfig>,

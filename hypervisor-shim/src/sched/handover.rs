@@ -41,6 +41,9 @@ impl Scheduler<'_> {
         v.host_stalled = false;
         st.pcpus[k as usize] = Some(h);
         self.holder[k as usize].store(h, Ordering::Release);
+        // A lock-free request left from its previous turn would keep the tick's lock-free path
+        // from asking again in this one.
+        self.requested[h as usize].store(false, Ordering::Release);
         self.sync_due(st, h);
         self.reset_ple_window(st, h);
         if self.hints {

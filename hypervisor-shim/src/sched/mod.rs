@@ -18,6 +18,7 @@
 //! handover.rs   grant, vacate, queue, yield, retire, stop (with the lock held)
 //! state.rs      vCPU states, what the vCPU thread does next, what the lock protects
 //! run_queue.rs  the FIFO of runnable vCPUs
+//! fair.rs       fair shares between VMs: weighted virtual runtime, which VM a free pCPU goes to
 //! policy.rs     the Policy trait and its views; baseline.rs, ple.rs, ecs.rs implement it
 //! kick.rs       the interface the vCPU side implements to be preempted
 //! metrics.rs    per-vCPU counters, guest report keys, hint-slot snapshots
@@ -27,6 +28,10 @@
 //! Preemption is a [`Kick`] (vcpu.rs: a signal that sets `immediate_exit`); the vCPU thread
 //! acknowledges it when `KVM_RUN` returns `EINTR`, and only then is the pCPU handed to the next
 //! vCPU, so two vCPUs never run on one pCPU.
+//!
+//! The tick does not wait for the lock: if a vCPU thread holds it, the tick kicks the pCPU
+//! holders whose slice is over from values kept current under the lock, and the policy decides
+//! on each request under the lock when the vCPU leaves guest mode ([`Scheduler::tick`]).
 //!
 //! Metrics are kept here, host-side, and are authoritative (the guest may scribble on its
 //! slot); a copy goes into each slot's counters for the guest to read.
@@ -702,7 +707,7 @@ impl<'m> Scheduler<'m> {
     ///
     /// If the lock is held (a vCPU thread serving an exit, perhaps descheduled by the host
     /// while it holds it), the tick does not wait: it kicks every pCPU holder whose slice is
-    /// over while others wait, from the values published for it ([`Scheduler::sync_due`]),
+    /// over while others wait, from the values published for it (kept current under the lock),
     /// and the vCPU thread brings the request to the policy under the lock (`on_eintr`), which
     /// may still extend or continue it. Extensions are left to the next tick that gets the lock.
     pub fn tick(&self, now: u64) {
