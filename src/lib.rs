@@ -86,6 +86,27 @@
 //! | `--cfg ecs_guest` | for code inside an `ecs-shim` VM (`no_std`, x86_64): hints read from the vCPU's shared slot, blocking locks halt with the WAIT hypercall and are woken by KICK. Undefined behaviour anywhere else (`%fs` is the TLS block on Linux). |
 //! | `--cfg ecs_portable_park` | testing aid: with `std`, the blocking locks use the crate's portable wait queue (waiters spin) instead of parking_lot_core, so the native suites exercise the guest's queue logic (`scripts/test-all.sh`) |
 //!
+//! The spinning family's guards are `!Send` under every feature set, `send_guard` included:
+//! their holder is a critical section of the acquiring thread (its depth is the hint the host
+//! reads), so a release elsewhere would unbalance two threads' depths.
+//!
+//! ```compile_fail
+//! fn assert_send<T: Send>() {}
+//! assert_send::<ecs_locks::SpinMutexGuard<'static, ()>>();
+//! ```
+//! ```compile_fail
+//! fn assert_send<T: Send>() {}
+//! assert_send::<ecs_locks::TicketMutexGuard<'static, ()>>();
+//! ```
+//! ```compile_fail
+//! fn assert_send<T: Send>() {}
+//! assert_send::<ecs_locks::SpinRwLockReadGuard<'static, ()>>();
+//! ```
+//! ```compile_fail
+//! fn assert_send<T: Send>() {}
+//! assert_send::<ecs_locks::McsMutexGuard<'static, ()>>();
+//! ```
+//!
 //! # Misuse
 //!
 //! The raw APIs are `unsafe` where the type system cannot check the contract (unlocking with

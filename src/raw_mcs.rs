@@ -80,9 +80,9 @@
 //!
 //! **Fallback.** If a flow has no node (its thread-local is already destroyed, as in a lock
 //! taken by a TLS destructor; its vCPU id is out of range; or its node is in use, which the
-//! protocol never does; or it is pending, see above), it waits without queueing: it reads `locked` until it is 0 and
-//! CASes it (test-and-test-and-set, as `SpinMutex` does). Correct, it never blocks the queue,
-//! and it competes with the queue head like any arrival.
+//! protocol never does; or it is pending, see above), it waits without queueing: it reads
+//! `locked` until it is 0 and CASes it (test-and-test-and-set, as `SpinMutex` does). Correct,
+//! it never blocks the queue, and it competes with the queue head like any arrival.
 //!
 //! # Enlightenment
 //!
@@ -96,8 +96,8 @@
 //! preempted (that predecessor is the one who will make it head). Waiters never halt and do
 //! not act on the predecessor's hint before spinning a while: Linux once let qspinlock
 //! waiters halt on a preempted predecessor and throughput under heavy over-commit fell about
-//! 8x (docs/DESIGN.md, "Enlightenment rules", pitfalls). Natively (no live hints) every waiter past the spin limit yields
-//! its thread to the OS (`Backoff`).
+//! 8x (docs/DESIGN.md, "Enlightenment rules"). Natively (no live hints) every waiter past
+//! the spin limit yields its thread to the OS (`Backoff`).
 //!
 //! # Words
 //!

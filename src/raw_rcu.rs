@@ -75,8 +75,9 @@
 //!   slots. A thread claims a free slot on its first `read_lock` (a thread-local handle from
 //!   `crate::sync::thread_local!`) or pushes a new one; the handle's destructor frees the slot
 //!   for the next thread. Sections taken after the handle is gone (in other thread-locals'
-//!   destructors) share one teardown slot per thread, freed when its outermost section ends. Slots are never deallocated, so a writer walking the list never
-//!   touches freed memory, and the list grows without blocking readers or writers.
+//!   destructors) share one teardown slot per thread, freed when its outermost section ends.
+//!   Slots are never deallocated, so a writer walking the list never touches freed memory,
+//!   and the list grows without blocking readers or writers.
 //! - `guest` (no_std, one flow per vCPU, no TLS): a static table of one slot per vCPU, indexed by
 //!   `cs::vcpu_id()`, bounded by [`ecs_sys::abi::MAX_VCPUS`]; writers scan up to the highest vCPU
 //!   that ever read.
@@ -125,11 +126,19 @@ pub(crate) struct ReaderSlot {
     ctr: AtomicU64,
     /// The vCPU the reader ran on at its outermost `read_lock` (for directed yields).
     vcpu: AtomicU32,
-    /// Writers asleep waiting for this slot's section (`std`): the reader's outermost unlock
-    /// wakes them when it sees a non-zero count (see [`Self::wait_passed`]).
-    #[cfg(all(feature = "std", not(loom)))]
-    sleepers: AtomicU32,
+    /// What the reader's outermost unlock must do besides its store (`std`), in one word so
+    /// that an uncontended unlock reads one field of the slot it just wrote and touches no
+    /// thread-local: the count of writers asleep on the slot (low bits, see
+    /// [`Self::wait_passed`]) and [`TEARDOWN_SLOT`]. Zero on the common path.
+    #[cfg(feature = "std")]
+    notify: AtomicU32,
 }
+
+/// `ReaderSlot::notify` bit: the slot is its thread's teardown slot, freed by its outermost
+/// unlock (see `slots::teardown_slot`). Set and cleared by the owning thread only; the
+/// sleeper count below it is changed by writers with RMWs, which leave the bit alone.
+#[cfg(feature = "std")]
+const TEARDOWN_SLOT: u32 = 1 << 31;
 
 impl ReaderSlot {
     crate::sync::loom_const_fn! {
@@ -137,8 +146,8 @@ impl ReaderSlot {
             Self {
                 ctr: AtomicU64::new(0),
                 vcpu: AtomicU32::new(0),
-                #[cfg(all(feature = "std", not(loom)))]
-                sleepers: AtomicU32::new(0),
+                #[cfg(feature = "std")]
+                notify: AtomicU32::new(0),
             }
         }
     }
@@ -154,10 +163,12 @@ impl ReaderSlot {
     /// while it is preempted), then, with `std`, sleeps (issue 9: a grace period used to spin
     /// and yield for as long as the reader's section lasted).
     ///
-    /// The sleep is a park on the slot's address, announced in `sleepers`; the reader's
-    /// outermost unlock reads `sleepers` after its release store and wakes the slot's
-    /// sleepers. Readers do not fence there (the read path stays one store), so a reader may
-    /// miss a writer that announced itself at that very moment: each sleep is therefore timed
+    /// The sleep is a park on the slot's address, announced in `notify`'s count; the reader's
+    /// outermost unlock reads `notify` after its release store and wakes the slot's
+    /// sleepers. Readers do not fence there (the read path stays one store); the writer
+    /// issues a process-wide barrier ([`heavy_barrier`]) after announcing itself instead, so
+    /// the two cannot miss each other. Where that barrier is unavailable a reader may miss a
+    /// writer that announced itself at that very moment: each sleep is therefore also timed
     /// (from [`SLEEP_MIN`] doubling to [`SLEEP_MAX`]) and the writer re-checks when it ends.
     fn wait_passed(&self, target: u64) {
         let mut backoff = Backoff::new();
@@ -177,11 +188,17 @@ impl ReaderSlot {
         let key = core::ptr::from_ref(self).addr();
         let mut nap = SLEEP_MIN;
         while !self.passed(target) {
-            self.sleepers.fetch_add(1, Ordering::SeqCst);
+            self.notify.fetch_add(1, Ordering::SeqCst);
+            // The reader's unlock stores `ctr` and then loads `notify` with no fence between
+            // (store buffering could let it read the old count while this writer reads the old
+            // `ctr`, and both miss each other). A process-wide barrier here upgrades the
+            // reader's compiler fence to a full one: either its store is visible to the
+            // re-check in `validate`, or its load sees this announcement.
+            heavy_barrier();
             let deadline = crate::park::to_deadline(nap);
             // SAFETY: the key is this slot's address, which only RCU parks on; `validate`
             // only reads the slot and cannot unwind; the other callbacks do nothing.
-            unsafe {
+            let _result = unsafe {
                 crate::park::park(
                     key,
                     || !self.passed(target),
@@ -191,7 +208,11 @@ impl ReaderSlot {
                     deadline,
                 )
             };
-            self.sleepers.fetch_sub(1, Ordering::Relaxed);
+            #[cfg(test)]
+            if matches!(_result, crate::park::ParkResult::Unparked(_)) {
+                tests::WOKEN_BY_READER.fetch_add(1, Ordering::Relaxed);
+            }
+            self.notify.fetch_sub(1, Ordering::Relaxed);
             nap = (nap * 2).min(SLEEP_MAX);
         }
     }
@@ -257,14 +278,55 @@ pub(crate) unsafe fn read_unlock(slot: &'static ReaderSlot) {
     debug_assert!(v & DEPTH_MASK != 0, "RCU read_unlock without read_lock");
     // The outermost unlock leaves the epoch behind: a quiescent slot's epoch is never looked at.
     slot.ctr.store(v - 1, Ordering::Release);
+    #[cfg(feature = "std")]
     if v & DEPTH_MASK == 1 {
-        #[cfg(all(feature = "std", not(loom)))]
-        if slot.sleepers.load(Ordering::Relaxed) != 0 {
-            slot.wake_sleepers();
+        // Free at run time; a sleeping writer's `heavy_barrier` makes it a full fence
+        // (liburcu's membarrier scheme): the store above is ordered before the load below.
+        core::sync::atomic::compiler_fence(core::sync::atomic::Ordering::SeqCst);
+        let notify = slot.notify.load(Ordering::Relaxed);
+        if notify != 0 {
+            left_outermost_slow(slot, notify);
         }
-        slots::left_outermost(slot);
     }
     cs::exit();
+}
+
+/// A memory barrier on every running thread of the process (Linux `membarrier`, private
+/// expedited), pairing with the compiler fence of `read_unlock`. Without it (another OS, or a
+/// kernel that refuses it) a sleeping writer can miss a wake-up, and its nap timeout
+/// ([`SLEEP_MAX`]) bounds the delay.
+#[cfg(all(feature = "std", not(loom)))]
+#[cold]
+fn heavy_barrier() {
+    #[cfg(target_os = "linux")]
+    {
+        /// `MEMBARRIER_CMD_PRIVATE_EXPEDITED` (linux/membarrier.h; not in `libc`).
+        const PRIVATE_EXPEDITED: libc::c_int = 1 << 3;
+        /// `MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED`.
+        const REGISTER_PRIVATE_EXPEDITED: libc::c_int = 1 << 4;
+        static REGISTERED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        // SAFETY: membarrier takes two integers and touches no memory of ours.
+        let membarrier =
+            |cmd: libc::c_int| unsafe { libc::syscall(libc::SYS_membarrier, cmd, 0) } == 0;
+        if *REGISTERED.get_or_init(|| membarrier(REGISTER_PRIVATE_EXPEDITED)) {
+            membarrier(PRIVATE_EXPEDITED);
+        }
+    }
+}
+
+/// The rare work of an outermost unlock (`notify != 0`): wake sleeping writers, free a
+/// teardown slot.
+#[cfg(feature = "std")]
+#[cold]
+#[inline(never)]
+fn left_outermost_slow(slot: &'static ReaderSlot, notify: u32) {
+    #[cfg(not(loom))]
+    if notify & !TEARDOWN_SLOT != 0 {
+        slot.wake_sleepers();
+    }
+    if notify & TEARDOWN_SLOT != 0 {
+        slots::left_outermost(slot);
+    }
 }
 
 /// Whether the calling thread (vCPU) is inside a read-side section.
@@ -405,7 +467,7 @@ impl Domain {
 /// The per-thread registry (std).
 #[cfg(all(feature = "std", not(ecs_guest)))]
 mod slots {
-    use super::{Domain, ReaderSlot};
+    use super::{Domain, ReaderSlot, TEARDOWN_SLOT};
     use crate::sync::{AtomicBool, Ordering};
     use core::cell::Cell;
     use crossbeam_utils::CachePadded;
@@ -459,6 +521,10 @@ mod slots {
             if self.0.slot.depth() == 0 {
                 self.0.in_use.store(false, Ordering::Release);
             } else {
+                self.0
+                    .slot
+                    .notify
+                    .fetch_or(TEARDOWN_SLOT, Ordering::Relaxed);
                 let _ = TEARDOWN.try_with(|t| t.set(self.0));
             }
         }
@@ -506,19 +572,26 @@ mod slots {
             return &unsafe { &*cached }.slot;
         }
         let entry = claim();
+        entry.slot.notify.fetch_or(TEARDOWN_SLOT, Ordering::Relaxed);
         // `TEARDOWN` has no destructor, so this cannot fail on a live thread.
         let _ = TEARDOWN.try_with(|t| t.set(entry));
         &entry.slot
     }
 
-    /// Called when `slot`'s outermost section ended: frees the thread's teardown slot.
-    #[inline]
+    /// Called when the outermost section of `slot`, marked [`TEARDOWN_SLOT`], ended: frees
+    /// the thread's teardown slot.
     pub(super) fn left_outermost(slot: &'static ReaderSlot) {
         let _ = TEARDOWN.try_with(|t| {
             let e = t.get();
             if !e.is_null() && core::ptr::eq(slot, &unsafe_entry(e).slot) {
                 t.set(core::ptr::null());
-                unsafe_entry(e).in_use.store(false, Ordering::Release);
+                let entry = unsafe_entry(e);
+                entry
+                    .slot
+                    .notify
+                    .fetch_and(!TEARDOWN_SLOT, Ordering::Relaxed);
+                // Release: the next owner's claim (Acquire) sees the cleared mark.
+                entry.in_use.store(false, Ordering::Release);
             }
         });
     }
@@ -544,6 +617,9 @@ mod slots {
             let this = core::ptr::from_ref(node);
             if this != mine && this != teardown && node.in_use.load(Ordering::Relaxed) {
                 node.slot.ctr.store(0, Ordering::Release);
+                node.slot
+                    .notify
+                    .fetch_and(!TEARDOWN_SLOT, Ordering::Relaxed);
                 node.in_use.store(false, Ordering::Release);
             }
             p = node.next.cast_mut();
@@ -653,6 +729,7 @@ mod slots {
     }
 
     /// Nothing to do: a vCPU's slot is static.
+    #[cfg(feature = "std")]
     #[inline(always)]
     pub(super) fn left_outermost(_slot: &'static ReaderSlot) {}
 
@@ -745,6 +822,62 @@ mod tests {
             slots::registered() < before + 8,
             "slots of exited threads are reused"
         );
+    }
+
+    /// Naps of sleeping writers that ended because a reader's outermost unlock woke them (not
+    /// by their timeout).
+    #[allow(clippy::disallowed_types, reason = "a test counter, not lock state")]
+    pub(super) static WOKEN_BY_READER: core::sync::atomic::AtomicU32 =
+        core::sync::atomic::AtomicU32::new(0);
+
+    /// A writer asleep on a long section is woken by the reader's outermost unlock, not only
+    /// by its nap timeout (which alone would also end the wait, within `SLEEP_MAX`: a lost
+    /// wake-up would go unnoticed by a latency check). Also with the reader's slot being its
+    /// teardown slot, whose unlock takes the `notify` slow path for both reasons at once.
+    #[test]
+    fn sleeping_writer_is_woken_by_the_outermost_unlock() {
+        use std::sync::{Arc, Barrier};
+        use std::time::Duration;
+        for teardown in [false, true] {
+            let before = WOKEN_BY_READER.load(Ordering::Relaxed);
+            let entered = Arc::new(Barrier::new(2));
+            let e2 = Arc::clone(&entered);
+            let reader = std::thread::spawn(move || {
+                let hold = move || {
+                    let s = read_lock();
+                    e2.wait();
+                    // Long against the writer's spin phase, so it is asleep by the unlock.
+                    std::thread::sleep(Duration::from_millis(100));
+                    // SAFETY: the section above, on this thread.
+                    unsafe { read_unlock(s) };
+                };
+                if teardown {
+                    struct Late(Option<Box<dyn FnOnce()>>);
+                    impl Drop for Late {
+                        fn drop(&mut self) {
+                            if let Some(f) = self.0.take() {
+                                f();
+                            }
+                        }
+                    }
+                    std::thread_local! {
+                        static LATE: core::cell::RefCell<Late> =
+                            const { core::cell::RefCell::new(Late(None)) };
+                    }
+                    LATE.with(|l| l.borrow_mut().0 = Some(Box::new(hold)));
+                    read_lock_unlock(); // the handle is destroyed before `LATE`
+                } else {
+                    hold();
+                }
+            });
+            entered.wait();
+            wait(start());
+            reader.join().unwrap();
+            assert!(
+                WOKEN_BY_READER.load(Ordering::Relaxed) > before,
+                "the writer's wait ended by timeout only (teardown slot: {teardown})"
+            );
+        }
     }
 
     /// Runs `f` in a destructor of a thread-local registered before the thread's RCU handle,
