@@ -32,7 +32,14 @@ sid_apt_setup() {
     SID_DIR=$d
     # Refresh the package lists at most once an hour.
     if [ -z "$(find "$d/lists" -maxdepth 1 -name '*_Packages*' -mmin -60 2>/dev/null | head -1)" ]; then
-        apt-get "${SID_APT[@]}" update -qq || { log "apt-get update of the unstable suite failed"; return 1; }
+        # One apt run at a time on the private state (kernel.sh and boot.sh hold different locks).
+        if ! flock "$d/apt.lock" apt-get "${SID_APT[@]}" update -qq; then
+            if [ -n "$(find "$d/lists" -maxdepth 1 -name '*_Packages*' 2>/dev/null | head -1)" ]; then
+                log "apt-get update of the unstable suite failed: using the package lists from before"
+            else
+                log "apt-get update of the unstable suite failed"; return 1
+            fi
+        fi
     fi
 }
 
@@ -45,7 +52,7 @@ sid_download() {
     deb=$(ls "$SID_DIR"/debs/"${pkg}"_"${ver//:/%3a}"_*.deb 2>/dev/null | head -1 || true)
     if [ -z "$deb" ]; then
         mkdir -p "$SID_DIR/debs"
-        (cd "$SID_DIR/debs" && apt-get "${SID_APT[@]}" download "$pkg" >/dev/null 2>&1) \
+        (cd "$SID_DIR/debs" && flock "$SID_DIR/apt.lock" apt-get "${SID_APT[@]}" download "$pkg" >/dev/null 2>&1) \
             || { log "download of $pkg failed"; return 1; }
         deb=$(ls "$SID_DIR"/debs/"${pkg}"_*.deb | sort -V | tail -1)
     fi
