@@ -239,6 +239,115 @@ pub fn mmss(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::PolicyKind;
+    use crate::workload::LockKind;
+    use std::cell::RefCell;
+
+    /// A group of `n` runs, run `i` with `i + 1` vCPUs; it records what was reported.
+    struct Fake {
+        n: usize,
+        reported: RefCell<Vec<String>>,
+    }
+
+    impl RoundGroup for Fake {
+        fn len(&self) -> usize {
+            self.n
+        }
+        fn config(&self, i: usize, template: &RunConfig) -> RunConfig {
+            RunConfig {
+                vcpus: i as u32 + 1,
+                ..template.clone()
+            }
+        }
+        fn label_suffix(&self, i: usize) -> &'static str {
+            if i == 0 { " (first)" } else { "" }
+        }
+        fn extra_time(&self, _: &RunConfig) -> Duration {
+            Duration::from_millis(7)
+        }
+        fn report_run(&self, label: &str, _: &RunReport) {
+            self.reported.borrow_mut().push(label.to_owned());
+        }
+    }
+
+    fn plan(rounds: u32) -> PairedPlan<Fake> {
+        let mut template = RunConfig::new(1, 2, LockKind::Spin, PolicyKind::Baseline);
+        template.duration = Duration::from_millis(100);
+        PairedPlan {
+            groups: vec![
+                Fake {
+                    n: 2,
+                    reported: RefCell::default(),
+                },
+                Fake {
+                    n: 3,
+                    reported: RefCell::default(),
+                },
+            ],
+            rounds,
+            seed: 9,
+            template,
+        }
+    }
+
+    #[test]
+    fn execute_runs_every_round_in_its_order_and_records_the_host_per_round() {
+        let p = plan(2);
+        assert_eq!(p.total_runs(), 10);
+        assert_eq!(
+            p.estimate(Duration::from_millis(50)),
+            Duration::from_millis(10 * 150 + 2 * 2 * 7)
+        );
+        let mut seen = Vec::new();
+        let out = p
+            .execute(|c, label| -> Result<Option<RunReport>, ()> {
+                seen.push((c.vcpus, label.to_owned()));
+                // Time passes as the kernel counts it (ticks), so every round has a CPU record.
+                std::thread::sleep(Duration::from_millis(25));
+                // The third run produces no report: the experiment goes on without it.
+                if seen.len() == 3 {
+                    return Ok(None);
+                }
+                let policy = c.policy;
+                Ok(Some(crate::compare::tests::report(c.vcpus, policy, 1.0)))
+            })
+            .unwrap();
+        assert_eq!(seen.len(), 10);
+        assert_eq!(out.runs.len(), 9);
+        for round in 0..2 {
+            let order = p.order(round);
+            let done: Vec<(usize, usize)> = out
+                .runs
+                .iter()
+                .filter(|r| r.round == round)
+                .map(|r| (r.group, r.index))
+                .collect();
+            let expected: Vec<(usize, usize)> = order
+                .iter()
+                .enumerate()
+                .filter(|&(pos, _)| !(round == 0 && pos == 2))
+                .map(|(_, &gi)| gi)
+                .collect();
+            assert_eq!(done, expected, "round {round} in its order");
+        }
+        for r in &out.runs {
+            assert_eq!(r.report.vcpus, r.index as u32 + 1);
+            assert_eq!(p.order(r.round)[r.position], (r.group, r.index));
+        }
+        assert!(seen.iter().any(|(v, l)| *v == 1 && l.ends_with(" (first)")));
+        let reported: usize = p.groups.iter().map(|g| g.reported.borrow().len()).sum();
+        assert_eq!(reported, 9, "each report shown once");
+        assert_eq!(out.host.rounds.len(), 2, "one CPU record per round");
+        assert!(out.host.before.is_some() && out.host.measurement.is_some());
+        assert!(out.host.load_end.is_some());
+        // An error ends the experiment at once.
+        let mut calls = 0;
+        let err = p.execute(|_, _| {
+            calls += 1;
+            Err::<Option<RunReport>, _>("no KVM")
+        });
+        assert_eq!((err.map(|o| o.runs.len()), calls), (Err("no KVM"), 1));
+    }
 
     #[test]
     fn eta_and_mmss() {

@@ -116,7 +116,9 @@ fn compare_reports_and_warns_about_a_busy_foreign_process() {
         .output()
         .expect("ecs-shim runs");
     drop(spinners);
-    assert!(out.status.success(), "{out:?}");
+    // Exit 1 (a run failed its checks) is possible on a host this busy and not what this test
+    // is about: the host report is written either way.
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{out:?}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     for when in ["before the first run", "during round 1", "during round 2"] {
         assert!(
