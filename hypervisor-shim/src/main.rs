@@ -8,7 +8,7 @@ use hypervisor_shim::config::{ConfigError, Lock, PolicyKind, RunConfig, VmConfig
 use hypervisor_shim::guest_image::guest_elf;
 use hypervisor_shim::host::Host;
 use hypervisor_shim::report;
-use hypervisor_shim::rounds::{self, Outcome, PairedPlan, RoundGroup, run_label};
+use hypervisor_shim::rounds::{self, Executed, PairedPlan, RoundGroup, run_label};
 use hypervisor_shim::run::{Progress, RunError, RunReport, run};
 use hypervisor_shim::workload::{LockKind, Misbehave};
 use std::process::ExitCode;
@@ -437,14 +437,30 @@ fn compare_vms_plan(a: &CompareArgs) -> (String, VmPlan) {
     (name, plan)
 }
 
-/// Executes `plan`'s rounds on the guest of `common`; `Err` is the exit code of a failure
-/// that ends the experiment (no guest image, no KVM).
-fn execute<G: RoundGroup>(plan: &PairedPlan<G>, common: &Common) -> Result<Outcome, ExitCode> {
+/// What a `compare` produced: its runs, the host and the warnings.
+struct Done<R> {
+    runs: Vec<R>,
+    host: Host,
+    warnings: Vec<String>,
+}
+
+/// Executes `plan`'s rounds on the guest of `common`, each run kept as `record` makes it;
+/// `Err` is the exit code of a failure that ends the experiment (no guest image, no KVM).
+fn execute<G: RoundGroup, R>(
+    plan: &PairedPlan<G>,
+    common: &Common,
+    record: fn(&PairedPlan<G>, Executed) -> R,
+) -> Result<Done<R>, ExitCode> {
     let elf = load_guest(common)?;
-    plan.execute(|c, l| match run_one(c, &elf, l, false) {
+    let out = plan.execute(|c, l| match run_one(c, &elf, l, false) {
         Ok(r) => Ok(Some(r)),
         Err(code) if code == ExitCode::from(3) => Err(code),
         Err(_) => Ok(None),
+    })?;
+    Ok(Done {
+        runs: out.runs.into_iter().map(|r| record(plan, r)).collect(),
+        host: out.host,
+        warnings: out.warnings,
     })
 }
 
@@ -483,16 +499,12 @@ fn compare_vms_cmd(a: &CompareArgs) -> ExitCode {
     }
     eprint!("{}", compare_vms::describe(&plan, &preset));
     eprintln!("(--seed {} repeats these orders)", plan.seed);
-    let done = match execute(&plan, &a.common) {
+    let done = match execute(&plan, &a.common, VmRoundRun::new) {
         Ok(done) => done,
         Err(code) => return code,
     };
-    let runs: Vec<VmRoundRun> = done
-        .runs
-        .into_iter()
-        .map(|r| VmRoundRun::new(&plan, r))
-        .collect();
-    let summary = compare_vms::summarize(&plan, &runs);
+    let runs = &done.runs;
+    let summary = compare_vms::summarize(&plan, runs);
     print!("{}", compare_vms::table(&summary, plan.template.pcpus));
     print!("{}", compare_vms::target_lines(&plan, &summary));
     print!("{}", done.host.summary_line().unwrap_or_default());
@@ -555,16 +567,12 @@ fn compare_cmd(a: &CompareArgs) -> ExitCode {
         plan.seed,
         plan.seed
     );
-    let done = match execute(&plan, &a.common) {
+    let done = match execute(&plan, &a.common, RoundRun::new) {
         Ok(done) => done,
         Err(code) => return code,
     };
-    let runs: Vec<RoundRun> = done
-        .runs
-        .into_iter()
-        .map(|r| RoundRun::new(&plan, r))
-        .collect();
-    let summary = compare::summarize(&plan, &runs);
+    let runs = &done.runs;
+    let summary = compare::summarize(&plan, runs);
     print!("{}", report::summary_table(&summary));
     print!("{}", report::summary_lines(&summary));
     print!("{}", done.host.summary_line().unwrap_or_default());
