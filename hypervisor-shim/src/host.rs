@@ -136,13 +136,19 @@ pub fn parse_proc_stat(text: &str, cpus: &[usize]) -> Option<StatTicks> {
 pub fn sample() -> Option<CpuSample> {
     let text = std::fs::read_to_string("/proc/stat").ok()?;
     let ticks = parse_proc_stat(&text, &crate::sched::os::available_cpus())?;
-    let ns = |t: u64| t.saturating_mul(1_000_000_000) / clock_ticks_per_sec();
+    let ns = |t: u64| ticks_to_ns(t, clock_ticks_per_sec());
     Some(CpuSample {
         busy_ns: ns(ticks.busy),
         steal_ns: ns(ticks.steal),
         total_ns: ns(ticks.total),
         own_ns: crate::sched::os::process_cpu_ns(),
     })
+}
+
+/// `ticks` of `hz` per second in ns (in u128: a many-core host's tick sums since boot times 1e9
+/// overflow a u64 within weeks).
+fn ticks_to_ns(ticks: u64, hz: u64) -> u64 {
+    u64::try_from(u128::from(ticks) * 1_000_000_000 / u128::from(hz.max(1))).unwrap_or(u64::MAX)
 }
 
 /// `USER_HZ`, the unit of `/proc/stat` (100 where `sysconf` cannot say).
@@ -370,6 +376,19 @@ mod tests {
         assert!(
             line.contains("used 9.0 %") && line.contains("per round: 30.0 2.0"),
             "{line}"
+        );
+    }
+
+    #[test]
+    fn tick_sums_convert_without_overflow() {
+        assert_eq!(ticks_to_ns(250, 100), 2_500_000_000);
+        // 256 CPUs up for a year at 100 Hz: beyond u64 once multiplied by 1e9.
+        let year = 256 * 365 * 86_400 * 100;
+        assert_eq!(ticks_to_ns(year, 100), year * 10_000_000);
+        assert_eq!(
+            ticks_to_ns(7, 0),
+            7_000_000_000,
+            "a zero rate is taken as 1"
         );
     }
 
