@@ -100,6 +100,24 @@
 //! 8x (docs/DESIGN.md, "Enlightenment rules"). Natively (no live hints) every waiter past
 //! the spin limit yields its thread to the OS (`Backoff`).
 //!
+//! # Over-commit
+//!
+//! The queue serves its waiters in order, and in an over-committed VM most of them are
+//! descheduled vCPUs: the host preempts waiters (never the holder, which is inside an eCS
+//! section) while they are queued, and the running waiters queued behind one of them cannot
+//! take the free word until it runs again and passes head-ness on. Only the releasing vCPU,
+//! barging, keeps the lock busy, so one pCPU of two does the work (the shim measured 58-60 % of
+//! the no-over-commit ceiling at 8 and 16 vCPUs on 2, docs/BENCHMARKS.md). Directed yields to
+//! the preempted predecessor do not help: the yielder is then the descheduled one.
+//!
+//! So while the host reports this pCPU *overloaded* (a runnable vCPU waits for a pCPU; only with
+//! live hints), a waiter does not queue: it waits node-less, test-and-test-and-set with a
+//! directed yield to a preempted holder, as `SpinMutex` does. That is Linux's answer for guests
+//! (`virt_spin_lock`: a qspinlock in a VM without paravirtual spinlocks falls back to a
+//! test-and-set lock). Flows already queued keep their places and compete with the node-less
+//! ones for the free word, as every arrival does. Under-committed, the queue is used as
+//! everywhere else; natively the flag is constant `false`.
+//!
 //! # Words
 //!
 //! | word | value | meaning |
@@ -337,7 +355,10 @@ impl RawMcsMutex {
                 "McsMutex locked twice by the same flow (reentrant lock would deadlock)"
             );
         }
-        if slots::with_node(|n| self.lock_queued(n)) != Some(true) {
+        // Over-committed (the host says a runnable vCPU waits for a pCPU): wait without
+        // queueing, as Linux's `virt_spin_lock` does in a guest ("Over-commit" in the module
+        // docs). A queue there hands head-ness to vCPUs the host has descheduled.
+        if cs::overloaded() || slots::with_node(|n| self.lock_queued(n)) != Some(true) {
             self.lock_unqueued();
         }
     }
