@@ -24,11 +24,12 @@ use crate::raw_mcs::RawMcsMutex;
 /// **Not strictly FIFO.** Queued waiters are served in queue order among themselves, but a
 /// flow that finds the lock free when it arrives (including the flow that just released it)
 /// takes it ahead of them (barging, like parking_lot's `Mutex` and Linux's `virt_spin_lock`).
-/// A flow that finds the lock held queues and never overtakes a queued flow. Pick
+/// A flow that finds the lock held queues and never overtakes a queued flow (except in an
+/// over-committed VM, where waiters do not queue: see [`RawMcsMutex`]). Pick
 /// [`TicketMutex`](crate::TicketMutex) for strict FIFO.
 ///
-/// `unlock_fair` reserves the released lock for the queue head when flows are queued (no
-/// arrival can take it meanwhile), and `McsMutexGuard::bump` does that and queues again.
+/// `unlock_fair` reserves the released lock for the waiters when flows wait (no arrival can
+/// take it meanwhile), and `McsMutexGuard::bump` does that and locks again.
 ///
 /// # Oversubscription and preemption
 ///

@@ -42,7 +42,9 @@
 //! Queued waiters are served in queue order among themselves. Flows that find the word free
 //! when they arrive (fast path, `try_lock`), including the flow that just released, overtake
 //! them (barging, as parking_lot's `Mutex` and Linux's `virt_spin_lock` allow). A flow that
-//! finds the word held queues at once and never overtakes a queued flow. So this is not
+//! finds the word held queues at once and never overtakes a queued flow, except while the
+//! host reports over-commit (below) or without a usable node (the "Fallback"): then it waits
+//! node-less and competes with the queue head for the free word. So this is not
 //! strictly FIFO, and a queued waiter has no bound on how often it is overtaken (in practice
 //! it loses only to a flow that re-locks within the few nanoseconds it takes the head to see
 //! the release); pick `TicketMutex` for strict FIFO.
@@ -52,8 +54,9 @@
 //! the stall this design removes, and natively nobody can tell that the flag's owner is not
 //! running (Linux's paravirtual qspinlock has the same tension and clears its flag before the
 //! head halts, which a preempted flow cannot do). What is offered instead is the opt-in fair
-//! unlock: `unlock_fair` (and `bump`) store [`HANDOFF`] when flows are queued, which only the
-//! queue head may take.
+//! unlock: `unlock_fair` (and `bump`) store [`HANDOFF`] when flows wait (queued, or node-less
+//! and counted in `unqueued`), which only those waiters may take: the queue head and the
+//! node-less waiters, never an arrival's fast path or `try_lock`.
 //!
 //! # Where the nodes live
 //!
@@ -83,7 +86,11 @@
 //! protocol never does; or it is pending, see above; or its address uses the bits `tail`
 //! keeps for the fork generation, see `TAG_MASK`), it waits without queueing: it reads
 //! `locked` until it is 0 and CASes it (test-and-test-and-set, as `SpinMutex` does). Correct,
-//! it never blocks the queue, and it competes with the queue head like any arrival.
+//! it never blocks the queue, and it competes with the queue head like any arrival. It is a
+//! waiter all the same: counted in `unqueued` while it waits, so a fair unlock reserves the
+//! word for it too, and it takes [`HANDOFF`] as the head does. (In the child of a `fork` the
+//! count, like `tail`, may still name a parent's thread: a fair unlock there reserves the
+//! word until the child's next `lock`, which takes it; `try_lock` fails meanwhile.)
 //!
 //! # Enlightenment
 //!
@@ -124,9 +131,10 @@
 //! |---|---|---|
 //! | `locked` | `0` (`UNLOCKED`) | free: the next CAS takes it |
 //! | `locked` | `v + 1`, `v < ecs_sys::abi::MAX_VCPUS` | held by a flow on vCPU `v` (`v = 0` natively) |
-//! | `locked` | `u32::MAX` ([`HANDOFF`]) | released by a fair unlock, reserved for the queue head |
+//! | `locked` | `u32::MAX` ([`HANDOFF`]) | released by a fair unlock, reserved for the waiters (queue head, node-less) |
 //! | `tail` | null | no flow queued |
 //! | `tail` | node address, with the fork generation in bits 0..6 and 48..64 | the last queued node (see `TAG_MASK`) |
+//! | `unqueued` | `n` | flows waiting node-less (for the fair unlock) |
 //! | `node.head` | `false` / `true` | waiting behind a predecessor / queue head (spins on `locked`) |
 //! | `node.next` | null / node / [`GONE`] | successor not linked yet / successor / owner passed head-ness on before its successor linked (pending) |
 //! | `node.vcpu` | `u32` | owner's vCPU, read by the successor before it links |
@@ -150,7 +158,8 @@ use lock_api::GuardNoSend;
 /// `locked` value of a free mutex.
 const UNLOCKED: u32 = 0;
 
-/// `locked` value after a fair unlock with flows queued: only the queue head may take it.
+/// `locked` value after a fair unlock with flows waiting: only the queue head and node-less
+/// waiters may take it.
 /// Never a holder value (`vcpu + 1 <= MAX_VCPUS`).
 const HANDOFF: u32 = u32::MAX;
 
@@ -161,6 +170,11 @@ const GONE: *mut Node = ptr::without_provenance_mut(1);
 
 /// Backoff rounds a queued waiter spins before it acts on its predecessor's preempted hint.
 const DAMP_ROUNDS: u32 = 16;
+
+/// Backoff steps `bump` waits for a waiter to take the word it reserved before it locks again
+/// (natively the last ones yield to the OS). One under loom, whose model explores both
+/// outcomes without the spins.
+const BUMP_WAIT_LOOKS: u32 = if cfg!(loom) { 1 } else { 12 };
 
 /// Held-lock addresses a flow records in debug builds, for the reentrancy check.
 const DEBUG_HELD: usize = 8;
@@ -292,6 +306,9 @@ pub struct RawMcsMutex {
     locked: AtomicU32,
     /// Last queued node, or null.
     tail: AtomicPtr<Node>,
+    /// Flows waiting node-less (in `lock_unqueued`): a fair unlock reserves the word for them
+    /// too, since they are not in the queue that `has_waiters` sees.
+    unqueued: AtomicU32,
 }
 
 impl RawMcsMutex {
@@ -301,6 +318,7 @@ impl RawMcsMutex {
             Self {
                 locked: AtomicU32::new(UNLOCKED),
                 tail: AtomicPtr::new(ptr::null_mut()),
+                unqueued: AtomicU32::new(0),
             }
         }
     }
@@ -465,28 +483,64 @@ impl RawMcsMutex {
     }
 
     /// Node-less wait (see "Fallback" in the module docs): test-and-test-and-set, then enter
-    /// the critical section.
+    /// the critical section. Counted in `unqueued` meanwhile, so a fair unlock reserves the
+    /// word ([`HANDOFF`]) for the node-less waiters too, and they take it as the queue head
+    /// does.
     #[cold]
     #[inline(never)]
     fn lock_unqueued(&self) {
         let me = Self::my_word();
         let mut backoff = Backoff::new();
+        self.unqueued.fetch_add(1, Ordering::Relaxed);
         loop {
             let w = self.locked.load(Ordering::Relaxed);
-            if w == UNLOCKED {
+            if w == UNLOCKED || w == HANDOFF {
                 if self
                     .locked
-                    .compare_exchange(UNLOCKED, me, Ordering::Acquire, Ordering::Relaxed)
+                    .compare_exchange(w, me, Ordering::Acquire, Ordering::Relaxed)
                     .is_ok()
                 {
+                    // While holding: the next holder's fair unlock, which reads the count, is
+                    // ordered after this through the lock word.
+                    self.unqueued.fetch_sub(1, Ordering::Relaxed);
                     cs::enter();
                     return;
                 }
                 backoff.spin();
             } else {
-                backoff.snooze((w != HANDOFF).then(|| w - 1));
+                backoff.snooze(Some(w - 1));
             }
         }
+    }
+
+    /// Acquires the mutex like [`lock`](Self::lock) but always waits node-less, as an
+    /// over-committed guest's waiters (and flows without a usable node) do: for the loom
+    /// models, which cannot otherwise make a flow wait without queueing.
+    #[cfg(loom)]
+    #[doc(hidden)]
+    pub fn lock_node_less(&self) -> GuardNoSend {
+        if self
+            .locked
+            .compare_exchange(
+                UNLOCKED,
+                Self::my_word(),
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            )
+            .is_ok()
+        {
+            cs::enter();
+        } else {
+            self.lock_unqueued();
+        }
+        GuardNoSend::new()
+    }
+
+    /// Whether a fair unlock has someone to reserve the word for: a queued flow, or a flow
+    /// waiting node-less (a momentary snapshot).
+    #[inline]
+    fn has_fair_taker(&self) -> bool {
+        self.has_waiters() || self.unqueued.load(Ordering::Relaxed) != 0
     }
 
     /// Acquires the mutex if its word is free, without waiting (it may overtake queued
@@ -537,8 +591,9 @@ impl RawMcsMutex {
         cs::exit();
     }
 
-    /// Releases the mutex to the queue head if flows are queued (no arrival can take it
-    /// meanwhile), otherwise as [`unlock`](Self::unlock) does.
+    /// Releases the mutex to a waiter if flows wait, queued or node-less (no arrival can take
+    /// it meanwhile: only the queue head and node-less waiters take [`HANDOFF`]), otherwise as
+    /// [`unlock`](Self::unlock) does.
     ///
     /// # Safety
     ///
@@ -550,8 +605,10 @@ impl RawMcsMutex {
         // A queued flow exists, and while we hold the lock it is the head or becomes it
         // without the lock word (our own acquisition passed head-ness on before returning, or
         // left `GONE` for a late successor, which makes itself head when it links): it will
-        // take `HANDOFF`.
-        let word = if self.has_waiters() {
+        // take `HANDOFF`. Or a node-less waiter is counted: it decrements the count only once
+        // it holds the lock, after which our acquisition is ordered through the word, so it
+        // is still waiting and will take `HANDOFF`.
+        let word = if self.has_fair_taker() {
             HANDOFF
         } else {
             UNLOCKED
@@ -590,7 +647,8 @@ impl Default for RawMcsMutex {
 }
 
 // SAFETY: ownership is the lock word: every acquisition succeeds only by a CAS from
-// `UNLOCKED` (or, for the unique queue head, from `HANDOFF`) to a holder value, with `Acquire`,
+// `UNLOCKED` (or, for the queue head and node-less waiters, from `HANDOFF`) to a holder value,
+// with `Acquire`,
 // so at most one is outstanding; `unlock`/`unlock_fair` store a non-holder value with
 // `Release`. The queue only decides which waiter spins on the word; nodes are used only while
 // waiting and are free again when `lock` returns, so a moved, dropped-while-held (by its
@@ -624,8 +682,9 @@ unsafe impl lock_api::RawMutex for RawMcsMutex {
     }
 }
 
-// SAFETY: `unlock_fair` reserves the word for the queue head when flows are queued, so no
-// arrival can take it first; `bump` does that and re-queues only when flows are queued. The
+// SAFETY: `unlock_fair` reserves the word for the waiters (the queue head and node-less
+// waiters) when flows wait, so no arrival can take it first; `bump` does that and re-locks
+// only when flows wait. The
 // guard state is a marker, so there is nothing to restore; the re-lock cannot panic (the
 // reentrancy check passes after the unlock), and is under an abort guard anyway.
 unsafe impl lock_api::RawMutexFair for RawMcsMutex {
@@ -637,11 +696,22 @@ unsafe impl lock_api::RawMutexFair for RawMcsMutex {
 
     #[inline]
     unsafe fn bump(&self, guard: &mut GuardNoSend) {
-        if self.has_waiters() {
+        if self.has_fair_taker() {
             crate::sync::abort_on_panic(|| {
                 // SAFETY: the caller holds the lock; it is re-acquired before returning, and
                 // `GuardNoSend` carries no state to restore.
                 unsafe { RawMcsMutex::unlock_fair(self, GuardNoSend::new()) };
+                // A node-less waiter takes `HANDOFF` only at its next look, and our re-lock
+                // could take it back first (waiting node-less, or as the head of an empty
+                // queue): give the waiters a while to take it. Bounded, because a child of
+                // `fork` may count a waiter that does not exist in it.
+                let mut backoff = Backoff::new();
+                for _ in 0..BUMP_WAIT_LOOKS {
+                    if self.locked.load(Ordering::Relaxed) != HANDOFF {
+                        break;
+                    }
+                    backoff.snooze(None);
+                }
                 *guard = RawMcsMutex::lock(self);
             });
         }
@@ -1044,6 +1114,37 @@ mod tests {
         assert_eq!(*m.lock(), 6 * 300);
         // SAFETY: only a snapshot query; nothing is unlocked through the raw mutex.
         assert!(!unsafe { m.raw() }.has_waiters());
+    }
+
+    /// Review finding: `unlock_fair` and `bump` saw only queued waiters, so with node-less
+    /// waiters only (every contended waiter while the host reports over-commit, or a flow
+    /// without a usable node) `bump` kept the lock and they never got in. Here the waiter's
+    /// node is busy, so it waits node-less; the holder bumps until the waiter has had the lock
+    /// (bounded by iterations: without the fix it never does).
+    #[test]
+    fn bump_yields_to_a_node_less_waiter() {
+        use std::sync::Arc;
+        let m = Arc::new(crate::McsMutex::new(0u32));
+        let mut g = m.lock();
+        let m2 = Arc::clone(&m);
+        let t = std::thread::spawn(move || {
+            assert!(slots::with_node(|_| *m2.lock() += 1).is_some());
+        });
+        let mut bumps = 0u32;
+        while *g == 0 && bumps < 20_000 {
+            crate::McsMutexGuard::bump(&mut g);
+            std::thread::yield_now();
+            bumps += 1;
+        }
+        assert_eq!(
+            *g, 1,
+            "the node-less waiter never got the lock in {bumps} bumps"
+        );
+        drop(g);
+        t.join().unwrap();
+        // SAFETY: only snapshot queries; nothing is unlocked through the raw mutex.
+        let raw = unsafe { m.raw() };
+        assert!(!raw.is_locked() && !raw.has_waiters());
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! queue (including a successor that links late, after the holder passed head-ness on through
 //! `GONE` without waiting), reuse of a waiter's node for its next wait while its successor may
 //! still be linking into it (a pending node is skipped; the node's `vcpu` is a plain cell, so
-//! a premature reuse is a reported data race), nesting, and the fair unlock to the queue head.
+//! a premature reuse is a reported data race), nesting, and the fair unlock to the queue head
+//! and to node-less waiters (`lock_node_less`).
 #![cfg(loom)]
 
 use ecs_locks::RawMcsMutex;
@@ -230,5 +231,60 @@ fn fair_unlock_reserves_for_head() {
         waiter.join().unwrap();
         assert_eq!(g.value(), 1);
         assert!(!g.raw.is_locked());
+    });
+}
+
+/// Adds `n` under the lock, waiting node-less if it is held (as every contended waiter does in
+/// an over-committed guest, and a flow without a usable node does anywhere).
+fn add_node_less(g: &Guarded<RawMcsMutex>, n: u32) {
+    let h = g.raw.lock_node_less();
+    // SAFETY: the lock is held.
+    g.data.with_mut(|p| unsafe { *p += n });
+    // SAFETY: `h` is the state of the acquisition above.
+    unsafe { g.raw.unlock(h) };
+}
+
+/// Review finding: a fair unlock with only node-less waiters reserved nothing for them. Now it
+/// stores `HANDOFF` when a node-less waiter is counted, and that waiter (not an arrival's
+/// `try_lock`) takes it: exclusion holds, and the reserved word is always taken (a `HANDOFF`
+/// left with nobody to take it would make the final `is_locked` check fail).
+#[test]
+fn fair_unlock_reserves_for_node_less_waiter() {
+    loom::model(|| {
+        let g = guarded();
+        let h = g.raw.lock();
+        let g2 = Arc::clone(&g);
+        let waiter = thread::spawn(move || add_node_less(&g2, 1));
+        // SAFETY: `h` is the state of the acquisition above.
+        unsafe { g.raw.unlock_fair(h) };
+        if let Some(h) = g.raw.try_lock() {
+            // SAFETY: `h` is the state of the acquisition above.
+            unsafe { g.raw.unlock(h) };
+        }
+        waiter.join().unwrap();
+        assert_eq!(g.value(), 1);
+        assert!(!g.raw.is_locked());
+    });
+}
+
+/// `bump` with a node-less waiter: exclusion holds across the bump, and the waiter gets the
+/// lock (during the bump or after the unlock).
+#[test]
+fn bump_with_node_less_waiter() {
+    use lock_api::RawMutexFair;
+    loom::model(|| {
+        let g = guarded();
+        let mut h = g.raw.lock();
+        let g2 = Arc::clone(&g);
+        let node_less = thread::spawn(move || add_node_less(&g2, 10));
+        // SAFETY: `h` is the state of the acquisition above; `bump` restores it.
+        unsafe { g.raw.bump(&mut h) };
+        // SAFETY: the lock is held again.
+        g.data.with_mut(|p| unsafe { *p += 1 });
+        // SAFETY: `h` is the state of the (re-)acquisition.
+        unsafe { g.raw.unlock(h) };
+        node_less.join().unwrap();
+        assert_eq!(g.value(), 11);
+        assert!(!g.raw.is_locked() && !g.raw.has_waiters());
     });
 }
