@@ -104,6 +104,30 @@ const _: () = assert!(
     "the VCPU and waiter fields have 8 bits"
 );
 
+// The layout of whichever build this is, checked at compile time (the unit tests run only the
+// native one; the guest build, `cargo build -p hypervisor-shim`, checks the one with `WAITER`):
+// the fields are disjoint, readers start right above the last vCPU field, and the reader count
+// fills every bit above.
+#[allow(clippy::bad_bit_mask, reason = "WAITER_MASK is 0 natively")]
+const _: () = {
+    let flags = WRITER | UPGRADABLE | WRITER_WAITING;
+    assert!(VCPU_MASK & flags == 0 && WAITER_MASK & (flags | VCPU_MASK) == 0);
+    let top = if WAITER_MASK != 0 {
+        WAITER_MASK
+    } else {
+        VCPU_MASK
+    };
+    assert!(
+        ONE_READER == (top | (top - 1)) + 1,
+        "readers right above the fields"
+    );
+    assert!(
+        MAX_READERS * ONE_READER == !(ONE_READER - 1),
+        "the count fills the rest"
+    );
+    assert!(WAITER_MASK == 0 || WAITER_MASK >> WAITER_SHIFT == 0xff);
+};
+
 #[inline(always)]
 fn readers(s: usize) -> usize {
     s >> READER_SHIFT
