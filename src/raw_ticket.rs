@@ -45,9 +45,11 @@
 //! indexed by ticket (`ring[t % RING]`, tagged with the ticket's low bits so a stale slot is
 //! recognised), written once by the flow that took the ticket, and every acquisition records
 //! the holder's vCPU in a word of its own (`holder`). A waiter:
-//! 1. while the lock is held, directed-yields to the holder's vCPU when it is preempted
-//!    (otherwise it backs off through [`Backoff`]: exponential spinning, natively a yield to the
-//!    OS past the spin limit);
+//! 1. while the lock is held, directed-yields to the holder's vCPU when it is preempted;
+//!    otherwise the waiter whose turn is next (and, with live hints, one whose tickets ahead
+//!    are all preempted: it takes over at the release) looks every pause for up to
+//!    `NEXT_POLLS` looks per holder, and the others back off through [`Backoff`] (exponential
+//!    spinning, natively a yield to the OS past the spin limit);
 //! 2. while the lock is free and not its turn, counts only the waiters ahead of it whose vCPU is
 //!    *not* known to be preempted as its distance: preempted waiters are skipped at once instead
 //!    of after a window, and directed yields to them (the previous design) are no longer needed.
