@@ -150,6 +150,10 @@ fn plan(name: &str) -> Option<Vec<Step>> {
             ),
         ],
         "bench" => vec![step("benchmark", STATIC, &["bench"], own)],
+        "window" => vec![
+            step("where 5 us grants end", STATIC, &["window", "5000"], own),
+            step("where 50 us grants end", STATIC, &["window", "50000"], own),
+        ],
         _ => return None,
     })
 }
@@ -191,7 +195,9 @@ pub fn run() -> ! {
     );
     let mut failed = Vec::new();
     match plan(&name) {
-        None => failed.push(format!("unknown plan {name:?} (test, disabled, bench)")),
+        None => failed.push(format!(
+            "unknown plan {name:?} (test, disabled, bench, window)"
+        )),
         Some(steps) => {
             for s in steps {
                 println!("linux-guest: --- {}", s.name);

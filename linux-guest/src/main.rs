@@ -20,6 +20,8 @@ mod kstats;
 #[cfg(target_os = "linux")]
 mod seccomp;
 #[cfg(target_os = "linux")]
+mod window;
+#[cfg(target_os = "linux")]
 mod work;
 
 #[cfg(target_os = "linux")]
