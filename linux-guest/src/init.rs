@@ -68,6 +68,12 @@ fn plan(name: &str) -> Option<Vec<Step>> {
                 &[],
                 own,
             ),
+            step(
+                "ecs-sys unit tests on the extension",
+                "/bin/ecs_sys_unit",
+                &[],
+                own,
+            ),
         ]
     };
     Some(match name {

@@ -83,7 +83,7 @@ RUSTFLAGS="-C target-feature=+crt-static" CARGO_TARGET_DIR="$static_dir" \
     nice -n 10 cargo build --release --quiet -p linux-guest --target "$target"
 CARGO_TARGET_DIR="$dyn_dir" nice -n 10 cargo build --release --quiet -p linux-guest --target "$target"
 tests_json=$(RUSTFLAGS="-C target-feature=+crt-static" CARGO_TARGET_DIR="$static_dir" \
-    nice -n 10 cargo test --release --quiet --no-run -p ecs-locks --target "$target" \
+    nice -n 10 cargo test --release --quiet --no-run -p ecs-locks -p ecs-sys --target "$target" \
     --lib --test stress_spin --test rcu_stress --test proptest_spin --test rcu_proptest \
     --message-format=json)
 exe_of() {
@@ -108,6 +108,7 @@ cp "$(exe_of rcu_stress)" "$root/bin/rcu_stress"
 cp "$(exe_of proptest_spin)" "$root/bin/proptest_spin"
 cp "$(exe_of rcu_proptest)" "$root/bin/rcu_proptest"
 cp "$(exe_of ecs_locks)" "$root/bin/ecs_locks_unit"
+cp "$(exe_of ecs_sys)" "$root/bin/ecs_sys_unit"
 for d in "$sysroot/usr/lib/x86_64-linux-gnu" "$sysroot/lib/x86_64-linux-gnu"; do
     [ -d "$d" ] && cp -a "$d"/. "$root/lib/x86_64-linux-gnu/"
 done

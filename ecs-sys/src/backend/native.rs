@@ -38,6 +38,47 @@ mod depth {
     }
 }
 
+/// The hooks of a backend with no hypervisor behind it: blocking sections unmarked, constant
+/// hints, no halting or kicking. Expanded inside `impl Backend` blocks (here and in the Linux
+/// backend, which adds only critical sections and yields).
+macro_rules! no_hypervisor_hooks {
+    () => {
+        #[inline(always)]
+        fn blocking_enter() {}
+
+        #[inline(always)]
+        fn blocking_exit() {}
+
+        #[inline]
+        fn vcpu_id() -> u32 {
+            0
+        }
+
+        #[inline]
+        fn vcpu_preempted(_vcpu: u32) -> bool {
+            false
+        }
+
+        #[inline]
+        fn pcpu_overloaded() -> bool {
+            false
+        }
+
+        #[inline]
+        fn kick(_vcpu: u32) {}
+
+        #[inline]
+        fn ple_window() -> u32 {
+            0
+        }
+
+        #[inline]
+        fn pause_exit() {}
+    };
+}
+#[allow(unused_imports)] // unused where the Linux backend is not compiled
+pub(super) use no_hypervisor_hooks;
+
 impl Backend for Native {
     const NAME: &'static str = "native";
     const LIVE_HINTS: bool = false;
@@ -63,26 +104,7 @@ impl Backend for Native {
         0
     }
 
-    #[inline(always)]
-    fn blocking_enter() {}
-
-    #[inline(always)]
-    fn blocking_exit() {}
-
-    #[inline]
-    fn vcpu_id() -> u32 {
-        0
-    }
-
-    #[inline]
-    fn vcpu_preempted(_vcpu: u32) -> bool {
-        false
-    }
-
-    #[inline]
-    fn pcpu_overloaded() -> bool {
-        false
-    }
+    no_hypervisor_hooks!();
 
     #[inline]
     fn yield_now() {
@@ -101,17 +123,6 @@ impl Backend for Native {
     fn wait() {
         Self::yield_now();
     }
-
-    #[inline]
-    fn kick(_vcpu: u32) {}
-
-    #[inline]
-    fn ple_window() -> u32 {
-        0
-    }
-
-    #[inline]
-    fn pause_exit() {}
 }
 
 #[cfg(all(test, feature = "std"))]
