@@ -117,6 +117,18 @@ fn plan(name: &str) -> Option<Vec<Step>> {
                 &[],
             ),
             step("nested sections", STATIC, &["nested"], own),
+            step(
+                "two ecs-sys copies share libc's request byte",
+                DYNAMIC,
+                &["two-copies", "libc"],
+                &[],
+            ),
+            step(
+                "two ecs-sys copies: the second leaves the first's own area alone",
+                STATIC,
+                &["two-copies", "own"],
+                own,
+            ),
             step("syscalls inside sections", STATIC, &["syscall"], own),
             step(
                 "a holder that never leaves cannot keep a vCPU",
