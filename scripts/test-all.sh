@@ -44,6 +44,13 @@ step "all features" cargo test --workspace --all-features
 step "blocking locks on the no_std/guest wait queue (--cfg ecs_portable_park)" \
     env RUSTFLAGS="--cfg ecs_portable_park" CARGO_TARGET_DIR=target/portable-park \
     cargo test -p ecs-locks --test stress_blocking --test proptest_blocking
+# The blocking-section mark is a no-op natively: this build counts it, so the tests can see
+# which thread a lock marks (with and without `send_guard`, whose guards may be released on
+# another thread).
+step "blocking marks counted (--cfg ecs_count_hints), with and without send_guard" \
+    env RUSTFLAGS="--cfg ecs_count_hints" CARGO_TARGET_DIR=target/count-hints ECS_EXPECT_COUNTED_HINTS=1 \
+    sh -c 'cargo test -p ecs-locks --test parking_lot_features &&
+        cargo test -p ecs-locks --features send_guard --test parking_lot_features'
 step "no_std build (no backend)" cargo build -p ecs-locks --no-default-features
 # A freestanding no_std binary (no libc, its own workspace and link arguments) that uses every
 # lock of the no-backend build and exits 0 only if they all behaved.

@@ -85,6 +85,13 @@ pub(crate) fn preempted(vcpu: u32) -> bool {
     ecs_sys::LIVE_HINTS && ecs_sys::vcpu_preempted(vcpu)
 }
 
+/// Whether the host reports this pCPU over-committed (a runnable vCPU waits for a pCPU).
+/// Constant `false` natively.
+#[inline(always)]
+pub(crate) fn overloaded() -> bool {
+    ecs_sys::LIVE_HINTS && ecs_sys::pcpu_overloaded()
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::holder_tag;

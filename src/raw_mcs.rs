@@ -80,7 +80,8 @@
 //!
 //! **Fallback.** If a flow has no node (its thread-local is already destroyed, as in a lock
 //! taken by a TLS destructor; its vCPU id is out of range; or its node is in use, which the
-//! protocol never does; or it is pending, see above), it waits without queueing: it reads
+//! protocol never does; or it is pending, see above; or its address uses the bits `tail`
+//! keeps for the fork generation, see `TAG_MASK`), it waits without queueing: it reads
 //! `locked` until it is 0 and CASes it (test-and-test-and-set, as `SpinMutex` does). Correct,
 //! it never blocks the queue, and it competes with the queue head like any arrival.
 //!
@@ -99,6 +100,24 @@
 //! 8x (docs/DESIGN.md, "Enlightenment rules"). Natively (no live hints) every waiter past
 //! the spin limit yields its thread to the OS (`Backoff`).
 //!
+//! # Over-commit
+//!
+//! The queue serves its waiters in order, and in an over-committed VM most of them are
+//! descheduled vCPUs: the host preempts waiters (never the holder, which is inside an eCS
+//! section) while they are queued, and the running waiters queued behind one of them cannot
+//! take the free word until it runs again and passes head-ness on. Only the releasing vCPU,
+//! barging, keeps the lock busy, so one pCPU of two does the work (the shim measured 58-60 % of
+//! the no-over-commit ceiling at 8 and 16 vCPUs on 2, docs/BENCHMARKS.md). Directed yields to
+//! the preempted predecessor do not help: the yielder is then the descheduled one.
+//!
+//! So while the host reports this pCPU *overloaded* (a runnable vCPU waits for a pCPU; only with
+//! live hints), a waiter does not queue: it waits node-less, test-and-test-and-set with a
+//! directed yield to a preempted holder, as `SpinMutex` does. That is Linux's answer for guests
+//! (`virt_spin_lock`: a qspinlock in a VM without paravirtual spinlocks falls back to a
+//! test-and-set lock). Flows already queued keep their places and compete with the node-less
+//! ones for the free word, as every arrival does. Under-committed, the queue is used as
+//! everywhere else; natively the flag is constant `false`.
+//!
 //! # Words
 //!
 //! | word | value | meaning |
@@ -107,7 +126,7 @@
 //! | `locked` | `v + 1`, `v < ecs_sys::abi::MAX_VCPUS` | held by a flow on vCPU `v` (`v = 0` natively) |
 //! | `locked` | `u32::MAX` ([`HANDOFF`]) | released by a fair unlock, reserved for the queue head |
 //! | `tail` | null | no flow queued |
-//! | `tail` | node address, low 6 bits the fork generation | the last queued node (see `GEN_MASK`) |
+//! | `tail` | node address, with the fork generation in bits 0..6 and 48..64 | the last queued node (see `TAG_MASK`) |
 //! | `node.head` | `false` / `true` | waiting behind a predecessor / queue head (spins on `locked`) |
 //! | `node.next` | null / node / [`GONE`] | successor not linked yet / successor / owner passed head-ness on before its successor linked (pending) |
 //! | `node.vcpu` | `u32` | owner's vCPU, read by the successor before it links |
@@ -160,37 +179,72 @@ pub(crate) struct Node {
     vcpu: UnsafeCell<u32>,
 }
 
-/// Low bits of a `tail` value that carry the fork generation (`crate::fork`, modulo 64) its
-/// node was queued in: a waiter whose predecessor carries another one waits behind a thread
-/// that does not exist in this process. A tag in the tail word rather than a field of the node,
-/// because after a fork the dead thread's memory is recycled for new threads: a stale node may
-/// be a live node of another thread, or the reader's own. Under loom (no fork; nodes not
-/// over-aligned) there is no tag.
+/// Bits of a `tail` value that carry the fork generation (`crate::fork`) its node was queued
+/// in: a waiter whose predecessor carries another one waits behind a thread that does not exist
+/// in this process. A tag in the tail word rather than a field of the node, because after a
+/// fork the dead thread's memory is recycled for new threads: a stale node may be a live node of
+/// another thread, or the reader's own.
+///
+/// The tag is the generation modulo 2^22: its low 6 bits below the node's alignment and, on
+/// 64-bit targets, the next 16 above bit 47, which user-space addresses leave clear (x86_64 and
+/// aarch64 with 48-bit or wider, only-on-request address spaces). A node whose address uses
+/// those bits waits without queueing (the "Fallback"). Generations alias only after 2^22
+/// (4 194 304) nested forks without a contended lock in between; with the 6 low bits alone
+/// (before the review) a chain of 64 did (`tests/issue_fork.rs`). Under loom (no fork; nodes
+/// not over-aligned) there is no tag.
 #[cfg(not(loom))]
-const GEN_MASK: usize = 63;
+const LOW_GEN_BITS: u32 = 6;
 #[cfg(loom)]
-const GEN_MASK: usize = 0;
+const LOW_GEN_BITS: u32 = 0;
+
+/// Address bits a node may use; the bits above carry the generation's high part.
+const ADDR_BITS: u32 = if cfg!(all(not(loom), target_pointer_width = "64")) {
+    48
+} else {
+    usize::BITS
+};
+
+/// Every tag bit of a `tail` value.
+const TAG_MASK: usize = ((1 << LOW_GEN_BITS) - 1) | !(usize::MAX >> (usize::BITS - ADDR_BITS));
 
 #[cfg(not(loom))]
-const _: () = assert!(core::mem::align_of::<Node>() > GEN_MASK);
+const _: () = assert!(core::mem::align_of::<Node>() >= 1 << LOW_GEN_BITS);
+
+/// The tag bits for fork generation `generation`.
+#[inline]
+const fn generation_tag(generation: u32) -> usize {
+    let low = generation as usize & ((1 << LOW_GEN_BITS) - 1);
+    let high = if ADDR_BITS < usize::BITS {
+        ((generation >> LOW_GEN_BITS) as usize) << ADDR_BITS
+    } else {
+        0
+    };
+    low | (high & TAG_MASK)
+}
+
+/// Whether `node` can carry a tag: its address leaves the tag bits clear.
+#[inline]
+fn taggable(node: *const Node) -> bool {
+    node.addr() & TAG_MASK == 0
+}
 
 /// `node` tagged with the current fork generation, for `tail`.
 #[inline]
 fn tagged(node: *mut Node) -> *mut Node {
-    let generation = crate::fork::generation() as usize & GEN_MASK;
-    node.map_addr(|a| a | generation)
+    let tag = generation_tag(crate::fork::generation());
+    node.map_addr(|a| a | tag)
 }
 
 /// A `tail` value without its tag.
 #[inline]
 fn untagged(tail: *mut Node) -> *mut Node {
-    tail.map_addr(|a| a & !GEN_MASK)
+    tail.map_addr(|a| a & !TAG_MASK)
 }
 
 /// Whether a non-null `tail` value was queued in this process's fork generation.
 #[inline]
 fn is_current(tail: *mut Node) -> bool {
-    tail.addr() & GEN_MASK == crate::fork::generation() as usize & GEN_MASK
+    tail.addr() & TAG_MASK == generation_tag(crate::fork::generation())
 }
 
 // SAFETY: `head` and `next` are atomics. `vcpu` is written only by the owner while no other
@@ -301,7 +355,10 @@ impl RawMcsMutex {
                 "McsMutex locked twice by the same flow (reentrant lock would deadlock)"
             );
         }
-        if slots::with_node(|n| self.lock_queued(n)) != Some(true) {
+        // Over-committed (the host says a runnable vCPU waits for a pCPU): wait without
+        // queueing, as Linux's `virt_spin_lock` does in a guest ("Over-commit" in the module
+        // docs). A queue there hands head-ness to vCPUs the host has descheduled.
+        if cs::overloaded() || slots::with_node(|n| self.lock_queued(n)) != Some(true) {
             self.lock_unqueued();
         }
     }
@@ -311,7 +368,7 @@ impl RawMcsMutex {
     fn lock_queued(&self, n: &Node) -> bool {
         let node = ptr::from_ref(n).cast_mut();
         // Acquire: pairs with a late successor's link, after which it no longer touches `n`.
-        if n.next.load(Ordering::Acquire) == GONE {
+        if n.next.load(Ordering::Acquire) == GONE || !taggable(node) {
             return false;
         }
         n.next.store(ptr::null_mut(), Ordering::Relaxed);
@@ -777,6 +834,28 @@ mod slots {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+
+    #[test]
+    fn generation_tags_alias_only_after_2_22_generations() {
+        // Review finding (issue 9): the tag was the generation modulo 64.
+        assert_ne!(generation_tag(0), generation_tag(64));
+        assert_ne!(generation_tag(0), generation_tag(1 << 21));
+        assert_eq!(
+            generation_tag(0),
+            generation_tag(1 << 22),
+            "documented alias"
+        );
+        for g in [1, 63, 64, 65, 4095, (1 << 22) - 1] {
+            let tag = generation_tag(g);
+            assert_ne!(tag, 0, "generation {g}");
+            assert_eq!(tag & !TAG_MASK, 0, "generation {g} stays in the tag bits");
+        }
+        let node = Node::new();
+        let p = ptr::from_ref(&node).cast_mut();
+        assert!(taggable(p), "a thread's node leaves the tag bits clear");
+        let t = p.map_addr(|a| a | generation_tag(12345));
+        assert_eq!(untagged(t), p);
+    }
 
     /// Issue 9: the new holder waited for a late successor's link (a flow between its `tail`
     /// swap and its link) while holding the word, so a successor descheduled there stalled

@@ -43,7 +43,8 @@
 //! The holder is an eCS critical section ([`cs::enter`] / [`cs::exit`]). With live hints (inside
 //! an ecs-shim VM) each ticket also records its vCPU in a ring of hint slots (32, see `RING`)
 //! indexed by ticket (`ring[t % RING]`, tagged with the ticket's low bits so a stale slot is
-//! recognised). A waiter:
+//! recognised), written once by the flow that took the ticket, and every acquisition records
+//! the holder's vCPU in a word of its own (`holder`). A waiter:
 //! 1. while the lock is held, directed-yields to the holder's vCPU when it is preempted
 //!    (otherwise it backs off through [`Backoff`]: exponential spinning, natively a yield to the
 //!    OS past the spin limit);
@@ -61,7 +62,8 @@
 //! | `word` | 31..1 | `turn`: the ticket served next, modulo 2^31 |
 //! | `word` | 0 | `HELD` |
 //! | `ring[i]` | 31..16 | low 16 bits of the ticket `t` with `t % RING == i` that wrote the slot |
-//! | `ring[i]` | 15..0 | that ticket's vCPU + 1 (0 = never written) |
+//! | `ring[i]` | 15..0 | that ticket's vCPU + 1, clamped as lock words clamp it (`cs::holder_tag`; 0 = never written) |
+//! | `holder` | 31..0 | the last acquirer's vCPU + 1, clamped the same way (0 = none yet) |
 //!
 //! Distances are taken modulo 2^31 as signed numbers: correct while fewer than 2^30 flows wait.
 //!
@@ -98,6 +100,12 @@ const ONE_TICKET: u64 = 1 << 32;
 const TURN_MASK: u32 = (1 << 31) - 1;
 /// Pauses between two looks at a free lock that is not ours to take yet.
 const FREE_SPINS: u32 = 4;
+/// Pauses between two looks at a held lock by the waiter whose turn is next.
+const NEXT_POLL_SPINS: u32 = 1;
+/// Looks at [`NEXT_POLL_SPINS`] the next waiter takes per holder before it backs off as the
+/// others do (natively: towards yielding to the OS, for a holder that was descheduled): about
+/// as long as `Backoff`'s spinning phase (127 pauses).
+const NEXT_POLLS: u32 = 128;
 
 /// How an acquisition of a [`RawTicketMutex`] went, as [`RawTicketMutex::lock_ordered`] reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -139,13 +147,23 @@ pub struct RawTicketMutex {
     patience: u32,
     /// vCPU hints per ticket (written only with live hints).
     ring: [AtomicU32; RING],
+    /// [`cs::holder_tag`] of the last flow that acquired the lock, 0 before any (written only
+    /// with live hints). Its own word, so that no acquisition writes a waiter's ring slot.
+    holder: AtomicU32,
 }
 
-/// Ring slot value naming `vcpu` as the taker of ticket `t`.
+/// Ring slot value naming `vcpu` as the taker of ticket `t`: the ticket's low 16 bits and the
+/// vCPU's [`cs::holder_tag`] (an id out of range is clamped to a vCPU never reported preempted,
+/// so no id wraps to 0, "never written").
 #[inline(always)]
 fn ring_entry(t: u32, vcpu: u32) -> u32 {
-    (t << 16) | (vcpu.wrapping_add(1) & 0xffff)
+    (t << 16) | cs::holder_tag(vcpu)
 }
+
+const _: () = assert!(
+    cs::holder_tag(u32::MAX) < 1 << 16,
+    "a holder tag fits the ring entry's 16 bits"
+);
 
 /// An empty hint ring.
 #[cfg(not(loom))]
@@ -213,6 +231,7 @@ impl RawTicketMutex {
                 word: AtomicU64::new(0),
                 patience,
                 ring: new_ring(),
+                holder: AtomicU32::new(0),
             }
         }
     }
@@ -236,6 +255,15 @@ impl RawTicketMutex {
         if ecs_sys::LIVE_HINTS {
             self.slot(t)
                 .store(ring_entry(t, cs::vcpu_id()), Ordering::Relaxed);
+        }
+    }
+
+    /// Records that the current vCPU holds the lock, for waiters' directed yields (live
+    /// hints only). Called after every acquisition, whichever way it went.
+    #[inline(always)]
+    fn note_holder(&self) {
+        if ecs_sys::LIVE_HINTS {
+            self.holder.store(cs::my_holder_tag(), Ordering::Relaxed);
         }
     }
 
@@ -280,7 +308,7 @@ impl RawTicketMutex {
                 .compare_exchange_weak(w, new, Ordering::Acquire, Ordering::Relaxed)
             {
                 Ok(_) => {
-                    self.record(t);
+                    self.note_holder();
                     return true;
                 }
                 Err(now) => w = now,
@@ -297,8 +325,10 @@ impl RawTicketMutex {
         // stayed so.
         let mut seen_free = None;
         let mut window: u64 = 0;
-        // The turn last seen while held (progress resets the backoff).
+        // The turn last seen while held (progress resets the backoff), and how often this
+        // waiter has polled at the next-in-line rate since.
         let mut seen_turn = None;
+        let mut next_polls = 0u32;
         loop {
             let w = self.word.load(Ordering::Relaxed);
             let turn = turn_of(w);
@@ -308,8 +338,18 @@ impl RawTicketMutex {
                 if seen_turn != Some(turn) {
                     seen_turn = Some(turn);
                     backoff.reset();
+                    next_polls = 0;
                 }
-                backoff.snooze(self.holder_hint(turn));
+                let holder = self.holder_hint();
+                if d == 0 && holder.is_none() && next_polls < NEXT_POLLS {
+                    // Next in line: the lock comes to us at the holder's release, so look
+                    // often (exponential backoff would leave a FIFO lock idle for up to its
+                    // step after every release), for as long as a short section lasts.
+                    next_polls += 1;
+                    backoff.pause(NEXT_POLL_SPINS);
+                } else {
+                    backoff.snooze(holder);
+                }
                 continue;
             }
             if seen_free != Some(turn) {
@@ -328,14 +368,11 @@ impl RawTicketMutex {
                     )
                     .is_ok()
                 {
+                    self.note_holder();
                     return match d {
                         0 => TicketOrder::InTurn,
                         1.. => TicketOrder::TookOver,
-                        _ => {
-                            // Name ourselves as the holder for waiters' directed yields.
-                            self.record(turn.wrapping_sub(1));
-                            TicketOrder::Late
-                        }
+                        _ => TicketOrder::Late,
                     };
                 }
                 continue;
@@ -372,15 +409,17 @@ impl RawTicketMutex {
         window >= u64::from(running_ahead) * u64::from(self.patience)
     }
 
-    /// The holder's vCPU while `turn` is served next (the holder took `turn - 1`; after a late
-    /// acquisition it re-recorded that slot), if it is preempted. `None` without live hints.
+    /// The holder's vCPU (as the last acquisition recorded it), if it is preempted. `None`
+    /// without live hints.
     #[inline]
-    fn holder_hint(&self, turn: u32) -> Option<u32> {
+    fn holder_hint(&self) -> Option<u32> {
         if !ecs_sys::LIVE_HINTS {
             return None;
         }
-        self.vcpu_of(turn.wrapping_sub(1))
-            .filter(|&v| cs::preempted(v))
+        match self.holder.load(Ordering::Relaxed) {
+            0 => None,
+            tag => Some(tag - 1).filter(|&v| cs::preempted(v)),
+        }
     }
 
     /// Acquires the mutex if nobody holds it and no ticket at or after the turn is outstanding.
@@ -578,7 +617,25 @@ mod tests {
         // Tickets sharing ticket 5's slot see a tag that is not theirs.
         assert_eq!(raw.vcpu_of(5 + RING as u32), None, "stale tag");
         assert_eq!(raw.vcpu_of(5 + 2 * RING as u32), None, "stale tag");
-        assert_eq!(raw.holder_hint(6), None, "no live hints natively");
+        assert_eq!(raw.holder_hint(), None, "no live hints natively");
+    }
+
+    #[test]
+    fn ring_entries_never_wrap_a_vcpu_to_never_written() {
+        // Review finding (issue 9): `vcpu + 1` kept to 16 bits turned vCPU 0xffff into 0,
+        // "never written", and 0x1_0005 into vCPU 5. Out-of-range ids are clamped as lock
+        // words clamp them: to MAX_VCPUS, never reported preempted.
+        let raw = RawTicketMutex::new();
+        for (vcpu, seen) in [
+            (0, 0),
+            (ecs_sys::abi::MAX_VCPUS - 1, ecs_sys::abi::MAX_VCPUS - 1),
+            (0xffff, ecs_sys::abi::MAX_VCPUS),
+            (0x1_0005, ecs_sys::abi::MAX_VCPUS),
+            (u32::MAX, ecs_sys::abi::MAX_VCPUS),
+        ] {
+            raw.slot(9).store(ring_entry(9, vcpu), Ordering::Relaxed);
+            assert_eq!(raw.vcpu_of(9), Some(seen), "vCPU {vcpu:#x}");
+        }
     }
 
     #[test]

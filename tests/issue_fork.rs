@@ -37,6 +37,7 @@ fn main() {
             "mcs_free_lock_with_a_dead_waiter_in_its_queue",
             mcs_case as fn(),
         ),
+        ("mcs_dead_waiter_after_64_nested_forks", mcs_nested_case),
         ("rcu_grace_period_with_a_dead_reader", rcu_case),
     ] {
         match run_forked(case) {
@@ -145,36 +146,70 @@ fn mcs_case() {
     while !unsafe { m.raw() }.has_waiters() {
         thread::yield_now();
     }
-    in_child(move || {
-        // SAFETY: the forking thread (this one) took the lock above and forgot its guard.
-        unsafe { m.force_unlock(ecs_locks::lock_api::GuardNoSend::new()) };
-        let g = m.lock(); // free: the fast path
-        let m2 = Arc::clone(&m);
-        let queued = thread::spawn(move || *m2.lock() += 1); // held: it queues
-        // SAFETY: only reads the raw lock's queue state.
-        while !unsafe { m.raw() }.has_waiters() {
-            thread::yield_now();
-        }
-        thread::sleep(Duration::from_millis(20)); // let it reach its predecessor
-        drop(g);
-        queued.join().unwrap();
-        assert_eq!(*m.lock(), 1);
-        // And the queue keeps working under contention.
-        let threads: Vec<_> = (0..2)
-            .map(|_| {
-                let m = Arc::clone(&m);
-                thread::spawn(move || {
-                    for _ in 0..5_000 {
-                        *m.lock() += 1;
-                    }
-                })
+    in_child(move || mcs_child(&m))
+}
+
+/// The child side of the MCS cases: release the lock the forking thread held, take it again,
+/// make a new thread queue behind the dead waiter's node, and check the queue keeps working.
+#[cfg(unix)]
+fn mcs_child(m: &Arc<McsMutex<u64>>) {
+    // SAFETY: the forking thread (this one) took the lock before the fork and forgot its guard.
+    unsafe { m.force_unlock(ecs_locks::lock_api::GuardNoSend::new()) };
+    let g = m.lock(); // free: the fast path
+    let m2 = Arc::clone(m);
+    let queued = thread::spawn(move || *m2.lock() += 1); // held: it queues
+    // SAFETY: only reads the raw lock's queue state.
+    while !unsafe { m.raw() }.has_waiters() {
+        thread::yield_now();
+    }
+    thread::sleep(Duration::from_millis(20)); // let it reach its predecessor
+    drop(g);
+    queued.join().unwrap();
+    assert_eq!(*m.lock(), 1);
+    // And the queue keeps working under contention.
+    let threads: Vec<_> = (0..2)
+        .map(|_| {
+            let m = Arc::clone(m);
+            thread::spawn(move || {
+                for _ in 0..5_000 {
+                    *m.lock() += 1;
+                }
             })
-            .collect();
-        for t in threads {
-            t.join().unwrap();
-        }
-        assert_eq!(*m.lock(), 10_001);
-    })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(*m.lock(), 10_001);
+}
+
+/// Nested forks (review finding, issue 9): `mcs_case`'s child scenario, but run 64 fork
+/// generations below the parent whose thread left its node queued. The generation tag was kept
+/// modulo 64, so there the dead node's tag read as current again and the child hung behind it.
+#[cfg(unix)]
+fn mcs_nested_case() {
+    let m = Arc::new(McsMutex::new(0u64));
+    std::mem::forget(m.lock());
+    let m2 = Arc::clone(&m);
+    thread::spawn(move || *m2.lock() += 1);
+    // SAFETY: only reads the raw lock's queue state.
+    while !unsafe { m.raw() }.has_waiters() {
+        thread::yield_now();
+    }
+    in_nested_child(64, move || mcs_child(&m))
+}
+
+/// Runs `child` `depth` fork generations below this process (each generation forks the next
+/// and waits for it).
+#[cfg(unix)]
+fn in_nested_child(depth: u32, child: impl FnOnce()) -> ! {
+    if depth <= 1 {
+        in_child(child)
+    } else {
+        in_child(move || {
+            in_nested_child(depth - 1, child);
+        })
+    }
 }
 
 /// A thread sits in an RCU read-side section when this thread forks; in the child a grace

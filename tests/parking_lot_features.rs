@@ -86,17 +86,36 @@ mod send_guard {
             "a blocking lock raises no section mark"
         );
         *g += 1;
+        let blocking_before = ecs_sys::counted_blocking_depth();
         let moved = thread::scope(|s| {
             s.spawn(move || {
                 let d = ecs_sys::cs_depth();
+                let b = ecs_sys::counted_blocking_depth();
                 drop(g);
                 drop(w);
-                ecs_sys::cs_depth() - d
+                let blocking = ecs_sys::counted_blocking_depth();
+                (ecs_sys::cs_depth() - d, b.zip(blocking).map(|(b, a)| a - b))
             })
             .join()
             .unwrap()
         });
-        assert_eq!(moved, 0, "the releasing thread's depth did not move");
+        assert_eq!(moved.0, 0, "the releasing thread's depth did not move");
+        // The blocking mark itself: a no-op natively, so only a build with
+        // `--cfg ecs_count_hints` (scripts/test-all.sh) sees it. Without `send_guard` the
+        // foreign release would read -1 here and the acquiring thread +2.
+        if let Some(released) = moved.1 {
+            assert_eq!(
+                released, 0,
+                "the releasing thread's blocking mark did not move"
+            );
+            assert_eq!(
+                ecs_sys::counted_blocking_depth(),
+                blocking_before,
+                "the acquiring thread's blocking mark did not move"
+            );
+        } else {
+            super::not_counted();
+        }
         assert_eq!(
             ecs_sys::cs_depth(),
             before,
@@ -113,6 +132,39 @@ mod send_guard {
         assert_eq!(ecs_sys::cs_depth(), before + 1);
         drop(sg);
     }
+}
+
+/// Says that this build does not count blocking marks; fails where the test script asked for
+/// a build that does (`ECS_EXPECT_COUNTED_HINTS=1`, scripts/test-all.sh).
+#[allow(dead_code, reason = "used by the test that the feature set compiles")]
+fn not_counted() {
+    assert!(
+        std::env::var_os("ECS_EXPECT_COUNTED_HINTS").is_none(),
+        "ECS_EXPECT_COUNTED_HINTS is set but this build does not count blocking marks: build with RUSTFLAGS=\"--cfg ecs_count_hints\""
+    );
+    println!("blocking marks not counted in this build (--cfg ecs_count_hints)");
+}
+
+/// The counterpart of the `send_guard` test above, in a build without the feature: the
+/// blocking locks raise their mark on the acquiring thread and lower it on release, which is
+/// what a guard released on another thread would unbalance (and why `send_guard` turns the mark
+/// off). Needs `--cfg ecs_count_hints` to see the mark (scripts/test-all.sh).
+#[cfg(not(feature = "send_guard"))]
+#[test]
+fn blocking_locks_mark_their_sections() {
+    let Some(before) = ecs_sys::counted_blocking_depth() else {
+        not_counted();
+        return;
+    };
+    let m = ecs_locks::Mutex::new(0u32);
+    let l = ecs_locks::RwLock::new(0u32);
+    let g = m.lock();
+    assert_eq!(ecs_sys::counted_blocking_depth(), Some(before + 1));
+    let r = l.read();
+    assert_eq!(ecs_sys::counted_blocking_depth(), Some(before + 2));
+    drop(r);
+    drop(g);
+    assert_eq!(ecs_sys::counted_blocking_depth(), Some(before));
 }
 
 #[cfg(feature = "serde")]

@@ -126,7 +126,7 @@ pub fn contended<L: BenchLock>(c: &mut Criterion, group: &str, threads: usize) {
     );
 }
 
-fn run_contended<L: BenchLock>(threads: usize, iters: u64) -> Duration {
+pub fn run_contended<L: BenchLock>(threads: usize, iters: u64) -> Duration {
     let lock = Arc::new(L::new(0));
     let per_thread = iters.div_ceil(threads as u64);
     let start = Arc::new(Barrier::new(threads + 1));

@@ -64,13 +64,38 @@ pub fn cs_depth() -> u32 {
 /// Enters a blocking-mutex section. See [`Backend::blocking_enter`].
 #[inline(always)]
 pub fn blocking_enter() {
+    #[cfg(all(ecs_count_hints, feature = "std"))]
+    count::BLOCKING.with(|d| d.set(d.get() + 1));
     Active::blocking_enter()
 }
 
 /// Leaves a blocking-mutex section. See [`Backend::blocking_exit`].
 #[inline(always)]
 pub fn blocking_exit() {
+    #[cfg(all(ecs_count_hints, feature = "std"))]
+    count::BLOCKING.with(|d| d.set(d.get() - 1));
     Active::blocking_exit()
+}
+
+/// This thread's blocking-section depth as the locks marked it ([`blocking_enter`] minus
+/// [`blocking_exit`] calls), in a build with `--cfg ecs_count_hints` (a test instrument: the
+/// native backends do nothing with the blocking mark, so without it no test could see whether
+/// a lock raises the mark, or which thread it unbalances). `None` in every other build.
+#[doc(hidden)]
+pub fn counted_blocking_depth() -> Option<i64> {
+    #[cfg(all(ecs_count_hints, feature = "std"))]
+    return Some(count::BLOCKING.with(core::cell::Cell::get));
+    #[cfg(not(all(ecs_count_hints, feature = "std")))]
+    None
+}
+
+/// The `--cfg ecs_count_hints` instrument (see [`counted_blocking_depth`]).
+#[cfg(all(ecs_count_hints, feature = "std"))]
+mod count {
+    std::thread_local! {
+        /// This thread's blocking-section depth (signed: a foreign release shows as -1).
+        pub(crate) static BLOCKING: core::cell::Cell<i64> = const { core::cell::Cell::new(0) };
+    }
 }
 
 /// This vCPU's index. See [`Backend::vcpu_id`].

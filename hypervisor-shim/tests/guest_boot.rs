@@ -86,17 +86,11 @@ fn every_lock_kind_and_policy_over_committed() {
             if !policy.ple() {
                 assert_eq!(r.total.ple_exits, 0, "{what}: PLE is not advertised");
             }
-            if lock == LockKind::Mcs {
-                // A FIFO queue over 4 vCPUs on 2 slots hands the lock to preempted waiters all
-                // the time: ecs waiters yield to them (served as directed yields), ple waiters
-                // trap after the pause-loop window.
-                match policy {
-                    PolicyKind::Ecs => {
-                        assert!(r.total.directed_yields > 0, "{what}: {:?}", r.total)
-                    }
-                    PolicyKind::Ple => assert!(r.total.ple_exits > 0, "{what}: {:?}", r.total),
-                    PolicyKind::Baseline | PolicyKind::EcsPle => {}
-                }
+            if lock == LockKind::Mcs && policy == PolicyKind::Ple {
+                // A queue over 4 vCPUs on 2 slots makes waiters wait for preempted queue
+                // neighbours: ple waiters trap after the pause-loop window. (Under ecs the
+                // host reports the pCPUs overloaded and MCS waiters do not queue at all.)
+                assert!(r.total.ple_exits > 0, "{what}: {:?}", r.total);
             }
             for v in &r.per_vcpu {
                 if policy == PolicyKind::Baseline {

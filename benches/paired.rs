@@ -1,0 +1,250 @@
+//! Mutexes against parking_lot in paired, shuffled rounds: the benchmark behind issue 9's
+//! bounds ("within 2x of parking_lot", "<= 1.0x parking_lot").
+//!
+//! Criterion (`benches/mutex.rs`) measures one variant after another, seconds apart, so on a
+//! shared machine a ratio of two of its medians mixes the variants with the machine's drift.
+//! Here every round runs every (lock, scenario) sample once, in an order shuffled per round;
+//! each lock's time is divided by parking_lot's time *in the same round and scenario*, and the
+//! table reports the median of those per-round ratios with a distribution-free 95 % interval
+//! of the median (order statistics of the binomial(n, 1/2) distribution, the method
+//! `docs/shim-experiment.md` uses for the shim).
+//!
+//! Scenarios are `benches/common`'s: uncontended lock+unlock pairs, 2 threads contended and
+//! 8 threads on the machine's cores (oversubscribed on 2 cores), with the same critical section
+//! and think time as `benches/mutex.rs`.
+//!
+//! ```text
+//! cargo bench --bench paired                                  # 15 rounds, a fresh seed
+//! PAIRED_ROUNDS=21 PAIRED_SEED=42 cargo bench --bench paired  # reproduce an order
+//! PAIRED_FILTER=Ticket,Mcs cargo bench --bench paired         # some locks (and parking_lot)
+//! ```
+//! Run it on a quiet machine: it prints the load average before and after.
+#![allow(missing_docs, clippy::disallowed_types)]
+
+mod common;
+
+use common::{BenchLock, StdMutex, run_contended};
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+bench_lock!("ecs::Mutex", ecs_locks::Mutex<u64>);
+bench_lock!("ecs::FairMutex", ecs_locks::FairMutex<u64>);
+bench_lock!("ecs::SpinMutex", ecs_locks::SpinMutex<u64>);
+bench_lock!("ecs::TicketMutex", ecs_locks::TicketMutex<u64>);
+bench_lock!("ecs::McsMutex", ecs_locks::McsMutex<u64>);
+bench_lock!("parking_lot::Mutex", parking_lot::Mutex<u64>);
+
+/// The reference every ratio divides by.
+const REFERENCE: &str = "parking_lot::Mutex";
+
+/// Lock+unlock pairs per uncontended sample.
+const UNCONTENDED_OPS: u64 = 2_000_000;
+/// Operations (all threads together) per contended sample.
+const CONTENDED_OPS: u64 = 1_000_000;
+
+/// One measured sample: a lock type in a scenario.
+struct Case {
+    lock: &'static str,
+    scenario: &'static str,
+    run: fn() -> Duration,
+}
+
+fn uncontended<L: BenchLock>() -> Duration {
+    let lock = L::new(0);
+    let t0 = Instant::now();
+    for _ in 0..UNCONTENDED_OPS {
+        lock.with(|v| *v = black_box(v.wrapping_add(1)));
+    }
+    let elapsed = t0.elapsed();
+    assert_eq!(
+        lock.with(|v| *v),
+        UNCONTENDED_OPS,
+        "{} lost updates",
+        L::NAME
+    );
+    elapsed
+}
+
+fn two<L: BenchLock>() -> Duration {
+    run_contended::<L>(2, CONTENDED_OPS)
+}
+
+fn eight<L: BenchLock>() -> Duration {
+    run_contended::<L>(8, CONTENDED_OPS)
+}
+
+/// Every lock in every scenario.
+fn cases() -> Vec<Case> {
+    macro_rules! cases {
+        ($($ty:ty),*) => {
+            vec![$(
+                Case { lock: <$ty>::NAME, scenario: "uncontended", run: uncontended::<$ty> },
+                Case { lock: <$ty>::NAME, scenario: "2-threads", run: two::<$ty> },
+                Case { lock: <$ty>::NAME, scenario: "8-threads", run: eight::<$ty> },
+            )*]
+        };
+    }
+    cases!(
+        ecs_locks::Mutex<u64>,
+        ecs_locks::FairMutex<u64>,
+        ecs_locks::SpinMutex<u64>,
+        ecs_locks::TicketMutex<u64>,
+        ecs_locks::McsMutex<u64>,
+        parking_lot::Mutex<u64>,
+        StdMutex
+    )
+}
+
+/// Nanoseconds per operation of a sample.
+fn ns_per_op(scenario: &str, d: Duration) -> f64 {
+    let ops = if scenario == "uncontended" {
+        UNCONTENDED_OPS
+    } else {
+        CONTENDED_OPS
+    };
+    d.as_nanos() as f64 / ops as f64
+}
+
+/// 1-based ranks `(lo, hi)` of the distribution-free 95 % interval of the median of `n`
+/// sorted values: the largest `k` with P(Binomial(n, 1/2) < k) <= 0.025 gives `(k, n + 1 - k)`.
+/// `None` when `n` is too small for any interval (n < 6).
+fn median_interval_ranks(n: usize) -> Option<(usize, usize)> {
+    let mut cdf = 0.0f64; // P(X < k)
+    let mut pmf = 0.5f64.powi(n as i32); // P(X = 0)
+    let mut best = None;
+    for k in 1..=n / 2 {
+        cdf += pmf; // now P(X <= k - 1) = P(X < k)
+        if cdf > 0.025 {
+            break;
+        }
+        best = Some((k, n + 1 - k));
+        // P(X = k) from P(X = k - 1).
+        pmf *= (n - (k - 1)) as f64 / k as f64;
+    }
+    best
+}
+
+/// Median of a sample.
+fn median(sorted: &[f64]) -> f64 {
+    let n = sorted.len();
+    if n % 2 == 1 {
+        sorted[n / 2]
+    } else {
+        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+    }
+}
+
+/// "median [lo-hi]" of `values` (sorted here), the interval as n/a when too few.
+fn summary(values: &mut [f64], precision: usize) -> String {
+    values.sort_by(f64::total_cmp);
+    let m = median(values);
+    match median_interval_ranks(values.len()) {
+        Some((lo, hi)) => format!(
+            "{m:.precision$} [{:.precision$}-{:.precision$}]",
+            values[lo - 1],
+            values[hi - 1]
+        ),
+        None => format!("{m:.precision$} [n/a]"),
+    }
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+fn env_u64(name: &str) -> Option<u64> {
+    let v = std::env::var(name).ok()?;
+    match v.parse() {
+        Ok(n) => Some(n),
+        Err(_) => {
+            eprintln!("{name}={v:?} is not a number; ignored");
+            None
+        }
+    }
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --benches` runs the target with no such
+    // flag: then only check that every case runs once.
+    let benching = std::env::args().any(|a| a == "--bench");
+    let rounds = if benching {
+        env_u64("PAIRED_ROUNDS").unwrap_or(15) as usize
+    } else {
+        1
+    };
+    let seed = env_u64("PAIRED_SEED").unwrap_or_else(|| fastrand::u64(..));
+    // The interval ranks, checked where the binomial tail is known by hand.
+    assert_eq!(median_interval_ranks(5), None);
+    assert_eq!(median_interval_ranks(6), Some((1, 6)));
+    assert_eq!(median_interval_ranks(15), Some((4, 12)));
+    // PAIRED_FILTER=Ticket,Spin keeps the locks whose name contains one of the words (and the
+    // reference).
+    let filter = std::env::var("PAIRED_FILTER").unwrap_or_default();
+    let cases: Vec<Case> = cases()
+        .into_iter()
+        .filter(|c| {
+            filter.is_empty()
+                || c.lock == REFERENCE
+                || filter
+                    .split(',')
+                    .any(|w| !w.is_empty() && c.lock.contains(w))
+        })
+        .collect();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!(
+        "paired: {rounds} rounds x {} samples, seed {seed} (PAIRED_SEED), {cores} cores, load average {}",
+        cases.len(),
+        load_average()
+    );
+    let mut rng = fastrand::Rng::with_seed(seed);
+    // times[case][round], ns per operation.
+    let mut times = vec![Vec::with_capacity(rounds); cases.len()];
+    let started = Instant::now();
+    for round in 0..rounds {
+        let mut order: Vec<usize> = (0..cases.len()).collect();
+        rng.shuffle(&mut order);
+        for &i in &order {
+            let c = &cases[i];
+            times[i].push(ns_per_op(c.scenario, (c.run)()));
+        }
+        eprintln!(
+            "round {}/{rounds} done ({:.0} s)",
+            round + 1,
+            started.elapsed().as_secs_f64()
+        );
+    }
+    println!("load average after: {}", load_average());
+    if !benching {
+        return;
+    }
+    println!(
+        "{:<22} {:<12} {:>26} {:>26}",
+        "lock", "scenario", "ns/op median [95%]", "x parking_lot [95%]"
+    );
+    for scenario in ["uncontended", "2-threads", "8-threads"] {
+        let reference = cases
+            .iter()
+            .position(|c| c.lock == REFERENCE && c.scenario == scenario)
+            .expect("the reference runs in every scenario");
+        for (i, c) in cases.iter().enumerate() {
+            if c.scenario != scenario {
+                continue;
+            }
+            let mut ratios: Vec<f64> = times[i]
+                .iter()
+                .zip(&times[reference])
+                .map(|(t, r)| t / r)
+                .collect();
+            let mut ns = times[i].clone();
+            println!(
+                "{:<22} {:<12} {:>26} {:>26}",
+                c.lock,
+                scenario,
+                summary(&mut ns, 1),
+                summary(&mut ratios, 2)
+            );
+        }
+    }
+}
