@@ -36,6 +36,22 @@ fn step(
 
 fn plan(name: &str) -> Option<Vec<Step>> {
     let own = &[NO_LIBC_RSEQ][..];
+    let copies = || {
+        vec![
+            step(
+                "two ecs-sys copies share libc's request byte",
+                DYNAMIC,
+                &["two-copies", "libc"],
+                &[],
+            ),
+            step(
+                "two ecs-sys copies: the second leaves the first's own area alone",
+                STATIC,
+                &["two-copies", "own"],
+                own,
+            ),
+        ]
+    };
     let suites = || {
         vec![
             step(
@@ -117,18 +133,6 @@ fn plan(name: &str) -> Option<Vec<Step>> {
                 &[],
             ),
             step("nested sections", STATIC, &["nested"], own),
-            step(
-                "two ecs-sys copies share libc's request byte",
-                DYNAMIC,
-                &["two-copies", "libc"],
-                &[],
-            ),
-            step(
-                "two ecs-sys copies: the second leaves the first's own area alone",
-                STATIC,
-                &["two-copies", "own"],
-                own,
-            ),
             step("syscalls inside sections", STATIC, &["syscall"], own),
             step(
                 "a holder that never leaves cannot keep a vCPU",
@@ -151,8 +155,10 @@ fn plan(name: &str) -> Option<Vec<Step>> {
             ),
         ]
         .into_iter()
+        .chain(copies())
         .chain(suites())
         .collect(),
+        "copies" => copies(),
         "disabled" => vec![
             step(
                 "rseq_slice_ext=0: own registration falls back",
@@ -214,7 +220,7 @@ pub fn run() -> ! {
     let mut failed = Vec::new();
     match plan(&name) {
         None => failed.push(format!(
-            "unknown plan {name:?} (test, disabled, bench, window)"
+            "unknown plan {name:?} (test, disabled, copies, suites, bench, window)"
         )),
         Some(steps) => {
             for s in steps {

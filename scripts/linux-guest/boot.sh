@@ -2,10 +2,11 @@
 # Builds the Linux-guest test program and boots it on the test kernel under QEMU (TCG, 2
 # vCPUs), turning the guest's verdict into the exit code.
 #
-# Usage: scripts/linux-guest/boot.sh [test|suites|bench|window]     (default: test)
+# Usage: scripts/linux-guest/boot.sh [test|suites|copies|bench|window]     (default: test)
 #   test   two boots: every check (plan `test`), then the checks with the extension disabled
 #          on the kernel command line (`rseq_slice_ext=0`, plan `disabled`)
 #   suites one boot: only the crate's test suites (unit, stress, proptest) on the extension
+#   copies one boot: only the two-copies checks (part of `test`)
 #   bench  one boot: the benchmark (extension off and on, alternating twice)
 #   window one boot: diagnostics of where grants end (5 and 50 us grants; counts, no figures)
 #
@@ -30,7 +31,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 . "$here/common.sh"
 mode=${1:-test}
-case $mode in test | suites | bench | window) ;; *) log "usage: boot.sh [test|suites|bench|window]"; exit 2 ;; esac
+case $mode in test | suites | copies | bench | window) ;; *) log "usage: boot.sh [test|suites|copies|bench|window]"; exit 2 ;; esac
 accel=tcg
 case $mode in bench | window) accel=${ECS_GUEST_ACCEL:-tcg} ;; esac
 case $accel in
@@ -150,7 +151,7 @@ if [ "$mode" = test ]; then
     scale=${ECS_GUEST_SCALE:-0.3}
     boot test "$scale" || rc=1
     boot disabled "$scale" rseq_slice_ext=0 || rc=1
-elif [ "$mode" = suites ]; then
+elif [ "$mode" = suites ] || [ "$mode" = copies ]; then
     boot "$mode" "${ECS_GUEST_SCALE:-0.3}" || rc=1
 elif [ "$mode" = window ]; then
     boot window "${ECS_GUEST_SCALE:-1}" || rc=1
