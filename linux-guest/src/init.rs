@@ -90,6 +90,12 @@ fn plan(name: &str) -> Option<Vec<Step>> {
                 &[],
                 own,
             ),
+            step(
+                "exits without an enter (force_unlock) on the extension",
+                "/bin/issue_force_unlock_depth",
+                &[],
+                own,
+            ),
         ]
     };
     Some(match name {

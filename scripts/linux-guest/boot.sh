@@ -91,6 +91,7 @@ CARGO_TARGET_DIR="$dyn_dir" nice -n 10 cargo build --release --quiet -p linux-gu
 tests_json=$(RUSTFLAGS="-C target-feature=+crt-static" CARGO_TARGET_DIR="$static_dir" \
     nice -n 10 cargo test --release --quiet --no-run -p ecs-locks -p ecs-sys --target "$target" \
     --lib --test stress_spin --test rcu_stress --test proptest_spin --test rcu_proptest \
+    --test issue_force_unlock_depth \
     --message-format=json)
 exe_of() {
     echo "$tests_json" | python3 -c '
@@ -115,6 +116,7 @@ cp "$(exe_of proptest_spin)" "$root/bin/proptest_spin"
 cp "$(exe_of rcu_proptest)" "$root/bin/rcu_proptest"
 cp "$(exe_of ecs_locks)" "$root/bin/ecs_locks_unit"
 cp "$(exe_of ecs_sys)" "$root/bin/ecs_sys_unit"
+cp "$(exe_of issue_force_unlock_depth)" "$root/bin/issue_force_unlock_depth"
 for d in "$sysroot/usr/lib/x86_64-linux-gnu" "$sysroot/lib/x86_64-linux-gnu"; do
     [ -d "$d" ] && cp -a "$d"/. "$root/lib/x86_64-linux-gnu/"
 done
