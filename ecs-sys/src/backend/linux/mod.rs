@@ -46,7 +46,9 @@
 //! (kernel-owned; the kernel kills a thread whose control word is inconsistent), and sets
 //! `request` only while `granted` is clear. Every outermost exit clears `request`: when sections
 //! of two users overlap, the first exit may clear the other's request (its extension is lost),
-//! and the last exit always leaves it clear.
+//! and the last exit always leaves it clear; every outermost exit of this crate that finds
+//! `granted` yields, whoever's request drew the grant. The `two-copies` check of the
+//! `linux-guest` crate tests this with two copies of this crate on one thread.
 //!
 //! # fork and exec
 //!
