@@ -1,4 +1,4 @@
-//! Mutexes against parking_lot in paired, shuffled rounds: the benchmark behind issue 9's
+//! Mutexes and reader-writer locks against parking_lot in paired, shuffled rounds: the benchmark behind issue 9's
 //! bounds ("within 2x of parking_lot", "<= 1.0x parking_lot").
 //!
 //! Criterion (`benches/mutex.rs`) measures one variant after another, seconds apart, so on a
@@ -9,9 +9,11 @@
 //! of the median (order statistics of the binomial(n, 1/2) distribution, the method
 //! `docs/shim-experiment.md` uses for the shim).
 //!
-//! Scenarios are `benches/common`'s: uncontended lock+unlock pairs, 2 threads contended and
-//! 8 threads on the machine's cores (oversubscribed on 2 cores), with the same critical section
-//! and think time as `benches/mutex.rs`.
+//! Scenarios are `benches/common`'s: for mutexes uncontended lock+unlock pairs, 2 threads
+//! contended and 8 threads on the machine's cores (oversubscribed on 2 cores), with the same
+//! critical section and think time as `benches/mutex.rs`; for reader-writer locks uncontended
+//! read pairs and the read-mostly mix of `benches/rwlock.rs` (one write in 64) at 2 and 8
+//! threads, divided by parking_lot's `RwLock`.
 //!
 //! ```text
 //! cargo bench --bench paired                                  # 15 rounds, a fresh seed
@@ -23,7 +25,7 @@
 
 mod common;
 
-use common::{BenchLock, StdMutex, run_contended};
+use common::{BenchLock, BenchRwLock, StdMutex, StdRwLock, run_contended, run_read_mostly};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -33,9 +35,15 @@ bench_lock!("ecs::SpinMutex", ecs_locks::SpinMutex<u64>);
 bench_lock!("ecs::TicketMutex", ecs_locks::TicketMutex<u64>);
 bench_lock!("ecs::McsMutex", ecs_locks::McsMutex<u64>);
 bench_lock!("parking_lot::Mutex", parking_lot::Mutex<u64>);
+bench_rwlock!("ecs::RwLock", ecs_locks::RwLock<u64>);
+bench_rwlock!("ecs::SpinRwLock", ecs_locks::SpinRwLock<u64>);
+bench_rwlock!("parking_lot::RwLock", parking_lot::RwLock<u64>);
 
-/// The reference every ratio divides by.
-const REFERENCE: &str = "parking_lot::Mutex";
+/// The references the ratios divide by: parking_lot's type of the same family.
+const REFERENCES: [&str; 2] = ["parking_lot::Mutex", "parking_lot::RwLock"];
+
+/// One write in this many operations in the read-mostly scenarios (as `benches/rwlock.rs`).
+const WRITE_EVERY: u64 = 64;
 
 /// Lock+unlock pairs per uncontended sample.
 const UNCONTENDED_OPS: u64 = 2_000_000;
@@ -46,6 +54,8 @@ const CONTENDED_OPS: u64 = 1_000_000;
 struct Case {
     lock: &'static str,
     scenario: &'static str,
+    /// The parking_lot type this lock's ratios divide by.
+    reference: &'static str,
     run: fn() -> Duration,
 }
 
@@ -73,18 +83,42 @@ fn eight<L: BenchLock>() -> Duration {
     run_contended::<L>(8, CONTENDED_OPS)
 }
 
+fn read_uncontended<L: BenchRwLock>() -> Duration {
+    let lock = L::new(0);
+    let mut x = 0;
+    let t0 = Instant::now();
+    for _ in 0..UNCONTENDED_OPS {
+        x ^= lock.read(|v| black_box(*v));
+    }
+    let elapsed = t0.elapsed();
+    black_box(x);
+    elapsed
+}
+
+fn read_two<L: BenchRwLock>() -> Duration {
+    run_read_mostly::<L>(2, CONTENDED_OPS, WRITE_EVERY)
+}
+
+fn read_eight<L: BenchRwLock>() -> Duration {
+    run_read_mostly::<L>(8, CONTENDED_OPS, WRITE_EVERY)
+}
+
 /// Every lock in every scenario.
 fn cases() -> Vec<Case> {
     macro_rules! cases {
-        ($($ty:ty),*) => {
-            vec![$(
-                Case { lock: <$ty>::NAME, scenario: "uncontended", run: uncontended::<$ty> },
-                Case { lock: <$ty>::NAME, scenario: "2-threads", run: two::<$ty> },
-                Case { lock: <$ty>::NAME, scenario: "8-threads", run: eight::<$ty> },
+        ($reference:expr, [$un:ident, $two:ident, $eight:ident], $($ty:ty),*) => {
+            [$(
+                [
+                    Case { lock: <$ty>::NAME, scenario: "uncontended", reference: $reference, run: $un::<$ty> },
+                    Case { lock: <$ty>::NAME, scenario: "2-threads", reference: $reference, run: $two::<$ty> },
+                    Case { lock: <$ty>::NAME, scenario: "8-threads", reference: $reference, run: $eight::<$ty> },
+                ],
             )*]
         };
     }
-    cases!(
+    let mutexes = cases!(
+        REFERENCES[0],
+        [uncontended, two, eight],
         ecs_locks::Mutex<u64>,
         ecs_locks::FairMutex<u64>,
         ecs_locks::SpinMutex<u64>,
@@ -92,7 +126,16 @@ fn cases() -> Vec<Case> {
         ecs_locks::McsMutex<u64>,
         parking_lot::Mutex<u64>,
         StdMutex
-    )
+    );
+    let rwlocks = cases!(
+        REFERENCES[1],
+        [read_uncontended, read_two, read_eight],
+        ecs_locks::RwLock<u64>,
+        ecs_locks::SpinRwLock<u64>,
+        parking_lot::RwLock<u64>,
+        StdRwLock
+    );
+    mutexes.into_iter().chain(rwlocks).flatten().collect()
 }
 
 /// Nanoseconds per operation of a sample.
@@ -186,7 +229,7 @@ fn main() {
         .into_iter()
         .filter(|c| {
             filter.is_empty()
-                || c.lock == REFERENCE
+                || REFERENCES.contains(&c.lock)
                 || filter
                     .split(',')
                     .any(|w| !w.is_empty() && c.lock.contains(w))
@@ -223,13 +266,16 @@ fn main() {
         "{:<22} {:<12} {:>26} {:>26}",
         "lock", "scenario", "ns/op median [95%]", "x parking_lot [95%]"
     );
-    for scenario in ["uncontended", "2-threads", "8-threads"] {
+    for (family, scenario) in REFERENCES
+        .iter()
+        .flat_map(|r| ["uncontended", "2-threads", "8-threads"].map(|s| (*r, s)))
+    {
         let reference = cases
             .iter()
-            .position(|c| c.lock == REFERENCE && c.scenario == scenario)
+            .position(|c| c.lock == family && c.scenario == scenario)
             .expect("the reference runs in every scenario");
         for (i, c) in cases.iter().enumerate() {
-            if c.scenario != scenario {
+            if c.scenario != scenario || c.reference != family {
                 continue;
             }
             let mut ratios: Vec<f64> = times[i]

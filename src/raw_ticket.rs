@@ -341,8 +341,13 @@ impl RawTicketMutex {
                     next_polls = 0;
                 }
                 let holder = self.holder_hint();
-                if d == 0 && holder.is_none() && next_polls < NEXT_POLLS {
-                    // Next in line: the lock comes to us at the holder's release, so look
+                if holder.is_none()
+                    && next_polls < NEXT_POLLS
+                    && (d == 0
+                        || (ecs_sys::LIVE_HINTS && d > 0 && self.running_ahead(t, d as u32) == 0))
+                {
+                    // Next in line (or every waiter ahead is preempted, so we take over at
+                    // the release): the lock comes to us when the holder releases it, so look
                     // often (exponential backoff would leave a FIFO lock idle for up to its
                     // step after every release), for as long as a short section lasts.
                     next_polls += 1;
@@ -397,6 +402,13 @@ impl RawTicketMutex {
         if self.patience == u32::MAX {
             return false;
         }
+        window >= u64::from(self.running_ahead(t, d)) * u64::from(self.patience)
+    }
+
+    /// How many of the `d` tickets ahead of ticket `t` are not known to be preempted: all `d`
+    /// without live hints; with them, those whose ring slot names a preempted vCPU are left out.
+    #[inline]
+    fn running_ahead(&self, t: u32, d: u32) -> u32 {
         let mut running_ahead = d;
         if ecs_sys::LIVE_HINTS {
             for k in 0..d.min(RING as u32) {
@@ -406,7 +418,7 @@ impl RawTicketMutex {
                 }
             }
         }
-        window >= u64::from(running_ahead) * u64::from(self.patience)
+        running_ahead
     }
 
     /// The holder's vCPU (as the last acquisition recorded it), if it is preempted. `None`

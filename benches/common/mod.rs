@@ -172,38 +172,43 @@ pub fn read_mostly<L: BenchRwLock>(
     c.benchmark_group(group).bench_with_input(
         BenchmarkId::new(L::NAME, threads),
         &threads,
-        |b, &threads| {
-            b.iter_custom(|iters| {
-                let lock = Arc::new(L::new(0));
-                let per_thread = iters.div_ceil(threads as u64);
-                let start = Arc::new(Barrier::new(threads + 1));
-                let handles: Vec<_> = (0..threads)
-                    .map(|t| {
-                        let (lock, start) = (lock.clone(), start.clone());
-                        std::thread::spawn(move || {
-                            start.wait();
-                            let mut x = t as u64;
-                            for i in 0..per_thread {
-                                if (i + t as u64).is_multiple_of(write_every) {
-                                    lock.write(|v| *v += 1);
-                                } else {
-                                    x ^= lock.read(|v| work(CS_WORK, *v));
-                                }
-                                x = work(THINK_WORK, x);
-                            }
-                            black_box(x);
-                        })
-                    })
-                    .collect();
-                start.wait();
-                let t0 = Instant::now();
-                for h in handles {
-                    h.join().unwrap();
-                }
-                t0.elapsed()
-            })
-        },
+        |b, &threads| b.iter_custom(|iters| run_read_mostly::<L>(threads, iters, write_every)),
     );
+}
+
+/// `threads` threads share `iters` operations, each a read except one in `write_every`;
+/// returns the wall time from the start barrier to the last join, after checking the writes.
+pub fn run_read_mostly<L: BenchRwLock>(threads: usize, iters: u64, write_every: u64) -> Duration {
+    let lock = Arc::new(L::new(0));
+    let per_thread = iters.div_ceil(threads as u64);
+    let start = Arc::new(Barrier::new(threads + 1));
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let (lock, start) = (lock.clone(), start.clone());
+            std::thread::spawn(move || {
+                start.wait();
+                let mut x = t as u64;
+                let mut writes = 0u64;
+                for i in 0..per_thread {
+                    if (i + t as u64).is_multiple_of(write_every) {
+                        lock.write(|v| *v += 1);
+                        writes += 1;
+                    } else {
+                        x ^= lock.read(|v| work(CS_WORK, *v));
+                    }
+                    x = work(THINK_WORK, x);
+                }
+                black_box(x);
+                writes
+            })
+        })
+        .collect();
+    start.wait();
+    let t0 = Instant::now();
+    let writes: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+    let elapsed = t0.elapsed();
+    assert_eq!(lock.read(|v| *v), writes, "{} lost writes", L::NAME);
+    elapsed
 }
 
 /// Short measurement settings: many cases, a shared noisy machine, ratios not absolutes.

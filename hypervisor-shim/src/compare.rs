@@ -10,25 +10,12 @@
 //! rounds as medians with a distribution-free 95 % interval ([`crate::stats`]).
 
 use crate::config::{Lock, PolicyKind, RunConfig};
+use crate::rounds::{Estimate, Executed, PairedPlan, RUN_OVERHEAD, RoundGroup, mmss};
 use crate::run::RunReport;
-use crate::stats::{Interval, median, median_interval};
+use crate::stats::median;
 use crate::workload::LockKind;
 use core::fmt;
 use core::str::FromStr;
-use std::time::Duration;
-
-/// What a run costs beyond its duration (VM creation, guest boot, the stop): a few tens of
-/// ms here (a 16-run smoke `compare` of 0.2 s runs took 3.5 s); the first estimate of a
-/// `compare`'s length counts 50 ms.
-pub const RUN_OVERHEAD: Duration = Duration::from_millis(50);
-
-/// The confidence level of every interval.
-pub const LEVEL: f64 = 0.95;
-
-/// How the intervals are computed, in words (printed under the table, stored in the JSON).
-pub const METHOD: &str = "medians over paired rounds; [lo, hi] is a distribution-free 95 % \
-    interval of the median from order statistics (binomial: [x(k), x(n+1-k)] with the largest k \
-    such that 2 P(Binomial(n, 1/2) <= k-1) <= 5 %; needs at least 6 rounds, n/a below)";
 
 /// A named set of `compare` parameters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -214,20 +201,50 @@ pub struct Group {
     pub runs: Vec<Planned>,
 }
 
-/// The whole experiment.
-#[derive(Clone, Debug)]
-pub struct Plan {
-    /// The groups.
-    pub groups: Vec<Group>,
-    /// Rounds.
-    pub rounds: u32,
-    /// The seed of the orders.
-    pub seed: u64,
-    /// The configuration every run starts from (duration, slice, workload defaults).
-    pub template: RunConfig,
+impl RoundGroup for Group {
+    fn len(&self) -> usize {
+        self.runs.len()
+    }
+
+    fn config(&self, i: usize, template: &RunConfig) -> RunConfig {
+        let p = self.runs[i];
+        RunConfig {
+            vcpus: p.vcpus,
+            lock: self.lock,
+            policy: p.policy,
+            cs_iters: self.cs_iters,
+            think_iters: self.think_iters,
+            guest_hints: p.guest_hints,
+            ..template.clone()
+        }
+    }
+
+    fn label_suffix(&self, i: usize) -> &'static str {
+        if self.runs[i].ceiling {
+            " (ceiling)"
+        } else {
+            ""
+        }
+    }
+
+    fn report_run(&self, label: &str, report: &RunReport) {
+        eprintln!(
+            "  {:.0} ops/s, {} preemptions ({} in CS){}",
+            report.ops_per_sec,
+            report.total.preemptions,
+            report.total.preemptions_in_cs,
+            if report.ok() { "" } else { ", FAILED" }
+        );
+        for f in &report.failures {
+            eprintln!("  {label}: FAILED: {f}");
+        }
+    }
 }
 
-impl Plan {
+/// The whole experiment: groups of one VM each.
+pub type Plan = PairedPlan<Group>;
+
+impl PairedPlan<Group> {
     /// The plan of `spec` on top of `template` (whose vCPUs, lock and policy are replaced).
     pub fn new(spec: &PlanSpec, template: RunConfig, seed: u64) -> Self {
         let sweep = spec.cs_iters.len() > 1;
@@ -274,38 +291,6 @@ impl Plan {
             template,
         }
     }
-
-    /// Runs in the whole experiment.
-    pub fn total_runs(&self) -> usize {
-        self.groups.iter().map(|g| g.runs.len()).sum::<usize>() * self.rounds as usize
-    }
-
-    /// The execution order of round `round`: (group, run) pairs.
-    pub fn order(&self, round: u32) -> Vec<(usize, usize)> {
-        let sizes: Vec<usize> = self.groups.iter().map(|g| g.runs.len()).collect();
-        crate::stats::round_order(&sizes, self.seed, round)
-    }
-
-    /// The configuration of run `i` of group `g`.
-    pub fn config(&self, g: usize, i: usize) -> RunConfig {
-        let group = &self.groups[g];
-        let p = group.runs[i];
-        RunConfig {
-            vcpus: p.vcpus,
-            lock: group.lock,
-            policy: p.policy,
-            cs_iters: group.cs_iters,
-            think_iters: group.think_iters,
-            guest_hints: p.guest_hints,
-            ..self.template.clone()
-        }
-    }
-
-    /// A first estimate of the experiment's length: every run's duration plus `overhead` (VM
-    /// creation and the stop).
-    pub fn estimate(&self, overhead: Duration) -> Duration {
-        (self.template.duration + overhead) * self.total_runs() as u32
-    }
 }
 
 /// One executed run, with where it sat in the experiment.
@@ -324,25 +309,16 @@ pub struct RoundRun {
     pub report: RunReport,
 }
 
-/// A median over rounds, with its interval.
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Estimate {
-    /// The median.
-    pub median: f64,
-    /// The 95 % interval of the median (`None`: too few rounds).
-    pub interval: Option<Interval>,
-    /// Rounds it is computed from.
-    pub n: usize,
-}
-
-impl Estimate {
-    /// The estimate of `xs` (`None` if empty).
-    pub fn of(xs: &[f64]) -> Option<Self> {
-        Some(Estimate {
-            median: median(xs)?,
-            interval: median_interval(xs, LEVEL),
-            n: xs.len(),
-        })
+impl RoundRun {
+    /// The record of `run`, an executed run of `plan`.
+    pub fn new(plan: &Plan, run: Executed) -> Self {
+        RoundRun {
+            round: run.round,
+            position: run.position,
+            group: run.group,
+            ceiling: plan.groups[run.group].runs[run.index].ceiling,
+            report: run.report,
+        }
     }
 }
 
@@ -454,7 +430,8 @@ struct PerRound {
 
 /// The summary of every (group, run) of `plan` over `runs`, in plan order.
 pub fn summarize(plan: &Plan, runs: &[RoundRun]) -> Vec<SummaryRow> {
-    let find = |round: u32, g: usize, p: Planned| {
+    // The run of `p` in group `g` of `round`; `find`: the same if it passed.
+    let run_of = |round: u32, g: usize, p: Planned| {
         runs.iter().find(|r| {
             r.round == round
                 && r.group == g
@@ -462,9 +439,9 @@ pub fn summarize(plan: &Plan, runs: &[RoundRun]) -> Vec<SummaryRow> {
                 && r.report.vcpus == p.vcpus
                 && r.report.policy == p.policy
                 && r.report.guest_hints == p.guest_hints
-                && r.report.ok()
         })
     };
+    let find = |round, g, p| run_of(round, g, p).filter(|r| r.report.ok());
     let mut rows = Vec::new();
     for (g, group) in plan.groups.iter().enumerate() {
         let ceiling = group.runs[0];
@@ -478,15 +455,9 @@ pub fn summarize(plan: &Plan, runs: &[RoundRun]) -> Vec<SummaryRow> {
             let mut v = PerRound::default();
             let (mut ran, mut failed) = (0, 0);
             for round in 0..plan.rounds {
-                let mine = runs.iter().find(|r| {
-                    r.round == round
-                        && r.group == g
-                        && r.ceiling == p.ceiling
-                        && r.report.vcpus == p.vcpus
-                        && r.report.policy == p.policy
-                        && r.report.guest_hints == p.guest_hints
-                });
-                let Some(mine) = mine else { continue };
+                let Some(mine) = run_of(round, g, p) else {
+                    continue;
+                };
                 ran += 1;
                 if !mine.report.ok() {
                     failed += 1;
@@ -588,77 +559,6 @@ pub fn describe(plan: &Plan, preset: Preset) -> String {
         plan.seed
     );
     s
-}
-
-/// The host a `compare` ran on.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct Host {
-    /// CPUs this process may use.
-    pub cores: usize,
-    /// The kernel release (`uname -r`).
-    pub kernel: String,
-    /// TSC cycles per PAUSE, measured at startup (the PLE window's conversion).
-    pub cycles_per_pause: f64,
-    /// KVM's 4096-cycle base pause-loop window in guest spins on this host.
-    pub ple_base_window: u32,
-    /// The 1, 5 and 15 minute load averages when the experiment started.
-    pub load_start: Option<[f64; 3]>,
-    /// The same when it ended.
-    pub load_end: Option<[f64; 3]>,
-}
-
-impl Host {
-    /// This host, now.
-    pub fn probe() -> Self {
-        Host {
-            cores: crate::sched::os::available_cpus().len(),
-            kernel: kernel_release(),
-            cycles_per_pause: crate::sched::pause::cycles_per_pause(),
-            ple_base_window: crate::sched::pause::base_window_spins(),
-            load_start: load_average(),
-            load_end: None,
-        }
-    }
-
-    /// A warning if a load average exceeds the cores (the timings share the CPUs).
-    pub fn load_warning(load: Option<[f64; 3]>, cores: usize, when: &str) -> Option<String> {
-        let l = load?;
-        (l[0] > cores as f64).then(|| {
-            format!(
-                "load average {:.2} {when} exceeds the {cores} cores: the runs shared the CPUs \
-                 with other work, so their timings are not those of a quiet host",
-                l[0]
-            )
-        })
-    }
-}
-
-/// The three load averages (`/proc/loadavg`).
-pub fn load_average() -> Option<[f64; 3]> {
-    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
-    let mut it = text.split_whitespace().map(|w| w.parse::<f64>().ok());
-    Some([it.next()??, it.next()??, it.next()??])
-}
-
-fn kernel_release() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_else(|_| "unknown".to_owned())
-}
-
-/// The time left, estimated from the runs done so far (`elapsed` for `done` of `total`), or
-/// from `first_guess` before any run finished.
-pub fn eta(elapsed: Duration, done: usize, total: usize, first_guess: Duration) -> Duration {
-    if done == 0 {
-        return first_guess;
-    }
-    elapsed.mul_f64(total.saturating_sub(done) as f64 / done as f64)
-}
-
-/// `mm:ss`.
-pub fn mmss(d: Duration) -> String {
-    let s = d.as_secs();
-    format!("{}:{:02}", s / 60, s % 60)
 }
 
 #[cfg(test)]
@@ -801,16 +701,10 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn presets_and_eta() {
+    fn presets_parse() {
         for p in Preset::ALL {
             assert_eq!(p.name().parse::<Preset>(), Ok(p));
         }
         assert!("fast".parse::<Preset>().is_err());
-        let d = Duration::from_secs;
-        assert_eq!(eta(d(10), 0, 100, d(500)), d(500));
-        assert_eq!(eta(d(10), 10, 100, d(500)), d(90));
-        assert_eq!(mmss(d(125)), "2:05");
-        assert!(Host::load_warning(Some([3.0, 1.0, 1.0]), 2, "at the start").is_some());
-        assert!(Host::load_warning(Some([1.5, 1.0, 1.0]), 2, "at the start").is_none());
     }
 }

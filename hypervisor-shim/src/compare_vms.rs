@@ -1,5 +1,5 @@
 //! `compare` with several VMs on one host (issue 10 items 3 and 4): paired, shuffled rounds
-//! as in [`crate::compare`], where a VM's share is both the work it did and the CPU time its
+//! ([`crate::rounds`]), where a VM's share is both the work it did and the CPU time its
 //! threads received, each against the same VM in the same round under `baseline`.
 //!
 //! A group is one set of VMs (e.g. `8:spin + 8:hog` on 2 pCPUs) run under every policy, plus,
@@ -9,8 +9,8 @@
 //! printed and accepted back). A VM's figures of a round count only if that VM passed its
 //! checks (a hostile VM fails; its neighbour's figures still count).
 
-use crate::compare::{Estimate, METHOD};
 use crate::config::{Lock, PolicyKind, RunConfig, VmConfig};
+use crate::rounds::{Estimate, Executed, METHOD, PairedPlan, RUN_OVERHEAD, RoundGroup, mmss};
 use crate::run::RunReport;
 use crate::workload::{LockKind, Misbehave};
 use core::fmt;
@@ -184,20 +184,50 @@ impl VmGroup {
     }
 }
 
-/// The whole multi-VM experiment.
-#[derive(Clone, Debug)]
-pub struct VmPlan {
-    /// The groups.
-    pub groups: Vec<VmGroup>,
-    /// Rounds.
-    pub rounds: u32,
-    /// The seed of the orders.
-    pub seed: u64,
-    /// The configuration every run starts from.
-    pub template: RunConfig,
+impl RoundGroup for VmGroup {
+    fn len(&self) -> usize {
+        self.runs.len()
+    }
+
+    fn config(&self, i: usize, template: &RunConfig) -> RunConfig {
+        let p = self.runs[i];
+        let t = RunConfig {
+            policy: p.policy,
+            ..template.clone()
+        };
+        match p.alone {
+            None => t.with_vms(self.vms.clone()),
+            Some(k) => RunConfig {
+                vcpus: self.total_vcpus(),
+                lock: self.vms[k].workload,
+                misbehave: Misbehave::None,
+                vms: Vec::new(),
+                ..t
+            },
+        }
+    }
+
+    /// The grace of every run in which a VM ignores `stop`.
+    fn extra_time(&self, template: &RunConfig) -> Duration {
+        if !self.vms.iter().any(|v| ignores_stop(v.misbehave)) {
+            return Duration::ZERO;
+        }
+        template.grace * self.runs.iter().filter(|r| r.alone.is_none()).count() as u32
+    }
+
+    // A hostile VM's failures are expected: they are reported, and only its own figures are
+    // left out.
+    fn report_run(&self, label: &str, report: &RunReport) {
+        for f in &report.failures {
+            eprintln!("  {label}: {f}");
+        }
+    }
 }
 
-impl VmPlan {
+/// The whole multi-VM experiment.
+pub type VmPlan = PairedPlan<VmGroup>;
+
+impl PairedPlan<VmGroup> {
     /// The plan of `spec` on top of `template` (whose VMs, pCPUs and policy are replaced).
     pub fn new(spec: &VmPlanSpec, template: RunConfig, seed: u64) -> Self {
         let groups = spec
@@ -234,56 +264,12 @@ impl VmPlan {
         if let Some(g) = spec.grace {
             template.grace = g;
         }
-        VmPlan {
+        PairedPlan {
             groups,
             rounds: spec.rounds,
             seed,
             template,
         }
-    }
-
-    /// Runs in the whole experiment.
-    pub fn total_runs(&self) -> usize {
-        self.groups.iter().map(|g| g.runs.len()).sum::<usize>() * self.rounds as usize
-    }
-
-    /// The execution order of round `round`: (group, run) pairs.
-    pub fn order(&self, round: u32) -> Vec<(usize, usize)> {
-        let sizes: Vec<usize> = self.groups.iter().map(|g| g.runs.len()).collect();
-        crate::stats::round_order(&sizes, self.seed, round)
-    }
-
-    /// The configuration of run `i` of group `g`.
-    pub fn config(&self, g: usize, i: usize) -> RunConfig {
-        let group = &self.groups[g];
-        let p = group.runs[i];
-        let t = RunConfig {
-            policy: p.policy,
-            ..self.template.clone()
-        };
-        match p.alone {
-            None => t.with_vms(group.vms.clone()),
-            Some(k) => RunConfig {
-                vcpus: group.total_vcpus(),
-                lock: group.vms[k].workload,
-                misbehave: Misbehave::None,
-                vms: Vec::new(),
-                ..t
-            },
-        }
-    }
-
-    /// A first estimate of the experiment's length: every run's duration plus `overhead`, plus
-    /// the grace of every run in which a VM ignores `stop`.
-    pub fn estimate(&self, overhead: Duration) -> Duration {
-        let ignoring: usize = self
-            .groups
-            .iter()
-            .filter(|g| g.vms.iter().any(|v| ignores_stop(v.misbehave)))
-            .map(|g| g.runs.iter().filter(|r| r.alone.is_none()).count())
-            .sum();
-        (self.template.duration + overhead) * self.total_runs() as u32
-            + self.template.grace * (ignoring * self.rounds as usize) as u32
     }
 }
 
@@ -309,6 +295,19 @@ pub struct VmRoundRun {
     /// The run.
     #[serde(flatten)]
     pub report: RunReport,
+}
+
+impl VmRoundRun {
+    /// The record of `run`, an executed run of `plan`.
+    pub fn new(plan: &VmPlan, run: Executed) -> Self {
+        VmRoundRun {
+            round: run.round,
+            position: run.position,
+            group: run.group,
+            alone: plan.groups[run.group].runs[run.index].alone,
+            report: run.report,
+        }
+    }
 }
 
 /// One line of the summary: a VM of a group under a policy, over every round.
@@ -614,7 +613,7 @@ pub fn describe(plan: &VmPlan, preset: &str) -> String {
         plan.template.duration.as_secs_f64(),
         plan.template.pcpus,
         plan.total_runs(),
-        crate::compare::mmss(plan.estimate(crate::compare::RUN_OVERHEAD)),
+        mmss(plan.estimate(RUN_OVERHEAD)),
         plan.seed
     );
     for g in &plan.groups {

@@ -11,7 +11,11 @@
 //! sched/        N vCPUs on P pCPUs: states, run queue, hand-over, metrics, OS plumbing;
 //!               policies baseline, ple, ecs (pure decisions)
 //! run.rs        one run end to end, with its checks
-//! compare.rs    paired, shuffled rounds: plan, presets, summary, host, ETA
+//! rounds.rs     paired, shuffled rounds: the plan's shape, its execution with progress and
+//!               ETA, the medians with intervals
+//! compare.rs    one VM per run: groups with a ceiling, presets, summary
+//! compare_vms.rs several VMs per run: groups of VMs, presets, per-VM summary, targets
+//! host.rs       the host: cores, kernel, load averages, other processes' CPU time per round
 //! stats.rs      median, its distribution-free interval, Jain's index, round orders
 //! report.rs     tables and the charts' data
 //! chart.rs      the SVG chart (plotters)
@@ -26,9 +30,11 @@ pub mod compare;
 pub mod compare_vms;
 pub mod config;
 pub mod guest_image;
+pub mod host;
 pub mod hypercall;
 pub mod page;
 pub mod report;
+pub mod rounds;
 pub mod run;
 pub mod sched;
 pub mod stats;

@@ -2,11 +2,13 @@
 //! compare the policies (the eCS paper's over-commit experiment).
 
 use clap::{Args, Parser, Subcommand};
-use hypervisor_shim::compare::{self, Host, Plan, PlanSpec, Preset, RoundRun};
+use hypervisor_shim::compare::{self, Plan, PlanSpec, Preset, RoundRun};
 use hypervisor_shim::compare_vms::{self, VmPlan, VmPreset, VmRoundRun};
 use hypervisor_shim::config::{ConfigError, Lock, PolicyKind, RunConfig, VmConfig};
 use hypervisor_shim::guest_image::guest_elf;
+use hypervisor_shim::host::Host;
 use hypervisor_shim::report;
+use hypervisor_shim::rounds::{self, Executed, PairedPlan, RoundGroup, run_label};
 use hypervisor_shim::run::{Progress, RunError, RunReport, run};
 use hypervisor_shim::workload::{LockKind, Misbehave};
 use std::process::ExitCode;
@@ -287,15 +289,6 @@ fn run_one(cfg: &RunConfig, elf: &[u8], label: &str, live: bool) -> Result<RunRe
     }
 }
 
-fn label(c: &RunConfig) -> String {
-    if c.multi_vm() {
-        let vms: Vec<String> = c.vms.iter().map(VmConfig::spec).collect();
-        format!("VMs {} on {} pCPU {}", vms.join(" + "), c.pcpus, c.policy)
-    } else {
-        format!("{} vCPU/{} pCPU {} {}", c.vcpus, c.pcpus, c.lock, c.policy)
-    }
-}
-
 /// The guest image: `--guest FILE` or the embedded one.
 fn load_guest(c: &Common) -> Result<std::borrow::Cow<'static, [u8]>, ExitCode> {
     match &c.guest {
@@ -325,6 +318,10 @@ fn plot(a: &PlotArgs) -> ExitCode {
             Ok(rows) => {
                 print!("{}", report::summary_table(&rows));
                 print!("{}", report::summary_lines(&rows));
+                let host = doc.get("host").cloned().map(serde_json::from_value::<Host>);
+                if let Some(line) = host.and_then(Result::ok).and_then(|h| h.summary_line()) {
+                    print!("{line}");
+                }
                 hypervisor_shim::chart::svg(&report::summary_chart(&rows))
             }
             Err(e) => return bad_json(a, &e),
@@ -339,11 +336,10 @@ fn plot(a: &PlotArgs) -> ExitCode {
             Err(e) => return bad_json(a, &e),
         }
     };
-    if let Err(e) = std::fs::write(&a.out, picture) {
-        eprintln!("ecs-shim: cannot write {}: {e}", a.out.display());
-        return ExitCode::from(1);
+    match write(&a.out, picture) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(code) => code,
     }
-    ExitCode::SUCCESS
 }
 
 fn bad_json(a: &PlotArgs, e: &serde_json::Error) -> ExitCode {
@@ -358,6 +354,45 @@ fn bad_arg(msg: String) -> ! {
     clap::Error::raw(clap::error::ErrorKind::ValueValidation, format!("{msg}\n")).exit()
 }
 
+/// The flags that override a preset of either kind: pCPUs, policies, rounds, seconds.
+fn override_shared(
+    a: &CompareArgs,
+    pcpus: &mut u32,
+    policies: &mut Vec<PolicyKind>,
+    rounds: &mut u32,
+    secs: &mut f64,
+) {
+    if let Some(p) = a.pcpus {
+        *pcpus = p;
+    }
+    if let Some(p) = &a.policies {
+        policies.clone_from(p);
+    }
+    if let Some(r) = a.rounds {
+        *rounds = r;
+    }
+    if let Some(s) = a.common.secs {
+        *secs = s;
+    }
+}
+
+/// The plan `new` makes from the template (the common flags, `secs` long) and the seed, every
+/// run of it checked (exit 2 with the reason).
+fn checked_plan<G: RoundGroup>(
+    a: &CompareArgs,
+    (vcpus, pcpus, lock): (u32, u32, Lock),
+    run_secs: f64,
+    new: impl FnOnce(RunConfig, u64) -> PairedPlan<G>,
+) -> PairedPlan<G> {
+    let mut template = a.common.config(vcpus, pcpus, lock, PolicyKind::Baseline);
+    template.duration = secs(run_secs, "--secs");
+    let plan = new(template, a.seed.unwrap_or_else(|| fastrand::u64(..)));
+    if let Err(e) = plan.validate() {
+        bad_arg(e.to_string());
+    }
+    plan
+}
+
 /// The plan of a `compare`: the preset, overridden by the flags given.
 fn compare_plan(a: &CompareArgs) -> (Preset, Plan) {
     let preset = if a.quick { Preset::Quick } else { a.preset };
@@ -365,40 +400,16 @@ fn compare_plan(a: &CompareArgs) -> (Preset, Plan) {
     if let Some(v) = &a.vcpus {
         spec.vcpus = v.clone();
     }
-    if let Some(p) = a.pcpus {
-        spec.pcpus = p;
-    }
     if let Some(l) = &a.locks {
         spec.locks = l.clone();
-    }
-    if let Some(p) = &a.policies {
-        spec.policies = p.clone();
-    }
-    if let Some(r) = a.rounds {
-        spec.rounds = r;
-    }
-    if let Some(s) = a.common.secs {
-        spec.secs = s;
     }
     if let Some(c) = a.common.cs_iters {
         spec.cs_iters = vec![c];
     }
-    let mut template = a.common.config(
-        spec.pcpus.max(1),
-        spec.pcpus,
-        spec.locks[0],
-        PolicyKind::Baseline,
-    );
-    template.duration = secs(spec.secs, "--secs");
-    let seed = a.seed.unwrap_or_else(|| fastrand::u64(..));
-    let plan = Plan::new(&spec, template, seed);
-    for g in 0..plan.groups.len() {
-        for i in 0..plan.groups[g].runs.len() {
-            if let Err(e) = plan.config(g, i).validate() {
-                bad_arg(e.to_string());
-            }
-        }
-    }
+    let s = &mut spec;
+    override_shared(a, &mut s.pcpus, &mut s.policies, &mut s.rounds, &mut s.secs);
+    let first = (spec.pcpus.max(1), spec.pcpus, spec.locks[0]);
+    let plan = checked_plan(a, first, spec.secs, |t, seed| Plan::new(&spec, t, seed));
     (preset, plan)
 }
 
@@ -415,39 +426,68 @@ fn compare_vms_plan(a: &CompareArgs) -> (String, VmPlan) {
             spec.secs = 1.0;
         }
     }
-    if let Some(p) = a.pcpus {
-        spec.pcpus = p;
-    }
-    if let Some(p) = &a.policies {
-        spec.policies = p.clone();
-    }
-    if let Some(r) = a.rounds {
-        spec.rounds = r;
-    }
-    if let Some(s) = a.common.secs {
-        spec.secs = s;
-    }
+    let s = &mut spec;
+    override_shared(a, &mut s.pcpus, &mut s.policies, &mut s.rounds, &mut s.secs);
     if a.common.grace_secs != DEFAULT_GRACE_SECS {
         spec.grace = Some(secs(a.common.grace_secs, "--grace-secs"));
     }
     let total = spec.groups[0].iter().map(|v| v.vcpus).sum::<u32>().max(1);
-    let mut template = a.common.config(
-        total,
-        spec.pcpus,
-        Lock(LockKind::Spin),
-        PolicyKind::Baseline,
-    );
-    template.duration = secs(spec.secs, "--secs");
-    let seed = a.seed.unwrap_or_else(|| fastrand::u64(..));
-    let plan = VmPlan::new(&spec, template, seed);
-    for g in 0..plan.groups.len() {
-        for i in 0..plan.groups[g].runs.len() {
-            if let Err(e) = plan.config(g, i).validate() {
-                bad_arg(e.to_string());
-            }
-        }
-    }
+    let first = (total, spec.pcpus, Lock(LockKind::Spin));
+    let plan = checked_plan(a, first, spec.secs, |t, seed| VmPlan::new(&spec, t, seed));
     (name, plan)
+}
+
+/// What a `compare` produced: its runs, the host and the warnings.
+struct Done<R> {
+    runs: Vec<R>,
+    host: Host,
+    warnings: Vec<String>,
+}
+
+/// Executes `plan`'s rounds on the guest of `common`, each run kept as `record` makes it;
+/// `Err` is the exit code of a failure that ends the experiment (no guest image, no KVM).
+fn execute<G: RoundGroup, R>(
+    plan: &PairedPlan<G>,
+    common: &Common,
+    record: fn(&PairedPlan<G>, Executed) -> R,
+) -> Result<Done<R>, ExitCode> {
+    let elf = load_guest(common)?;
+    let out = plan.execute(|c, l| match run_one(c, &elf, l, false) {
+        Ok(r) => Ok(Some(r)),
+        Err(code) if code == ExitCode::from(3) => Err(code),
+        Err(_) => Ok(None),
+    })?;
+    Ok(Done {
+        runs: out.runs.into_iter().map(|r| record(plan, r)).collect(),
+        host: out.host,
+        warnings: out.warnings,
+    })
+}
+
+/// Writes `text` to `path`, or reports why not (exit 1).
+fn write(path: &std::path::Path, text: String) -> Result<(), ExitCode> {
+    std::fs::write(path, text).map_err(|e| {
+        eprintln!("ecs-shim: cannot write {}: {e}", path.display());
+        ExitCode::from(1)
+    })
+}
+
+/// Writes `--json` (`doc`) and `--plot` (the chart `svg` draws), where asked for.
+fn write_outputs(
+    a: &CompareArgs,
+    doc: serde_json::Value,
+    svg: impl FnOnce() -> String,
+) -> Result<(), ExitCode> {
+    if let Some(path) = &a.json {
+        write(
+            path,
+            serde_json::to_string_pretty(&doc).expect("reports serialize"),
+        )?;
+    }
+    if let Some(path) = &a.plot {
+        write(path, svg())?;
+    }
+    Ok(())
 }
 
 /// `ecs-shim compare --vm-preset` / `--vm`: several VMs on one host.
@@ -457,90 +497,34 @@ fn compare_vms_cmd(a: &CompareArgs) -> ExitCode {
         print!("{}", compare_vms::describe(&plan, &preset));
         return ExitCode::SUCCESS;
     }
-    let elf = match load_guest(&a.common) {
-        Ok(elf) => elf,
-        Err(code) => return code,
-    };
-    let mut host = Host::probe();
-    let mut warnings: Vec<String> = Host::load_warning(host.load_start, host.cores, "at the start")
-        .into_iter()
-        .collect();
-    for w in &warnings {
-        eprintln!("ecs-shim: warning: {w}");
-    }
-    let total = plan.total_runs();
-    let guess = plan.estimate(compare::RUN_OVERHEAD);
     eprint!("{}", compare_vms::describe(&plan, &preset));
     eprintln!("(--seed {} repeats these orders)", plan.seed);
-    let started = std::time::Instant::now();
-    let mut runs: Vec<VmRoundRun> = Vec::new();
-    let mut done = 0;
-    for round in 0..plan.rounds {
-        for (position, (g, i)) in plan.order(round).into_iter().enumerate() {
-            let c = plan.config(g, i);
-            let l = label(&c);
-            let left = compare::eta(started.elapsed(), done, total, guess);
-            done += 1;
-            eprintln!(
-                "[{done}/{total}] round {}/{}: {l}  ({} left)",
-                round + 1,
-                plan.rounds,
-                compare::mmss(left)
-            );
-            let report = match run_one(&c, &elf, &l, false) {
-                Ok(r) => r,
-                Err(code) if code == ExitCode::from(3) => return code,
-                Err(_) => continue,
-            };
-            // A hostile VM's failures are expected: they are reported, and only its own
-            // figures are left out.
-            for f in &report.failures {
-                eprintln!("  {l}: {f}");
-            }
-            runs.push(VmRoundRun {
-                round,
-                position,
-                group: g,
-                alone: plan.groups[g].runs[i].alone,
-                report,
-            });
-        }
-    }
-    host.load_end = compare::load_average();
-    if let Some(w) = Host::load_warning(host.load_end, host.cores, "at the end") {
-        eprintln!("ecs-shim: warning: {w}");
-        warnings.push(w);
-    }
-    let summary = compare_vms::summarize(&plan, &runs);
+    let done = match execute(&plan, &a.common, VmRoundRun::new) {
+        Ok(done) => done,
+        Err(code) => return code,
+    };
+    let runs = &done.runs;
+    let summary = compare_vms::summarize(&plan, runs);
     print!("{}", compare_vms::table(&summary, plan.template.pcpus));
     print!("{}", compare_vms::target_lines(&plan, &summary));
-    if let Some(path) = &a.json {
-        let doc = serde_json::json!({
-            "version": 3,
-            "kind": "vms",
-            "preset": preset,
-            "seed": plan.seed,
-            "rounds": plan.rounds,
-            "secs": plan.template.duration.as_secs_f64(),
-            "pcpus": plan.template.pcpus,
-            "method": compare::METHOD,
-            "host": host,
-            "warnings": warnings,
-            "summary": summary,
-            "runs": runs,
-        });
-        let text = serde_json::to_string_pretty(&doc).expect("reports serialize");
-        if let Err(e) = std::fs::write(path, text) {
-            eprintln!("ecs-shim: cannot write {}: {e}", path.display());
-            return ExitCode::from(1);
-        }
-    }
-    if let Some(path) = &a.plot {
-        let svg = hypervisor_shim::chart::svg(&compare_vms::chart(&plan, &summary));
-        if let Err(e) = std::fs::write(path, svg) {
-            eprintln!("ecs-shim: cannot write {}: {e}", path.display());
-            return ExitCode::from(1);
-        }
+    print!("{}", done.host.summary_line().unwrap_or_default());
+    let doc = serde_json::json!({
+        "version": 3,
+        "kind": "vms",
+        "preset": preset,
+        "seed": plan.seed,
+        "rounds": plan.rounds,
+        "secs": plan.template.duration.as_secs_f64(),
+        "pcpus": plan.template.pcpus,
+        "method": rounds::METHOD,
+        "host": done.host,
+        "warnings": done.warnings,
+        "summary": summary,
+        "runs": runs,
+    });
+    let chart = || hypervisor_shim::chart::svg(&compare_vms::chart(&plan, &summary));
+    if let Err(code) = write_outputs(a, doc, chart) {
+        return code;
     }
     // A run that failed outside its hostile VM fails the command.
     let unexpected = runs.iter().any(|r| {
@@ -555,7 +539,7 @@ fn compare_vms_cmd(a: &CompareArgs) -> ExitCode {
             .iter()
             .any(|v| !v.failures.is_empty() && !expected(v.vm))
     });
-    if unexpected || runs.len() < total {
+    if unexpected || runs.len() < plan.total_runs() {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
@@ -572,118 +556,49 @@ fn compare_cmd(a: &CompareArgs) -> ExitCode {
         print!("{}", compare::describe(&plan, preset));
         return ExitCode::SUCCESS;
     }
-    let elf = match load_guest(&a.common) {
-        Ok(elf) => elf,
-        Err(code) => return code,
-    };
-    let mut host = Host::probe();
-    let mut warnings = Vec::new();
-    warnings.extend(Host::load_warning(
-        host.load_start,
-        host.cores,
-        "at the start",
-    ));
-    for w in &warnings {
-        eprintln!("ecs-shim: warning: {w}");
-    }
     let total = plan.total_runs();
-    // VM creation, guest boot and the stop add a few tens of ms to every run.
-    let guess = plan.estimate(compare::RUN_OVERHEAD);
     eprintln!(
         "compare: preset {preset}, {} groups, {} rounds, {total} runs of {:.1} s: about {} \
          (seed {}: --seed {} repeats these orders)",
         plan.groups.len(),
         plan.rounds,
         plan.template.duration.as_secs_f64(),
-        compare::mmss(guess),
+        rounds::mmss(plan.estimate(rounds::RUN_OVERHEAD)),
         plan.seed,
         plan.seed
     );
-    let started = std::time::Instant::now();
-    let mut runs: Vec<RoundRun> = Vec::new();
-    let mut failed = false;
-    for round in 0..plan.rounds {
-        for (position, (g, i)) in plan.order(round).into_iter().enumerate() {
-            let c = plan.config(g, i);
-            let ceiling = plan.groups[g].runs[i].ceiling;
-            let l = format!("{}{}", label(&c), if ceiling { " (ceiling)" } else { "" });
-            let left = compare::eta(started.elapsed(), runs.len(), total, guess);
-            eprintln!(
-                "[{}/{total}] round {}/{}: {l}  ({} left)",
-                runs.len() + 1,
-                round + 1,
-                plan.rounds,
-                compare::mmss(left)
-            );
-            let report = match run_one(&c, &elf, &l, false) {
-                Ok(r) => r,
-                Err(code) if code == ExitCode::from(3) => return code,
-                Err(_) => {
-                    failed = true;
-                    continue;
-                }
-            };
-            eprintln!(
-                "  {:.0} ops/s, {} preemptions ({} in CS){}",
-                report.ops_per_sec,
-                report.total.preemptions,
-                report.total.preemptions_in_cs,
-                if report.ok() { "" } else { ", FAILED" }
-            );
-            for f in &report.failures {
-                eprintln!("  {l}: FAILED: {f}");
-            }
-            failed |= !report.ok();
-            runs.push(RoundRun {
-                round,
-                position,
-                group: g,
-                ceiling,
-                report,
-            });
-        }
-    }
-    host.load_end = compare::load_average();
-    if let Some(w) = Host::load_warning(host.load_end, host.cores, "at the end") {
-        eprintln!("ecs-shim: warning: {w}");
-        warnings.push(w);
-    }
-    let summary = compare::summarize(&plan, &runs);
+    let done = match execute(&plan, &a.common, RoundRun::new) {
+        Ok(done) => done,
+        Err(code) => return code,
+    };
+    let runs = &done.runs;
+    let summary = compare::summarize(&plan, runs);
     print!("{}", report::summary_table(&summary));
     print!("{}", report::summary_lines(&summary));
+    print!("{}", done.host.summary_line().unwrap_or_default());
     let policy_runs: Vec<RunReport> = runs
         .iter()
         .filter(|r| !r.ceiling)
         .map(|r| r.report.clone())
         .collect();
-    if let Some(path) = &a.json {
-        let doc = serde_json::json!({
-            "version": 2,
-            "preset": preset.name(),
-            "seed": plan.seed,
-            "rounds": plan.rounds,
-            "secs": plan.template.duration.as_secs_f64(),
-            "method": compare::METHOD,
-            "host": host,
-            "warnings": warnings,
-            "summary": summary,
-            "rows": report::rows(&report::medians(&policy_runs)),
-            "runs": runs,
-        });
-        let text = serde_json::to_string_pretty(&doc).expect("reports serialize");
-        if let Err(e) = std::fs::write(path, text) {
-            eprintln!("ecs-shim: cannot write {}: {e}", path.display());
-            return ExitCode::from(1);
-        }
+    let doc = serde_json::json!({
+        "version": 2,
+        "preset": preset.name(),
+        "seed": plan.seed,
+        "rounds": plan.rounds,
+        "secs": plan.template.duration.as_secs_f64(),
+        "method": rounds::METHOD,
+        "host": done.host,
+        "warnings": done.warnings,
+        "summary": summary,
+        "rows": report::rows(&report::medians(&policy_runs)),
+        "runs": runs,
+    });
+    let chart = || hypervisor_shim::chart::svg(&report::summary_chart(&summary));
+    if let Err(code) = write_outputs(a, doc, chart) {
+        return code;
     }
-    if let Some(path) = &a.plot {
-        let svg = hypervisor_shim::chart::svg(&report::summary_chart(&summary));
-        if let Err(e) = std::fs::write(path, svg) {
-            eprintln!("ecs-shim: cannot write {}: {e}", path.display());
-            return ExitCode::from(1);
-        }
-    }
-    if failed {
+    if runs.len() < total || runs.iter().any(|r| !r.report.ok()) {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
@@ -723,7 +638,7 @@ fn main() -> ExitCode {
                 Ok(elf) => elf,
                 Err(code) => return code,
             };
-            let r = match run_one(&cfg, &elf, &label(&cfg), true) {
+            let r = match run_one(&cfg, &elf, &run_label(&cfg), true) {
                 Ok(r) => r,
                 Err(code) => return code,
             };

@@ -3,8 +3,9 @@
 //! ([`crate::chart`]).
 
 use crate::chart::{self, Bar, Chart, commit_label};
-use crate::compare::{Estimate, SummaryRow};
+use crate::compare::SummaryRow;
 use crate::config::{Lock, PolicyKind};
+use crate::rounds::Estimate;
 use crate::run::RunReport;
 use crate::sched::VcpuStats;
 use core::fmt::Write as _;
@@ -628,7 +629,7 @@ pub fn summary_table(rows: &[SummaryRow]) -> String {
             }
         );
     }
-    let _ = writeln!(s, "{}", crate::compare::METHOD);
+    let _ = writeln!(s, "{}", crate::rounds::METHOD);
     s
 }
 

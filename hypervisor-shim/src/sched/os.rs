@@ -46,6 +46,11 @@ pub fn thread_cpu_ns() -> u64 {
     read_clock(libc::CLOCK_THREAD_CPUTIME_ID).unwrap_or(0)
 }
 
+/// CPU time this process has used, every thread (live or ended), ns.
+pub fn process_cpu_ns() -> u64 {
+    read_clock(libc::CLOCK_PROCESS_CPUTIME_ID).unwrap_or(0)
+}
+
 /// Pins the calling thread to host CPU `cpu` (best effort: a failure leaves it unpinned).
 pub fn pin_to(cpu: usize) {
     if cpu >= libc::CPU_SETSIZE as usize {
@@ -98,6 +103,7 @@ mod tests {
             x = core::hint::black_box(x.wrapping_add(1));
         }
         assert!(thread_cpu_ns() >= a + 1_000_000);
+        assert!(process_cpu_ns() >= thread_cpu_ns());
         assert!(!available_cpus().is_empty());
     }
 }
