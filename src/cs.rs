@@ -86,7 +86,8 @@ pub(crate) fn preempted(vcpu: u32) -> bool {
 }
 
 /// Whether the host reports this pCPU over-committed (a runnable vCPU waits for a pCPU).
-/// Constant `false` natively.
+/// Constant `false` natively. Its user, `McsMutex`, needs `std` or the guest backend.
+#[cfg(any(feature = "std", ecs_guest))]
 #[inline(always)]
 pub(crate) fn overloaded() -> bool {
     ecs_sys::LIVE_HINTS && ecs_sys::pcpu_overloaded()

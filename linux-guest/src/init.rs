@@ -36,6 +36,22 @@ fn step(
 
 fn plan(name: &str) -> Option<Vec<Step>> {
     let own = &[NO_LIBC_RSEQ][..];
+    let copies = || {
+        vec![
+            step(
+                "two ecs-sys copies share libc's request byte",
+                DYNAMIC,
+                &["two-copies", "libc"],
+                &[],
+            ),
+            step(
+                "two ecs-sys copies: the second leaves the first's own area alone",
+                STATIC,
+                &["two-copies", "own"],
+                own,
+            ),
+        ]
+    };
     let suites = || {
         vec![
             step(
@@ -65,6 +81,18 @@ fn plan(name: &str) -> Option<Vec<Step>> {
             step(
                 "ecs-locks unit tests on the extension",
                 "/bin/ecs_locks_unit",
+                &[],
+                own,
+            ),
+            step(
+                "ecs-sys unit tests on the extension",
+                "/bin/ecs_sys_unit",
+                &[],
+                own,
+            ),
+            step(
+                "exits without an enter (force_unlock) on the extension",
+                "/bin/issue_force_unlock_depth",
                 &[],
                 own,
             ),
@@ -133,8 +161,10 @@ fn plan(name: &str) -> Option<Vec<Step>> {
             ),
         ]
         .into_iter()
+        .chain(copies())
         .chain(suites())
         .collect(),
+        "copies" => copies(),
         "disabled" => vec![
             step(
                 "rseq_slice_ext=0: own registration falls back",
@@ -150,6 +180,10 @@ fn plan(name: &str) -> Option<Vec<Step>> {
             ),
         ],
         "bench" => vec![step("benchmark", STATIC, &["bench"], own)],
+        "window" => vec![
+            step("where 5 us grants end", STATIC, &["window", "5000"], own),
+            step("where 50 us grants end", STATIC, &["window", "50000"], own),
+        ],
         _ => return None,
     })
 }
@@ -191,7 +225,9 @@ pub fn run() -> ! {
     );
     let mut failed = Vec::new();
     match plan(&name) {
-        None => failed.push(format!("unknown plan {name:?} (test, disabled, bench)")),
+        None => failed.push(format!(
+            "unknown plan {name:?} (test, disabled, copies, suites, bench, window)"
+        )),
         Some(steps) => {
             for s in steps {
                 println!("linux-guest: --- {}", s.name);

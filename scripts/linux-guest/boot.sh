@@ -2,11 +2,13 @@
 # Builds the Linux-guest test program and boots it on the test kernel under QEMU (TCG, 2
 # vCPUs), turning the guest's verdict into the exit code.
 #
-# Usage: scripts/linux-guest/boot.sh [test|suites|bench]     (default: test)
+# Usage: scripts/linux-guest/boot.sh [test|suites|copies|bench|window]     (default: test)
 #   test   two boots: every check (plan `test`), then the checks with the extension disabled
 #          on the kernel command line (`rseq_slice_ext=0`, plan `disabled`)
 #   suites one boot: only the crate's test suites (unit, stress, proptest) on the extension
+#   copies one boot: only the two-copies checks (part of `test`)
 #   bench  one boot: the benchmark (extension off and on, alternating twice)
+#   window one boot: diagnostics of where grants end (5 and 50 us grants; counts, no figures)
 #
 # Environment:
 #   ECS_GUEST_SCALE  multiplies the guest's durations and counts (default 0.3 for the tests,
@@ -15,13 +17,38 @@
 #   ECS_GUEST_KERNEL a bzImage to boot instead of kernel.sh's
 #   ECS_GUEST_SLICE_NS  bench only: the kernel's grant length (debugfs rseq/slice_ext_nsec,
 #                    5000..50000; default the kernel's 5000)
+#   ECS_GUEST_ACCEL  bench and window only: QEMU's accelerator (default tcg; kvm needs
+#                    /dev/kvm). The tests always run under TCG.
+#   ECS_GUEST_ICOUNT bench and window under TCG only: the guest's clocks (TSC, APIC timer).
+#                    A shift N (default 0): `-icount shift=N,sleep=off`, they count emulated
+#                    instructions, 2^N ns each, so host load and QEMU's own device emulation
+#                    cost no guest time; `off`: host time, both vCPUs in parallel (MTTCG), where
+#                    the kernel's path from a grant to arming its timer takes longer than a 5 us
+#                    grant (docs/BENCHMARKS.md, "Linux guest"). The tests always run on host time.
 # Exit codes: 0 pass, 1 a check failed, 2 the kernel, QEMU or libc could not be had.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 . "$here/common.sh"
 mode=${1:-test}
-case $mode in test | suites | bench) ;; *) log "usage: boot.sh [test|suites|bench]"; exit 2 ;; esac
+case $mode in test | suites | copies | bench | window) ;; *) log "usage: boot.sh [test|suites|copies|bench|window]"; exit 2 ;; esac
+accel=tcg
+case $mode in bench | window) accel=${ECS_GUEST_ACCEL:-tcg} ;; esac
+case $accel in
+    tcg) ;;
+    kvm) [ -w /dev/kvm ] || { log "ECS_GUEST_ACCEL=kvm needs a writable /dev/kvm"; exit 2; } ;;
+    *) log "ECS_GUEST_ACCEL: tcg or kvm, not $accel"; exit 2 ;;
+esac
+icount=()
+icount_shift=
+if [ "$accel" = tcg ] && { [ "$mode" = bench ] || [ "$mode" = window ]; }; then
+    icount_shift=${ECS_GUEST_ICOUNT:-0}
+fi
+if [ "$icount_shift" = off ]; then icount_shift=; fi
+if [ -n "$icount_shift" ]; then
+    case $icount_shift in [0-9]) ;; *) log "ECS_GUEST_ICOUNT: a shift 0..9 or off, not $icount_shift"; exit 2 ;; esac
+    icount=(-icount "shift=$icount_shift,sleep=off")
+fi
 
 if [ -n "${ECS_GUEST_KERNEL:-}" ]; then
     kernel=$ECS_GUEST_KERNEL
@@ -62,8 +89,9 @@ RUSTFLAGS="-C target-feature=+crt-static" CARGO_TARGET_DIR="$static_dir" \
     nice -n 10 cargo build --release --quiet -p linux-guest --target "$target"
 CARGO_TARGET_DIR="$dyn_dir" nice -n 10 cargo build --release --quiet -p linux-guest --target "$target"
 tests_json=$(RUSTFLAGS="-C target-feature=+crt-static" CARGO_TARGET_DIR="$static_dir" \
-    nice -n 10 cargo test --release --quiet --no-run -p ecs-locks --target "$target" \
+    nice -n 10 cargo test --release --quiet --no-run -p ecs-locks -p ecs-sys --target "$target" \
     --lib --test stress_spin --test rcu_stress --test proptest_spin --test rcu_proptest \
+    --test issue_force_unlock_depth \
     --message-format=json)
 exe_of() {
     echo "$tests_json" | python3 -c '
@@ -87,6 +115,8 @@ cp "$(exe_of rcu_stress)" "$root/bin/rcu_stress"
 cp "$(exe_of proptest_spin)" "$root/bin/proptest_spin"
 cp "$(exe_of rcu_proptest)" "$root/bin/rcu_proptest"
 cp "$(exe_of ecs_locks)" "$root/bin/ecs_locks_unit"
+cp "$(exe_of ecs_sys)" "$root/bin/ecs_sys_unit"
+cp "$(exe_of issue_force_unlock_depth)" "$root/bin/issue_force_unlock_depth"
 for d in "$sysroot/usr/lib/x86_64-linux-gnu" "$sysroot/lib/x86_64-linux-gnu"; do
     [ -d "$d" ] && cp -a "$d"/. "$root/lib/x86_64-linux-gnu/"
 done
@@ -98,17 +128,19 @@ cp -L "$ld" "$root/lib64/ld-linux-x86-64.so.2"
 # reference timer (HPET/PM timer need ACPI) to calibrate it against and would fall back to a
 # 4 ms jiffies clock: give it the host's rate.
 tsc_khz=$(awk -F: '/^cpu MHz/ {printf "%d", $2 * 1000; exit}' /proc/cpuinfo)
+# With -icount the guest's TSC counts virtual nanoseconds: 1 GHz whatever the shift.
+[ ${#icount[@]} -eq 0 ] || tsc_khz=1000000
 tsc_words=${tsc_khz:+tsc_early_khz=$tsc_khz}
 
 # Boots once with plan $1 and extra kernel words; prints the console; fails without a pass.
 boot() {
     local plan=$1 scale=$2
     shift 2
-    log "booting plan $plan ($*)"
+    log "booting plan $plan under $accel${icount_shift:+ with -icount shift=$icount_shift} ($*)"
     local out="$work/console-$plan.txt"
     # -cpu max: RDRAND (with random.trust_cpu=on the kernel's CRNG is ready at boot; without it
     # getrandom() blocks for a minute or more under TCG). tsc=reliable + tsc_early_khz: see above.
-    timeout "${QEMU_TIMEOUT:-600}" qemu-system-x86_64 -accel tcg -cpu max -smp 2 -m 1024 \
+    timeout "${QEMU_TIMEOUT:-600}" qemu-system-x86_64 -accel "$accel" "${icount[@]}" -cpu max -smp 2 -m 1024 \
         -kernel "$kernel" -initrd "$work/initramfs.gz" \
         -append "console=ttyS0 quiet panic=-1 random.trust_cpu=on tsc=reliable $tsc_words ECS_GUEST_PLAN=$plan ECS_GUEST_SCALE=$scale $*" \
         -nographic -no-reboot </dev/null 2>&1 | tr -d '\r' \
@@ -121,8 +153,10 @@ if [ "$mode" = test ]; then
     scale=${ECS_GUEST_SCALE:-0.3}
     boot test "$scale" || rc=1
     boot disabled "$scale" rseq_slice_ext=0 || rc=1
-elif [ "$mode" = suites ]; then
+elif [ "$mode" = suites ] || [ "$mode" = copies ]; then
     boot "$mode" "${ECS_GUEST_SCALE:-0.3}" || rc=1
+elif [ "$mode" = window ]; then
+    boot window "${ECS_GUEST_SCALE:-1}" || rc=1
 else
     boot bench "${ECS_GUEST_SCALE:-1}" ${ECS_GUEST_SLICE_NS:+ECS_GUEST_SLICE_NS=$ECS_GUEST_SLICE_NS} || rc=1
 fi

@@ -18,25 +18,86 @@ mod depth {
     use core::cell::Cell;
 
     std::thread_local! {
-        static CS: Cell<u32> = const { Cell::new(0) };
+        static CS: Cell<i32> = const { Cell::new(0) };
     }
 
-    /// Adds `delta` to this thread's depth and returns the new depth. The depth never goes
-    /// below 0: an exit without an enter on this thread (a `force_unlock` of a lock another
-    /// thread took, issue 9) leaves it at 0 instead of wrapping to `u32::MAX`, which would
-    /// mark the thread as inside a critical section for good.
+    // `try_with`: during thread teardown (a lock taken in a TLS destructor) the counter may
+    // already be gone; the depth is a hint, so losing it there is harmless.
+
+    /// Depth + 1.
     #[inline]
-    pub(super) fn add(delta: i32) -> u32 {
-        // `try_with`: during thread teardown (a lock taken in a TLS destructor) the counter may
-        // already be gone; the depth is a hint, so losing it there is harmless.
-        CS.try_with(|d| {
-            let v = d.get().checked_add_signed(delta).unwrap_or(0);
+    pub(super) fn enter() {
+        let _ = CS.try_with(|d| d.set(d.get().wrapping_add(1)));
+    }
+
+    /// Depth - 1. The depth never goes below 0: an exit without an enter on this thread (a
+    /// `force_unlock` of a lock another thread took, issue 9) leaves it at 0 instead of -1,
+    /// which would hide the next section. The decrement's sign flag picks that case, so the
+    /// fast path is `dec` on the thread-local and a branch never taken.
+    #[inline]
+    pub(super) fn exit() {
+        let _ = CS.try_with(|d| {
+            let v = d.get().wrapping_sub(1);
             d.set(v);
-            v
-        })
-        .unwrap_or(0)
+            if v < 0 {
+                exit_without_enter(d);
+            }
+        });
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn exit_without_enter(d: &Cell<i32>) {
+        d.set(0);
+    }
+
+    /// The depth.
+    #[inline]
+    pub(super) fn get() -> u32 {
+        CS.try_with(|d| d.get().max(0) as u32).unwrap_or(0)
     }
 }
+
+/// The hooks of a backend with no hypervisor behind it: blocking sections unmarked, constant
+/// hints, no halting or kicking. Expanded inside `impl Backend` blocks (here and in the Linux
+/// backend, which adds only critical sections and yields).
+macro_rules! no_hypervisor_hooks {
+    () => {
+        #[inline(always)]
+        fn blocking_enter() {}
+
+        #[inline(always)]
+        fn blocking_exit() {}
+
+        #[inline]
+        fn vcpu_id() -> u32 {
+            0
+        }
+
+        #[inline]
+        fn vcpu_preempted(_vcpu: u32) -> bool {
+            false
+        }
+
+        #[inline]
+        fn pcpu_overloaded() -> bool {
+            false
+        }
+
+        #[inline]
+        fn kick(_vcpu: u32) {}
+
+        #[inline]
+        fn ple_window() -> u32 {
+            0
+        }
+
+        #[inline]
+        fn pause_exit() {}
+    };
+}
+#[allow(unused_imports)] // unused where the Linux backend is not compiled
+pub(super) use no_hypervisor_hooks;
 
 impl Backend for Native {
     const NAME: &'static str = "native";
@@ -45,44 +106,25 @@ impl Backend for Native {
     #[inline]
     fn cs_enter() {
         #[cfg(feature = "std")]
-        depth::add(1);
+        depth::enter();
     }
 
     #[inline]
     fn cs_exit() -> bool {
         #[cfg(feature = "std")]
-        depth::add(-1);
+        depth::exit();
         false
     }
 
     #[inline]
     fn cs_depth() -> u32 {
         #[cfg(feature = "std")]
-        return depth::add(0);
+        return depth::get();
         #[cfg(not(feature = "std"))]
         0
     }
 
-    #[inline(always)]
-    fn blocking_enter() {}
-
-    #[inline(always)]
-    fn blocking_exit() {}
-
-    #[inline]
-    fn vcpu_id() -> u32 {
-        0
-    }
-
-    #[inline]
-    fn vcpu_preempted(_vcpu: u32) -> bool {
-        false
-    }
-
-    #[inline]
-    fn pcpu_overloaded() -> bool {
-        false
-    }
+    no_hypervisor_hooks!();
 
     #[inline]
     fn yield_now() {
@@ -101,17 +143,6 @@ impl Backend for Native {
     fn wait() {
         Self::yield_now();
     }
-
-    #[inline]
-    fn kick(_vcpu: u32) {}
-
-    #[inline]
-    fn ple_window() -> u32 {
-        0
-    }
-
-    #[inline]
-    fn pause_exit() {}
 }
 
 #[cfg(all(test, feature = "std"))]
@@ -130,6 +161,21 @@ mod tests {
         assert!(!Native::cs_exit(), "natively no extension is ever granted");
         assert!(!Native::cs_exit());
         assert_eq!(Native::cs_depth(), 0);
+    }
+
+    #[test]
+    fn exit_without_enter_keeps_the_depth_at_zero() {
+        std::thread::spawn(|| {
+            assert!(!Native::cs_exit());
+            assert!(!Native::cs_exit());
+            assert_eq!(Native::cs_depth(), 0);
+            Native::cs_enter();
+            assert_eq!(Native::cs_depth(), 1, "the next section still counts");
+            assert!(!Native::cs_exit());
+            assert_eq!(Native::cs_depth(), 0);
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]

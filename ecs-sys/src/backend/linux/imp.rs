@@ -18,19 +18,22 @@ const UNDECIDED: usize = 0;
 /// `Thread::ctrl`: this thread takes the native path (`Thread::why` says why).
 const NATIVE: usize = 1;
 
-/// Added to `Thread::depth` of a thread on the native path: its word never reaches 0, so its
-/// entries skip the decision/request branch, and its exits take the plain decrement whenever
-/// the word is above 1.
-const NATIVE_BIAS: u32 = 1;
+/// `Thread::depth` holds the depth minus this on threads that are undecided or use the
+/// extension: their outermost entry is the increment to 0 and their outermost exit the
+/// decrement to -1, so the flags of the increment/decrement themselves pick the path. A thread
+/// on the native path holds its plain depth: its entries never reach 0, its exits go negative
+/// only without an enter.
+const EXT_BIAS: i32 = 1;
 
 /// Per-thread state. Const-initialised and without `Drop`, so `thread_local!` compiles to a
 /// plain `#[thread_local]` access: no lazy initialisation, no destructor registration.
 struct Thread {
-    /// Enlightened critical-section depth, plus [`NATIVE_BIAS`] once the thread has decided on
-    /// the native path. Entries test the old word for 0 (outermost on the extension, or not yet
-    /// decided); exits test it for <= 1 (outermost on the extension, or an exit without an
-    /// enter). Either way one compare beyond the native backend's increment/decrement.
-    depth: Cell<u32>,
+    /// Enlightened critical-section depth, minus [`EXT_BIAS`] unless the thread is on the native
+    /// path. Entries branch when the incremented word is 0 (outermost on the extension, or not
+    /// yet decided), exits when the decremented word is negative (outermost on the extension, or
+    /// an exit without an enter): the increment and decrement set those flags themselves, so
+    /// the native path costs one not-taken branch per entry and per exit.
+    depth: Cell<i32>,
     /// [`UNDECIDED`], [`NATIVE`], or the address of this thread's `rseq.slice_ctrl`.
     ctrl: Cell<usize>,
     /// The decision, encoded ([`encode`]).
@@ -42,7 +45,7 @@ struct Thread {
 std::thread_local! {
     static THREAD: Thread = const {
         Thread {
-            depth: Cell::new(0),
+            depth: Cell::new(-EXT_BIAS),
             ctrl: Cell::new(UNDECIDED),
             why: Cell::new(0),
             pending: Cell::new(false),
@@ -307,11 +310,12 @@ fn release(ctrl: usize) -> bool {
     }
 }
 
-/// Records the thread's `ctrl`; going native biases the depth so sections skip every check.
+/// Records the thread's `ctrl`; going native drops the depth's bias so sections skip every
+/// check.
 fn set_ctrl(t: &Thread, ctrl: usize) {
     let was = t.ctrl.replace(ctrl);
     if ctrl == NATIVE && was != NATIVE {
-        t.depth.set(t.depth.get() + NATIVE_BIAS);
+        t.depth.set(t.depth.get() + EXT_BIAS);
     }
 }
 
@@ -324,6 +328,27 @@ fn first_enter(t: &Thread) {
     if c > NATIVE {
         request(c);
     }
+}
+
+/// An exit that took the depth word below 0: the outermost exit on the extension (-1 on a
+/// thread using it) releases the request; an exit without an enter (a `force_unlock` of a lock
+/// another thread took, issue 9) puts the word back, so the depth stays at 0.
+#[inline(always)]
+fn exit_slow(t: &Thread) -> bool {
+    // Reads the word back instead of taking the decremented value along: the fast path's
+    // decrement then needs no register copy (`dec` on the thread-local itself, then `js`).
+    compiler_fence(Ordering::SeqCst);
+    let d = t.depth.get();
+    let c = t.ctrl.get();
+    if d == -EXT_BIAS && c > NATIVE {
+        if release(c) {
+            t.pending.set(true);
+            return true;
+        }
+        return false;
+    }
+    t.depth.set(d + 1);
+    false
 }
 
 /// The yield after a grant: `rseq_slice_yield`, counted; a failure turns the extension off
@@ -360,9 +385,9 @@ impl Backend for Linux {
     #[inline]
     fn cs_enter() {
         let _ = THREAD.try_with(|t| {
-            let d = t.depth.get();
-            t.depth.set(d.wrapping_add(1));
-            // Native threads never see 0 here (biased depth).
+            let d = t.depth.get().wrapping_add(1);
+            t.depth.set(d);
+            // Native threads never reach 0 here (unbiased depth).
             if d == 0 {
                 let c = t.ctrl.get();
                 if c > NATIVE {
@@ -378,24 +403,13 @@ impl Backend for Linux {
     fn cs_exit() -> bool {
         THREAD
             .try_with(|t| {
-                let d0 = t.depth.get();
-                if d0 > 1 {
-                    // Nested, or any exit of a native thread (biased).
-                    t.depth.set(d0 - 1);
+                let d = t.depth.get().wrapping_sub(1);
+                t.depth.set(d);
+                // Nested, or any exit of a native thread that entered.
+                if d >= 0 {
                     return false;
                 }
-                // 1: the outermost exit on the extension, or an exit without an enter on a
-                // native thread; 0: an exit without an enter (a `force_unlock` of a lock
-                // another thread took, issue 9). Without an enter the depth stays put.
-                let c = t.ctrl.get();
-                if d0 == 1 && c > NATIVE {
-                    t.depth.set(0);
-                    if release(c) {
-                        t.pending.set(true);
-                        return true;
-                    }
-                }
-                false
+                exit_slow(t)
             })
             .unwrap_or(false)
     }
@@ -405,36 +419,18 @@ impl Backend for Linux {
         THREAD
             .try_with(|t| {
                 let d = t.depth.get();
-                if t.ctrl.get() == NATIVE {
-                    d - NATIVE_BIAS
-                } else {
+                let d = if t.ctrl.get() == NATIVE {
                     d
-                }
+                } else {
+                    d + EXT_BIAS
+                };
+                d.max(0) as u32
             })
             .unwrap_or(0)
     }
 
-    /// Blocking sections never request an extension (see the module docs).
-    #[inline(always)]
-    fn blocking_enter() {}
-
-    #[inline(always)]
-    fn blocking_exit() {}
-
-    #[inline]
-    fn vcpu_id() -> u32 {
-        0
-    }
-
-    #[inline]
-    fn vcpu_preempted(_vcpu: u32) -> bool {
-        false
-    }
-
-    #[inline]
-    fn pcpu_overloaded() -> bool {
-        false
-    }
+    // Constant hints; blocking sections never request an extension (see the module docs).
+    crate::backend::native::no_hypervisor_hooks!();
 
     /// After a `cs_exit` that returned `true`: `rseq_slice_yield`. Otherwise (a waiter
     /// backing off) `sched_yield`.
@@ -464,17 +460,6 @@ impl Backend for Linux {
     fn wait() {
         std::thread::yield_now();
     }
-
-    #[inline]
-    fn kick(_vcpu: u32) {}
-
-    #[inline]
-    fn ple_window() -> u32 {
-        0
-    }
-
-    #[inline]
-    fn pause_exit() {}
 
     fn thread_backend() -> ThreadBackend {
         THREAD

@@ -46,7 +46,9 @@
 //! (kernel-owned; the kernel kills a thread whose control word is inconsistent), and sets
 //! `request` only while `granted` is clear. Every outermost exit clears `request`: when sections
 //! of two users overlap, the first exit may clear the other's request (its extension is lost),
-//! and the last exit always leaves it clear.
+//! and the last exit always leaves it clear; every outermost exit of this crate that finds
+//! `granted` yields, whoever's request drew the grant. The `two-copies` check of the
+//! `linux-guest` crate tests this with two copies of this crate on one thread.
 //!
 //! # fork and exec
 //!
@@ -54,51 +56,51 @@
 //! and its thread-local state from the parent, so it continues as its parent thread did; its
 //! new threads decide afresh. `exec` drops the registration and starts a new process.
 
-// The condition under which `Linux` is the backend (`super::Active`); kept in step with the
-// arm in `backend/mod.rs`.
-#[cfg(all(
-    feature = "std",
-    target_os = "linux",
-    target_arch = "x86_64",
-    not(loom),
-    not(ecs_guest)
-))]
-mod imp;
-#[cfg(all(
-    feature = "std",
-    target_os = "linux",
-    target_arch = "x86_64",
-    not(loom),
-    not(ecs_guest)
-))]
-mod sys;
-#[cfg(all(
-    feature = "std",
-    target_os = "linux",
-    target_arch = "x86_64",
-    not(loom),
-    not(ecs_guest)
-))]
-pub use imp::Linux;
-
-/// Other targets and backends: nothing to opt out of, nothing counted.
-#[cfg(not(all(
-    feature = "std",
-    target_os = "linux",
-    target_arch = "x86_64",
-    not(loom),
-    not(ecs_guest)
-)))]
-mod imp {
-    use super::RseqStats;
-    pub(super) fn opt_out() {}
-    pub(super) fn stats() -> RseqStats {
-        RseqStats::default()
-    }
-    pub(super) fn slice_ctrl() -> Option<(bool, bool)> {
-        None
-    }
+/// Expands the items given only where `Linux` is the backend (`super::Active`), the rest of
+/// a trailing `else { ... }` block elsewhere; the condition is kept in step with the arm in
+/// `backend/mod.rs`.
+macro_rules! if_linux_backend {
+    ({ $($yes:item)* } else { $($no:item)* }) => {
+        $(
+            #[cfg(all(
+                feature = "std",
+                target_os = "linux",
+                target_arch = "x86_64",
+                not(loom),
+                not(ecs_guest)
+            ))]
+            $yes
+        )*
+        $(
+            #[cfg(not(all(
+                feature = "std",
+                target_os = "linux",
+                target_arch = "x86_64",
+                not(loom),
+                not(ecs_guest)
+            )))]
+            $no
+        )*
+    };
 }
+
+if_linux_backend!({
+    mod imp;
+    mod sys;
+    pub use imp::Linux;
+} else {
+    /// Other targets and backends: nothing to opt out of, nothing counted.
+    mod imp {
+        use super::RseqStats;
+        pub(super) fn opt_out() {}
+        pub(super) fn stats() -> RseqStats {
+            RseqStats::default()
+        }
+        pub(super) fn slice_ctrl() -> Option<(bool, bool)> {
+            None
+        }
+    }
+});
 
 mod status;
 pub use status::{Fallback, RseqArea, RseqStats, ThreadBackend};
