@@ -238,6 +238,10 @@ const fn generation_tag(generation: u32) -> usize {
 
 /// Whether `node` can carry a tag: its address leaves the tag bits clear.
 #[inline]
+#[cfg_attr(
+    loom,
+    allow(clippy::bad_bit_mask, reason = "no tag under loom: the mask is 0")
+)]
 fn taggable(node: *const Node) -> bool {
     node.addr() & TAG_MASK == 0
 }

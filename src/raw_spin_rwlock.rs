@@ -532,8 +532,8 @@ impl RawSpinRwLock {
     #[inline]
     pub unsafe fn downgrade(&self, guard: GuardNoSend) -> GuardNoSend {
         self.debug_check_writer("downgrade");
-        // Only WRITER_WAITING (and its waiter) can change under a writer; keep it, so waiting writers keep
-        // priority over new readers.
+        // Only WRITER_WAITING (and its waiter) can change under a writer; keep it, so waiting
+        // writers keep priority over new readers.
         self.update(|s| (s & WAITING) | ONE_READER);
         guard
     }
