@@ -39,6 +39,21 @@ bench_rwlock!("ecs::RwLock", ecs_locks::RwLock<u64>);
 bench_rwlock!("ecs::SpinRwLock", ecs_locks::SpinRwLock<u64>);
 bench_rwlock!("parking_lot::RwLock", parking_lot::RwLock<u64>);
 
+/// parking_lot's own `Mutex` under another name: an A/A control. Its ratio to the reference
+/// shows what the harness itself reads into two identical locks (it should be 1.00 within its
+/// interval).
+struct ParkingLotControl(parking_lot::Mutex<u64>);
+
+impl BenchLock for ParkingLotControl {
+    const NAME: &'static str = "parking_lot(A/A)";
+    fn new(v: u64) -> Self {
+        Self(parking_lot::Mutex::new(v))
+    }
+    fn with<R>(&self, f: impl FnOnce(&mut u64) -> R) -> R {
+        f(&mut self.0.lock())
+    }
+}
+
 /// The references the ratios divide by: parking_lot's type of the same family.
 const REFERENCES: [&str; 2] = ["parking_lot::Mutex", "parking_lot::RwLock"];
 
@@ -125,6 +140,7 @@ fn cases() -> Vec<Case> {
         ecs_locks::TicketMutex<u64>,
         ecs_locks::McsMutex<u64>,
         parking_lot::Mutex<u64>,
+        ParkingLotControl,
         StdMutex
     );
     let rwlocks = cases!(

@@ -2,9 +2,10 @@
 //! (the spin steps themselves are [`Backoff`](crate::backoff::Backoff)'s). The parking is
 //! `park`'s; the enlightenment rules are `docs/DESIGN.md`, "Enlightenment rules".
 
-/// Native budget, as parking_lot_core's `SpinWait` (issue 9 measured the old one at 127
-/// pauses and 4 yields against parking_lot's 14 and 7): this many rounds of doubling pause
-/// spins (2, 4, 8: 14 pauses) ...
+/// Native budget, as parking_lot_core 0.10's `SpinWait` (`src/spinwait.rs`: `1 << (counter -
+/// 1)` pauses; issue 9 measured the old budget at 127 pauses and 4 yields): this many rounds of
+/// doubling pause spins (1, 2, 4: 7 pauses; 0.9's 2, 4, 8 doubled it, and cost 10-15 % at 8
+/// threads on 2 cores, docs/BENCHMARKS.md) ...
 const NATIVE_SPIN_ROUNDS: u32 = 3;
 /// ... then yields to the OS until this many steps in all (7 yields), then park.
 const NATIVE_STEPS: u32 = 10;
@@ -33,7 +34,7 @@ enum NativeStep {
 /// The native budget's step number `step` (from 0).
 const fn native_step(step: u32) -> NativeStep {
     if step < NATIVE_SPIN_ROUNDS {
-        NativeStep::Pause(2 << step)
+        NativeStep::Pause(1 << step)
     } else if step < NATIVE_STEPS {
         NativeStep::Yield
     } else {
@@ -44,7 +45,7 @@ const fn native_step(step: u32) -> NativeStep {
 /// The adaptive spin policy of the blocking locks: spin while spinning can pay off, park
 /// otherwise (docs/DESIGN.md, "Enlightenment rules", blocking waiters).
 ///
-/// - natively (constant hints) parking_lot's budget: 3 rounds of 2, 4 and 8 pauses, 7 yields,
+/// - natively (constant hints) parking_lot's budget: 3 rounds of 1, 2 and 4 pauses, 7 yields,
 ///   then park;
 /// - in a VM whose host publishes hints (`FEATURE_HINTS`), a waiter spins while the holder's
 ///   vCPU runs (eCS guarantees a running holder leaves its section soon), up to
@@ -147,7 +148,8 @@ fn host_publishes_hints() -> bool {
 mod tests {
     use super::*;
 
-    /// Issue 9: the native budget is parking_lot's (14 pauses, 7 yields), not 127 and 4.
+    /// Issue 9: the native budget is parking_lot_core 0.10's (7 pauses, 7 yields), not 127 and
+    /// 4 (and not 0.9's 14 pauses).
     #[test]
     fn native_budget_is_parking_lots() {
         let steps: Vec<_> = (0..)
@@ -162,7 +164,7 @@ mod tests {
             })
             .sum();
         let yields = steps.iter().filter(|s| **s == NativeStep::Yield).count();
-        assert_eq!((pauses, yields), (14, 7));
+        assert_eq!((pauses, yields), (7, 7));
         assert_eq!(steps.len() as u32, NATIVE_STEPS);
     }
 
