@@ -12,14 +12,6 @@ mod common;
 use common::{StdMutex, config, contended, uncontended};
 use criterion::{Criterion, criterion_group, criterion_main};
 
-bench_lock!("ecs::Mutex", ecs_locks::Mutex<u64>);
-bench_lock!("ecs::FairMutex", ecs_locks::FairMutex<u64>);
-bench_lock!("ecs::SpinMutex", ecs_locks::SpinMutex<u64>);
-bench_lock!("ecs::TicketMutex", ecs_locks::TicketMutex<u64>);
-bench_lock!("ecs::McsMutex", ecs_locks::McsMutex<u64>);
-bench_lock!("parking_lot::Mutex", parking_lot::Mutex<u64>);
-bench_lock!("spin::Mutex", spin::Mutex<u64>);
-
 /// `TicketMutex` with take-over disabled (`patience = u32::MAX`): the classic strict FIFO ticket
 /// lock, i.e. the ticket lock before issue 9, so one run shows what take-over changes.
 struct StrictTicket(ecs_locks::TicketMutex<u64>);

@@ -29,16 +29,6 @@ use common::{BenchLock, BenchRwLock, StdMutex, StdRwLock, run_contended, run_rea
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-bench_lock!("ecs::Mutex", ecs_locks::Mutex<u64>);
-bench_lock!("ecs::FairMutex", ecs_locks::FairMutex<u64>);
-bench_lock!("ecs::SpinMutex", ecs_locks::SpinMutex<u64>);
-bench_lock!("ecs::TicketMutex", ecs_locks::TicketMutex<u64>);
-bench_lock!("ecs::McsMutex", ecs_locks::McsMutex<u64>);
-bench_lock!("parking_lot::Mutex", parking_lot::Mutex<u64>);
-bench_rwlock!("ecs::RwLock", ecs_locks::RwLock<u64>);
-bench_rwlock!("ecs::SpinRwLock", ecs_locks::SpinRwLock<u64>);
-bench_rwlock!("parking_lot::RwLock", parking_lot::RwLock<u64>);
-
 /// parking_lot's own `Mutex` under another name: an A/A control. Its ratio to the reference
 /// shows what the harness itself reads into two identical locks (it should be 1.00 within its
 /// interval).

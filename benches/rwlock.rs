@@ -9,11 +9,6 @@ mod common;
 use common::{StdRwLock, config, read_mostly};
 use criterion::{Criterion, criterion_group, criterion_main};
 
-bench_rwlock!("ecs::RwLock", ecs_locks::RwLock<u64>);
-bench_rwlock!("ecs::SpinRwLock", ecs_locks::SpinRwLock<u64>);
-bench_rwlock!("parking_lot::RwLock", parking_lot::RwLock<u64>);
-bench_rwlock!("spin::RwLock", spin::RwLock<u64>);
-
 macro_rules! each_rwlock {
     ($f:ident($($arg:expr),*)) => {
         $f::<ecs_locks::RwLock<u64>>($($arg),*);

@@ -332,6 +332,20 @@ impl RawMcsMutex {
         ptr::from_ref(self).addr()
     }
 
+    /// One CAS from a free word to ours: the fast path of `lock`, `try_lock` and
+    /// `lock_node_less`.
+    #[inline(always)]
+    fn take_free(&self) -> bool {
+        self.locked
+            .compare_exchange(
+                UNLOCKED,
+                Self::my_word(),
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            )
+            .is_ok()
+    }
+
     /// The lock word value that names this vCPU as the holder.
     #[inline(always)]
     fn my_word() -> u32 {
@@ -346,16 +360,7 @@ impl RawMcsMutex {
     /// In debug builds, if this flow already holds this lock.
     #[inline]
     pub fn lock(&self) -> GuardNoSend {
-        if self
-            .locked
-            .compare_exchange(
-                UNLOCKED,
-                Self::my_word(),
-                Ordering::Acquire,
-                Ordering::Relaxed,
-            )
-            .is_ok()
-        {
+        if self.take_free() {
             cs::enter();
         } else {
             // Enters the critical section itself, right after taking the word: a queue head
@@ -523,16 +528,7 @@ impl RawMcsMutex {
     #[cfg(loom)]
     #[doc(hidden)]
     pub fn lock_node_less(&self) -> GuardNoSend {
-        if self
-            .locked
-            .compare_exchange(
-                UNLOCKED,
-                Self::my_word(),
-                Ordering::Acquire,
-                Ordering::Relaxed,
-            )
-            .is_ok()
-        {
+        if self.take_free() {
             cs::enter();
         } else {
             self.lock_unqueued();
@@ -551,21 +547,13 @@ impl RawMcsMutex {
     /// waiters, like the fast path of [`lock`](Self::lock)).
     #[inline]
     pub fn try_lock(&self) -> Option<GuardNoSend> {
-        self.locked
-            .compare_exchange(
-                UNLOCKED,
-                Self::my_word(),
-                Ordering::Acquire,
-                Ordering::Relaxed,
-            )
-            .ok()
-            .map(|_| {
-                if cfg!(debug_assertions) {
-                    slots::note_held(self.id());
-                }
-                cs::enter();
-                GuardNoSend::new()
-            })
+        self.take_free().then(|| {
+            if cfg!(debug_assertions) {
+                slots::note_held(self.id());
+            }
+            cs::enter();
+            GuardNoSend::new()
+        })
     }
 
     /// Debug check shared by the unlocks; runs before any state changes.

@@ -136,7 +136,6 @@ mod send_guard {
 
 /// Says that this build does not count blocking marks; fails where the test script asked for
 /// a build that does (`ECS_EXPECT_COUNTED_HINTS=1`, scripts/test-all.sh).
-#[allow(dead_code, reason = "used by the test that the feature set compiles")]
 fn not_counted() {
     assert!(
         std::env::var_os("ECS_EXPECT_COUNTED_HINTS").is_none(),

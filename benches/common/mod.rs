@@ -64,6 +64,19 @@ macro_rules! bench_rwlock {
     };
 }
 
+// Every benchmarked lock's impl, once for all the benches that include this module.
+bench_lock!("ecs::Mutex", ecs_locks::Mutex<u64>);
+bench_lock!("ecs::FairMutex", ecs_locks::FairMutex<u64>);
+bench_lock!("ecs::SpinMutex", ecs_locks::SpinMutex<u64>);
+bench_lock!("ecs::TicketMutex", ecs_locks::TicketMutex<u64>);
+bench_lock!("ecs::McsMutex", ecs_locks::McsMutex<u64>);
+bench_lock!("parking_lot::Mutex", parking_lot::Mutex<u64>);
+bench_lock!("spin::Mutex", spin::Mutex<u64>);
+bench_rwlock!("ecs::RwLock", ecs_locks::RwLock<u64>);
+bench_rwlock!("ecs::SpinRwLock", ecs_locks::SpinRwLock<u64>);
+bench_rwlock!("parking_lot::RwLock", parking_lot::RwLock<u64>);
+bench_rwlock!("spin::RwLock", spin::RwLock<u64>);
+
 /// `std::sync::Mutex` has a poisoning `lock()`; wrap it.
 pub struct StdMutex(pub std::sync::Mutex<u64>);
 impl BenchLock for StdMutex {
@@ -129,30 +142,20 @@ pub fn contended<L: BenchLock>(c: &mut Criterion, group: &str, threads: usize) {
 pub fn run_contended<L: BenchLock>(threads: usize, iters: u64) -> Duration {
     let lock = Arc::new(L::new(0));
     let per_thread = iters.div_ceil(threads as u64);
-    let start = Arc::new(Barrier::new(threads + 1));
-    let handles: Vec<_> = (0..threads)
-        .map(|t| {
-            let (lock, start) = (lock.clone(), start.clone());
-            std::thread::spawn(move || {
-                start.wait();
-                let mut x = t as u64;
-                for _ in 0..per_thread {
-                    lock.with(|v| {
-                        black_box(work(CS_WORK, *v));
-                        *v += 1;
-                    });
-                    x = work(THINK_WORK, x);
-                }
-                black_box(x);
-            })
-        })
-        .collect();
-    start.wait();
-    let t0 = Instant::now();
-    for h in handles {
-        h.join().unwrap();
-    }
-    let elapsed = t0.elapsed();
+    let (elapsed, _) = timed_threads(threads, {
+        let lock = lock.clone();
+        move |t| {
+            let mut x = t as u64;
+            for _ in 0..per_thread {
+                lock.with(|v| {
+                    black_box(work(CS_WORK, *v));
+                    *v += 1;
+                });
+                x = work(THINK_WORK, x);
+            }
+            black_box(x);
+        }
+    });
     assert_eq!(
         lock.with(|v| *v),
         per_thread * threads as u64,
@@ -160,6 +163,28 @@ pub fn run_contended<L: BenchLock>(threads: usize, iters: u64) -> Duration {
         L::NAME
     );
     elapsed
+}
+
+/// Runs `body(t)` on `threads` threads released together by a barrier; returns the wall time
+/// from the release to the last join, and each thread's result.
+pub fn timed_threads<R: Send + 'static>(
+    threads: usize,
+    body: impl Fn(usize) -> R + Clone + Send + 'static,
+) -> (Duration, Vec<R>) {
+    let start = Arc::new(Barrier::new(threads + 1));
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let (body, start) = (body.clone(), start.clone());
+            std::thread::spawn(move || {
+                start.wait();
+                body(t)
+            })
+        })
+        .collect();
+    start.wait();
+    let t0 = Instant::now();
+    let results = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    (t0.elapsed(), results)
 }
 
 /// `threads` threads, each operation a read except one in `write_every`.
@@ -181,32 +206,25 @@ pub fn read_mostly<L: BenchRwLock>(
 pub fn run_read_mostly<L: BenchRwLock>(threads: usize, iters: u64, write_every: u64) -> Duration {
     let lock = Arc::new(L::new(0));
     let per_thread = iters.div_ceil(threads as u64);
-    let start = Arc::new(Barrier::new(threads + 1));
-    let handles: Vec<_> = (0..threads)
-        .map(|t| {
-            let (lock, start) = (lock.clone(), start.clone());
-            std::thread::spawn(move || {
-                start.wait();
-                let mut x = t as u64;
-                let mut writes = 0u64;
-                for i in 0..per_thread {
-                    if (i + t as u64).is_multiple_of(write_every) {
-                        lock.write(|v| *v += 1);
-                        writes += 1;
-                    } else {
-                        x ^= lock.read(|v| work(CS_WORK, *v));
-                    }
-                    x = work(THINK_WORK, x);
+    let (elapsed, writes) = timed_threads(threads, {
+        let lock = lock.clone();
+        move |t| {
+            let mut x = t as u64;
+            let mut writes = 0u64;
+            for i in 0..per_thread {
+                if (i + t as u64).is_multiple_of(write_every) {
+                    lock.write(|v| *v += 1);
+                    writes += 1;
+                } else {
+                    x ^= lock.read(|v| work(CS_WORK, *v));
                 }
-                black_box(x);
-                writes
-            })
-        })
-        .collect();
-    start.wait();
-    let t0 = Instant::now();
-    let writes: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
-    let elapsed = t0.elapsed();
+                x = work(THINK_WORK, x);
+            }
+            black_box(x);
+            writes
+        }
+    });
+    let writes: u64 = writes.into_iter().sum();
     assert_eq!(lock.read(|v| *v), writes, "{} lost writes", L::NAME);
     elapsed
 }
