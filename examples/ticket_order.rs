@@ -16,16 +16,26 @@
 //! cargo run --release --example ticket_order -- --check   # also fail if 2 threads exceed 1 %
 //! cargo run --release --example ticket_order -- 4 16      # other thread counts
 //! ```
+//! A third table counts **owner changes**: the share of acquisitions whose owner differs from
+//! the previous one, for `TicketMutex` and `parking_lot::Mutex` under the section and think
+//! work of `benches/paired.rs`. Each change moves the lock's cache line (and the data) to
+//! another core; it is what `TicketMutex` pays for FIFO order among running waiters
+//! (`docs/BENCHMARKS.md`, the bare-metal rounds).
+//!
 //! The counts are not timings, but they depend on the OS scheduler: run `--check` on a quiet
 //! machine. Exit status 1 when a check fails.
 
 use ecs_locks::{RawTicketMutex, TicketOrder};
+use std::hint::black_box;
 use std::process::ExitCode;
 use std::sync::Barrier;
 use std::thread;
 
 /// Acquisitions per thread.
 const ITERS: u64 = 100_000;
+/// Acquisitions per thread when counting owner changes: long enough that one thread cannot
+/// finish before the others have started (at 100 000, one of two threads sometimes did).
+const OWNER_ITERS: u64 = 1_000_000;
 
 #[derive(Default, Debug, Clone, Copy)]
 struct Counts {
@@ -82,6 +92,52 @@ fn run(threads: u64, patience: u32, iters: u64) -> Counts {
     })
 }
 
+/// `benches/common`'s section and think work (`work`, `CS_WORK`, `THINK_WORK`).
+fn work(iters: u32, seed: u64) -> u64 {
+    let mut x = seed;
+    for i in 0..iters {
+        x = black_box(
+            x.wrapping_mul(6364136223846793005)
+                .wrapping_add(u64::from(i)),
+        );
+    }
+    x
+}
+
+/// `threads` threads each take a lock of type `R` `ITERS` times with the benchmark's section
+/// and think work, [`OWNER_ITERS`] times each; returns the percentage of acquisitions that
+/// changed the owner.
+fn owner_changes<R: lock_api::RawMutex + Sync>(threads: usize) -> f64 {
+    // (acquisitions, last owner, owner changes)
+    let m = lock_api::Mutex::<R, (u64, usize, u64)>::new((0, usize::MAX, 0));
+    let start = Barrier::new(threads);
+    thread::scope(|s| {
+        for id in 0..threads {
+            let (m, start) = (&m, &start);
+            s.spawn(move || {
+                let mut x = id as u64;
+                start.wait();
+                for _ in 0..OWNER_ITERS {
+                    {
+                        let mut g = m.lock();
+                        black_box(work(8, g.0));
+                        g.0 += 1;
+                        if g.1 != id {
+                            g.1 = id;
+                            g.2 += 1;
+                        }
+                    }
+                    x = work(32, x);
+                }
+                black_box(x);
+            });
+        }
+    });
+    let (ops, _, changes) = m.into_inner();
+    assert_eq!(ops, threads as u64 * OWNER_ITERS, "mutual exclusion broken");
+    100.0 * changes as f64 / ops as f64
+}
+
 fn report(label: &str, threads: u64, c: Counts) {
     println!(
         "{label:<16} {threads:>3} threads: {:>8} in turn {:>7} took over {:>7} late  ({:.3} % out of order)",
@@ -135,6 +191,12 @@ fn main() -> ExitCode {
             eprintln!("ticket_order: FAIL: 2 threads: 1 % or more out of order");
             ok = false;
         }
+    }
+    println!("owner changes, benches/paired.rs's section and think work:");
+    for &n in &counts {
+        let ticket = owner_changes::<RawTicketMutex>(n as usize);
+        let pl = owner_changes::<parking_lot::RawMutex>(n as usize);
+        println!("  {n:>3} threads: TicketMutex {ticket:5.1} %   parking_lot::Mutex {pl:5.1} %");
     }
     if ok {
         ExitCode::SUCCESS

@@ -2,6 +2,13 @@
 //! hold time by `CLOCK_MONOTONIC` around the section. "off" is the same binary with
 //! `ECS_LOCKS_RSEQ=0`; off and on alternate twice in one boot. Reports throughput, sections
 //! held longer than 200 µs (the holder was preempted inside) and the longest hold.
+//!
+//! `rcu-read` has only readers: nothing waits for them, so the extension can only cost there.
+//! `rcu-update` is what RCU readers request it for: thread 0 is an updater whose every
+//! [`Rcu::update`] waits for a grace period, that is for every reader section older than it;
+//! a reader preempted inside its section holds the updater up until it runs again. Its row
+//! counts reader sections and updates as its operations, its holds are the reader sections,
+//! and the updates and their grace-period waits get a table of their own.
 
 use std::process::Command;
 use std::sync::Arc;
@@ -12,7 +19,7 @@ use ecs_locks::{McsMutex, Rcu, SpinMutex, SpinRwLock, TicketMutex};
 
 use crate::work::{now_ns, rounds_for_ns, scaled_ms, spin_work};
 
-const LOCKS: [&str; 5] = ["spin", "mcs", "ticket", "spin-rw", "rcu-read"];
+const LOCKS: [&str; 6] = ["spin", "mcs", "ticket", "spin-rw", "rcu-read", "rcu-update"];
 const THREADS: usize = 8;
 const SLOW_NS: u64 = 200_000;
 
@@ -23,6 +30,11 @@ struct Tally {
     slow: u64,
     max_ns: u64,
     sum_ns: u64,
+    /// `rcu-update`'s updater: updates, and the longest and total time one took (its grace
+    /// period wait).
+    updates: u64,
+    upd_max_ns: u64,
+    upd_sum_ns: u64,
 }
 
 impl Tally {
@@ -34,11 +46,21 @@ impl Tally {
         self.slow += u64::from(d > SLOW_NS);
         self.max_ns = self.max_ns.max(d);
     }
+    #[inline]
+    fn update(&mut self, t0: u64) {
+        let d = now_ns() - t0;
+        self.updates += 1;
+        self.upd_sum_ns += d;
+        self.upd_max_ns = self.upd_max_ns.max(d);
+    }
     fn add(&mut self, o: Tally) {
         self.ops += o.ops;
         self.slow += o.slow;
         self.sum_ns += o.sum_ns;
         self.max_ns = self.max_ns.max(o.max_ns);
+        self.updates += o.updates;
+        self.upd_sum_ns += o.upd_sum_ns;
+        self.upd_max_ns = self.upd_max_ns.max(o.upd_max_ns);
     }
 }
 
@@ -103,6 +125,11 @@ pub fn one(lock: &str) -> Result<(), String> {
                             std::hint::black_box(*g + spin_work(rounds));
                             t.hold(t0);
                         }
+                        "rcu-update" if i == 0 => {
+                            let t0 = now_ns();
+                            rcu.update(|v| v + 1);
+                            t.update(t0);
+                        }
                         _ => {
                             let g = rcu.read();
                             let t0 = now_ns();
@@ -126,8 +153,9 @@ pub fn one(lock: &str) -> Result<(), String> {
     let st = ecs_sys::backend::linux::stats();
     let k = crate::kstats::read()?.since(&k0);
     println!(
-        "bench: lock={lock} ext={} ops={} slow={} max_us={} mean_ns={} grants={} yields={} \
-         sgrant={} syield={} srevok={} sexpir={} sabort={} ({})",
+        "bench: lock={lock} ext={} ops={} slow={} max_us={} mean_ns={} updates={} \
+         upd_mean_ns={} upd_max_us={} grants={} yields={} sgrant={} syield={} srevok={} \
+         sexpir={} sabort={} ({})",
         if std::env::var_os("ECS_LOCKS_RSEQ").is_some_and(|v| v == "0") {
             "off"
         } else {
@@ -137,6 +165,9 @@ pub fn one(lock: &str) -> Result<(), String> {
         t.slow,
         t.max_ns / 1000,
         t.sum_ns / t.ops.max(1),
+        t.updates,
+        t.upd_sum_ns / t.updates.max(1),
+        t.upd_max_ns / 1000,
         st.grants,
         st.yields,
         k.sgrant,
@@ -173,7 +204,8 @@ pub fn run() -> Result<(), String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut rows = Vec::new();
     for lock in LOCKS {
-        let mut by = [[0u64; 3]; 2]; // [off, on] x [ops, slow, max_us]
+        // [off, on] x [ops, slow, max_us, updates, update time in ns, longest update in us]
+        let mut by = [[0u64; 6]; 2];
         for round in 0..2 {
             for (m, off) in [(0usize, true), (1, false)] {
                 let mut cmd = Command::new(&exe);
@@ -195,18 +227,22 @@ pub fn run() -> Result<(), String> {
                         )
                     })?;
                 println!("{line} round={round}");
-                by[m][0] += field(line, "ops");
+                // Every operation: sections, and `rcu-update`'s updates.
+                by[m][0] += field(line, "ops") + field(line, "updates");
                 by[m][1] += field(line, "slow");
                 by[m][2] = by[m][2].max(field(line, "max_us"));
+                by[m][3] += field(line, "updates");
+                by[m][4] += field(line, "updates") * field(line, "upd_mean_ns");
+                by[m][5] = by[m][5].max(field(line, "upd_max_us"));
             }
         }
         rows.push((lock, by));
     }
     println!("linux-guest: bench summary (2 rounds each, 8 threads, 2 vCPUs, ~1 us sections)");
     println!(
-        "  lock      ops off   ops on  ratio  >200us off  >200us on  reduction  max_us off  max_us on"
+        "  lock        ops off   ops on  ratio  >200us off  >200us on  reduction  max_us off  max_us on"
     );
-    for (lock, [off, on]) in rows {
+    for (lock, [off, on]) in &rows {
         let ratio = on[0] as f64 / off[0].max(1) as f64;
         let red = if off[1] == 0 {
             0.0
@@ -214,8 +250,24 @@ pub fn run() -> Result<(), String> {
             100.0 * (1.0 - on[1] as f64 / off[1] as f64)
         };
         println!(
-            "  {lock:<8} {:>8} {:>8} {ratio:>6.2} {:>11} {:>10} {red:>9.1}% {:>11} {:>10}",
+            "  {lock:<10} {:>8} {:>8} {ratio:>6.2} {:>11} {:>10} {red:>9.1}% {:>11} {:>10}",
             off[0], on[0], off[1], on[1], off[2], on[2]
+        );
+    }
+    println!("  updates (the updater's grace-period waits)");
+    println!(
+        "  lock        upd off   upd on  ratio  mean_us off  mean_us on  max_us off  max_us on"
+    );
+    for (lock, [off, on]) in rows.iter().filter(|(_, [off, _])| off[3] > 0) {
+        println!(
+            "  {lock:<10} {:>8} {:>8} {:>6.2} {:>12.1} {:>11.1} {:>11} {:>10}",
+            off[3],
+            on[3],
+            on[3] as f64 / off[3].max(1) as f64,
+            off[4] as f64 / off[3].max(1) as f64 / 1000.0,
+            on[4] as f64 / on[3].max(1) as f64 / 1000.0,
+            off[5],
+            on[5]
         );
     }
     Ok(())
