@@ -13,7 +13,9 @@
 //! contended and 8 threads on the machine's cores (oversubscribed on 2 cores), with the same
 //! critical section and think time as `benches/mutex.rs`; for reader-writer locks uncontended
 //! read pairs and the read-mostly mix of `benches/rwlock.rs` (one write in 64) at 2 and 8
-//! threads, divided by parking_lot's `RwLock`.
+//! threads, divided by parking_lot's `RwLock`. `FairMutex` runs the mutex scenarios divided
+//! by parking_lot's `FairMutex`: both hand the lock to the longest waiter at every unlock,
+//! which oversubscribed means a wake-up per acquisition.
 //!
 //! ```text
 //! cargo bench --bench paired                                  # 15 rounds, a fresh seed
@@ -44,8 +46,14 @@ impl BenchLock for ParkingLotControl {
     }
 }
 
-/// The references the ratios divide by: parking_lot's type of the same family.
-const REFERENCES: [&str; 2] = ["parking_lot::Mutex", "parking_lot::RwLock"];
+/// The references the ratios divide by: parking_lot's type of the same family (a `FairMutex`
+/// hands the lock to a parked waiter at every unlock, so it is compared with parking_lot's,
+/// which does the same, not with a barging mutex).
+const REFERENCES: [&str; 3] = [
+    "parking_lot::Mutex",
+    "parking_lot::RwLock",
+    "parking_lot::FairMutex",
+];
 
 /// One write in this many operations in the read-mostly scenarios (as `benches/rwlock.rs`).
 const WRITE_EVERY: u64 = 64;
@@ -125,7 +133,6 @@ fn cases() -> Vec<Case> {
         REFERENCES[0],
         [uncontended, two, eight],
         ecs_locks::Mutex<u64>,
-        ecs_locks::FairMutex<u64>,
         ecs_locks::SpinMutex<u64>,
         ecs_locks::TicketMutex<u64>,
         ecs_locks::McsMutex<u64>,
@@ -141,7 +148,18 @@ fn cases() -> Vec<Case> {
         parking_lot::RwLock<u64>,
         StdRwLock
     );
-    mutexes.into_iter().chain(rwlocks).flatten().collect()
+    let fair = cases!(
+        REFERENCES[2],
+        [uncontended, two, eight],
+        ecs_locks::FairMutex<u64>,
+        parking_lot::FairMutex<u64>
+    );
+    mutexes
+        .into_iter()
+        .chain(rwlocks)
+        .chain(fair)
+        .flatten()
+        .collect()
 }
 
 /// Nanoseconds per operation of a sample.

@@ -418,7 +418,20 @@ unsafe impl lock_api::RawMutexFair for RawMutex {
     unsafe fn unlock_fair(&self, _guard: GuardMarker) {
         self.release_detector_record();
         self.releasing();
-        let mut state = self.state.load(Ordering::Relaxed);
+        // The word as this holder's acquisition left it, when nobody parked since: one CAS,
+        // without a load first (the holder bits are the caller's own, 0 natively).
+        let mut state = match self.state.compare_exchange(
+            LOCKED | me(),
+            0,
+            Ordering::Release,
+            Ordering::Relaxed,
+        ) {
+            Ok(_) => {
+                cs::blocking_exit();
+                return;
+            }
+            Err(now) => now,
+        };
         debug_assert!(
             state & LOCKED != 0,
             "ecs_locks::RawMutex: unlock of a mutex that is not locked"

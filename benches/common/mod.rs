@@ -71,6 +71,7 @@ bench_lock!("ecs::SpinMutex", ecs_locks::SpinMutex<u64>);
 bench_lock!("ecs::TicketMutex", ecs_locks::TicketMutex<u64>);
 bench_lock!("ecs::McsMutex", ecs_locks::McsMutex<u64>);
 bench_lock!("parking_lot::Mutex", parking_lot::Mutex<u64>);
+bench_lock!("parking_lot::FairMutex", parking_lot::FairMutex<u64>);
 bench_lock!("spin::Mutex", spin::Mutex<u64>);
 bench_rwlock!("ecs::RwLock", ecs_locks::RwLock<u64>);
 bench_rwlock!("ecs::SpinRwLock", ecs_locks::SpinRwLock<u64>);
