@@ -207,29 +207,27 @@ impl<const RECURSIVE: bool> RawRwLock<RECURSIVE> {
     /// upgradable readers hold both, readers the secondary one.
     #[inline(always)]
     fn deadlock_acquire(&self, primary: bool, secondary: bool) {
-        let key = crate::deadlock::key(self);
-        // SAFETY: never called from a parking callback.
-        unsafe {
-            if primary {
-                crate::deadlock::acquire_resource(key);
-            }
-            if secondary {
-                crate::deadlock::acquire_resource(key + 1);
-            }
-        }
+        self.deadlock_record(primary, secondary, crate::deadlock::acquire_resource);
     }
 
     /// Releases what [`Self::deadlock_acquire`] recorded.
     #[inline(always)]
     fn deadlock_release(&self, primary: bool, secondary: bool) {
+        self.deadlock_record(primary, secondary, crate::deadlock::release_resource);
+    }
+
+    /// Applies `record` (the detector's acquire or release) to the stages named.
+    #[inline(always)]
+    fn deadlock_record(&self, primary: bool, secondary: bool, record: unsafe fn(usize)) {
         let key = crate::deadlock::key(self);
-        // SAFETY: never called from a parking callback.
+        // SAFETY: `record` is one of the detector's calls, whose contract is not to be called
+        // from a parking callback; neither caller is one.
         unsafe {
             if primary {
-                crate::deadlock::release_resource(key);
+                record(key);
             }
             if secondary {
-                crate::deadlock::release_resource(key + 1);
+                record(key + 1);
             }
         }
     }
