@@ -647,32 +647,7 @@ impl Default for RawMcsMutex {
 // exclusive owner) or forgotten guard leaves no node behind. Unwinding: the only panics are
 // debug checks that run before any state changes (the reentrancy check in `lock`, the
 // unlocked check in the unlocks).
-unsafe impl lock_api::RawMutex for RawMcsMutex {
-    crate::sync::loom_init!();
-
-    type Guard = GuardNoSend;
-
-    #[inline]
-    fn lock(&self) -> GuardNoSend {
-        RawMcsMutex::lock(self)
-    }
-
-    #[inline]
-    fn try_lock(&self) -> Option<GuardNoSend> {
-        RawMcsMutex::try_lock(self)
-    }
-
-    #[inline]
-    unsafe fn unlock(&self, guard: GuardNoSend) {
-        // SAFETY: forwarded caller contract.
-        unsafe { RawMcsMutex::unlock(self, guard) }
-    }
-
-    #[inline]
-    fn is_locked(&self) -> bool {
-        RawMcsMutex::is_locked(self)
-    }
-}
+crate::sync::raw_mutex_from_inherent!(RawMcsMutex);
 
 // SAFETY: `unlock_fair` reserves the word for the waiters (the queue head and node-less
 // waiters) when flows wait, so no arrival can take it first; `bump` does that and re-locks

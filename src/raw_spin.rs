@@ -187,32 +187,7 @@ impl Default for RawSpinMutex {
 // can unwind while changing ownership except the debug check in `unlock`, which fires only
 // when the mutex was not held (nothing to release). The state is `GuardNoSend`: the
 // critical-section depth entered on acquisition belongs to this thread.
-unsafe impl lock_api::RawMutex for RawSpinMutex {
-    crate::sync::loom_init!();
-
-    type Guard = GuardNoSend;
-
-    #[inline]
-    fn lock(&self) -> GuardNoSend {
-        RawSpinMutex::lock(self)
-    }
-
-    #[inline]
-    fn try_lock(&self) -> Option<GuardNoSend> {
-        RawSpinMutex::try_lock(self)
-    }
-
-    #[inline]
-    unsafe fn unlock(&self, guard: GuardNoSend) {
-        // SAFETY: forwarded caller contract.
-        unsafe { RawSpinMutex::unlock(self, guard) }
-    }
-
-    #[inline]
-    fn is_locked(&self) -> bool {
-        RawSpinMutex::is_locked(self)
-    }
-}
+crate::sync::raw_mutex_from_inherent!(RawSpinMutex);
 
 #[cfg(all(test, not(loom)))]
 mod tests {

@@ -499,32 +499,7 @@ impl Default for RawTicketMutex {
 // word with `HELD` clear, so two flows never hold it at once, whatever the order of tickets. The
 // debug check in `unlock` fires only when the mutex was not held (nothing to release). The state
 // is `GuardNoSend`: the critical-section depth entered on acquisition belongs to this thread.
-unsafe impl lock_api::RawMutex for RawTicketMutex {
-    crate::sync::loom_init!();
-
-    type Guard = GuardNoSend;
-
-    #[inline]
-    fn lock(&self) -> GuardNoSend {
-        RawTicketMutex::lock(self)
-    }
-
-    #[inline]
-    fn try_lock(&self) -> Option<GuardNoSend> {
-        RawTicketMutex::try_lock(self)
-    }
-
-    #[inline]
-    unsafe fn unlock(&self, guard: GuardNoSend) {
-        // SAFETY: forwarded caller contract.
-        unsafe { RawTicketMutex::unlock(self, guard) }
-    }
-
-    #[inline]
-    fn is_locked(&self) -> bool {
-        RawTicketMutex::is_locked(self)
-    }
-}
+crate::sync::raw_mutex_from_inherent!(RawTicketMutex);
 
 // SAFETY: every unlock leaves the lock to the next ticket in FIFO order (take-over aside, which
 // only happens when that waiter does not take it), which is the fair protocol; `bump` re-queues behind the current waiters only when there are some, restoring

@@ -82,6 +82,44 @@ macro_rules! loom_init {
 }
 pub(crate) use loom_init;
 
+/// `unsafe impl lock_api::RawMutex` for a spin-family raw mutex (guard `GuardNoSend`) whose
+/// inherent `lock`, `try_lock`, `unlock` and `is_locked` are the protocol: each method
+/// forwards to its namesake. The invocation must carry the `// SAFETY:` argument that those
+/// methods uphold the trait's contract (at most one holder, `Acquire` on taking, `Release` on
+/// releasing, no unwinding while ownership changes).
+macro_rules! raw_mutex_from_inherent {
+    ($ty:ident) => {
+        // SAFETY: given where the macro is invoked (see the macro's docs).
+        unsafe impl lock_api::RawMutex for $ty {
+            crate::sync::loom_init!();
+
+            type Guard = lock_api::GuardNoSend;
+
+            #[inline]
+            fn lock(&self) -> lock_api::GuardNoSend {
+                $ty::lock(self)
+            }
+
+            #[inline]
+            fn try_lock(&self) -> Option<lock_api::GuardNoSend> {
+                $ty::try_lock(self)
+            }
+
+            #[inline]
+            unsafe fn unlock(&self, guard: lock_api::GuardNoSend) {
+                // SAFETY: forwarded caller contract.
+                unsafe { $ty::unlock(self, guard) }
+            }
+
+            #[inline]
+            fn is_locked(&self) -> bool {
+                $ty::is_locked(self)
+            }
+        }
+    };
+}
+pub(crate) use raw_mutex_from_inherent;
+
 /// One iteration of a busy-wait. Under loom, a yield to the model's scheduler.
 #[inline(always)]
 pub(crate) fn spin_loop() {
