@@ -104,9 +104,8 @@ fn work(iters: u32, seed: u64) -> u64 {
     x
 }
 
-/// `threads` threads each take a lock of type `R` `ITERS` times with the benchmark's section
-/// and think work, [`OWNER_ITERS`] times each; returns the percentage of acquisitions that
-/// changed the owner.
+/// `threads` threads each take a lock of type `R` [`OWNER_ITERS`] times with the benchmark's
+/// section and think work; returns the percentage of acquisitions that changed the owner.
 fn owner_changes<R: lock_api::RawMutex + Sync>(threads: usize) -> f64 {
     // (acquisitions, last owner, owner changes)
     let m = lock_api::Mutex::<R, (u64, usize, u64)>::new((0, usize::MAX, 0));
