@@ -82,7 +82,7 @@ impl BenchLock for ClassicTicket {
         while self.word.load(Ordering::Acquire) as u32 != t {
             spins += 1;
             if spins.is_multiple_of(1024) {
-                // Only if the OS descheduled the thread whose turn it is.
+                // Every 1024 looks, so that a turn whose thread the OS descheduled comes.
                 std::thread::yield_now();
             } else {
                 std::hint::spin_loop();
@@ -302,7 +302,13 @@ fn main() {
     // flag: then only check that every case runs once.
     let benching = std::env::args().any(|a| a == "--bench");
     let rounds = if benching {
-        env_u64("PAIRED_ROUNDS").unwrap_or(15) as usize
+        match env_u64("PAIRED_ROUNDS").unwrap_or(15) {
+            0 => {
+                eprintln!("PAIRED_ROUNDS=0: nothing to measure (at least 1; 6 for an interval)");
+                std::process::exit(2);
+            }
+            n => n as usize,
+        }
     } else {
         1
     };
@@ -397,6 +403,11 @@ fn main() {
 /// would need a FIFO lock to beat), and `TicketMutex`'s 8-thread time over that floor (how much
 /// of its gap is above what FIFO itself costs here).
 fn fifo_floor(cases: &[Case], times: &[Vec<f64>]) {
+    // The argument takes two running threads: the 8-thread scenario on 2 cores.
+    if std::thread::available_parallelism().map_or(0, |n| n.get()) != 2 {
+        println!("FIFO floor: n/a (the comparison assumes 2 cores)");
+        return;
+    }
     let find = |lock: &str, scenario: &str| {
         cases
             .iter()

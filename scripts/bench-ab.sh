@@ -24,7 +24,7 @@ done
 for _ in $(seq "$rounds"); do
     for b in $(printf '%s\n' "$@" | shuf); do
         PAIRED_FILTER=$filter PAIRED_ROUNDS=2 "$b" --bench 2>/dev/null |
-            awk -v b="$(basename "$b")" '/threads|uncontended/ && !/^parking_lot/ {print b, $1, $2, $(NF-1)}'
+            awk -v b="$(basename "$b")" '$2 ~ /^(uncontended|2-threads|8-threads)$/ && $1 !~ /^parking_lot/ {print b, $1, $2, $(NF-1)}'
     done
 done | sort -k1,3 -k4,4n | awk '{k = $1 " " $2 " " $3; v[k] = v[k] " " $4} END {for (k in v) print k, v[k]}' | sort
 uptime

@@ -647,7 +647,7 @@ impl Default for RawMcsMutex {
 // exclusive owner) or forgotten guard leaves no node behind. Unwinding: the only panics are
 // debug checks that run before any state changes (the reentrancy check in `lock`, the
 // unlocked check in the unlocks).
-crate::sync::raw_mutex_from_inherent!(RawMcsMutex);
+crate::sync::raw_mutex_from_inherent!(unsafe impl RawMcsMutex);
 
 // SAFETY: `unlock_fair` reserves the word for the waiters (the queue head and node-less
 // waiters) when flows wait, so no arrival can take it first; `bump` does that and re-locks

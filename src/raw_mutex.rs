@@ -418,8 +418,10 @@ unsafe impl lock_api::RawMutexFair for RawMutex {
     unsafe fn unlock_fair(&self, _guard: GuardMarker) {
         self.release_detector_record();
         self.releasing();
-        // The word as this holder's acquisition left it, when nobody parked since: one CAS,
-        // without a load first (the holder bits are the caller's own, 0 natively).
+        // One CAS, without a load first, from the word as this holder's acquisition usually
+        // left it (its own holder bits, 0 natively): clearing a word that is `LOCKED` with
+        // `PARKED` clear is right whatever its holder bits say, and any other word (parked
+        // waiters, bits of another vCPU) only costs the loop below.
         let mut state = match self.state.compare_exchange(
             LOCKED | me(),
             0,

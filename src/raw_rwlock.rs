@@ -207,27 +207,31 @@ impl<const RECURSIVE: bool> RawRwLock<RECURSIVE> {
     /// upgradable readers hold both, readers the secondary one.
     #[inline(always)]
     fn deadlock_acquire(&self, primary: bool, secondary: bool) {
-        self.deadlock_record(primary, secondary, crate::deadlock::acquire_resource);
+        self.deadlock_record(true, primary, secondary);
     }
 
     /// Releases what [`Self::deadlock_acquire`] recorded.
     #[inline(always)]
     fn deadlock_release(&self, primary: bool, secondary: bool) {
-        self.deadlock_record(primary, secondary, crate::deadlock::release_resource);
+        self.deadlock_record(false, primary, secondary);
     }
 
-    /// Applies `record` (the detector's acquire or release) to the stages named.
+    /// Records (`acquire`) or releases the stages named with the deadlock detector.
     #[inline(always)]
-    fn deadlock_record(&self, primary: bool, secondary: bool, record: unsafe fn(usize)) {
+    fn deadlock_record(&self, acquire: bool, primary: bool, secondary: bool) {
         let key = crate::deadlock::key(self);
-        // SAFETY: `record` is one of the detector's calls, whose contract is not to be called
-        // from a parking callback; neither caller is one.
-        unsafe {
-            if primary {
-                record(key);
+        for (stage, k) in [(primary, key), (secondary, key + 1)] {
+            if !stage {
+                continue;
             }
-            if secondary {
-                record(key + 1);
+            // SAFETY: the detector's calls must not run inside a parking callback; the lock
+            // methods that call `deadlock_acquire`/`deadlock_release` never run inside one.
+            unsafe {
+                if acquire {
+                    crate::deadlock::acquire_resource(k);
+                } else {
+                    crate::deadlock::release_resource(k);
+                }
             }
         }
     }

@@ -187,7 +187,7 @@ impl Default for RawSpinMutex {
 // can unwind while changing ownership except the debug check in `unlock`, which fires only
 // when the mutex was not held (nothing to release). The state is `GuardNoSend`: the
 // critical-section depth entered on acquisition belongs to this thread.
-crate::sync::raw_mutex_from_inherent!(RawSpinMutex);
+crate::sync::raw_mutex_from_inherent!(unsafe impl RawSpinMutex);
 
 #[cfg(all(test, not(loom)))]
 mod tests {

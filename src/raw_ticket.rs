@@ -499,7 +499,7 @@ impl Default for RawTicketMutex {
 // word with `HELD` clear, so two flows never hold it at once, whatever the order of tickets. The
 // debug check in `unlock` fires only when the mutex was not held (nothing to release). The state
 // is `GuardNoSend`: the critical-section depth entered on acquisition belongs to this thread.
-crate::sync::raw_mutex_from_inherent!(RawTicketMutex);
+crate::sync::raw_mutex_from_inherent!(unsafe impl RawTicketMutex);
 
 // SAFETY: every unlock leaves the lock to the next ticket in FIFO order (take-over aside, which
 // only happens when that waiter does not take it), which is the fair protocol; `bump` re-queues behind the current waiters only when there are some, restoring

@@ -84,13 +84,13 @@ pub(crate) use loom_init;
 
 /// `unsafe impl lock_api::RawMutex` for a spin-family raw mutex (guard `GuardNoSend`) whose
 /// inherent `lock`, `try_lock`, `unlock` and `is_locked` are the protocol: each method
-/// forwards to its namesake. The invocation must carry the `// SAFETY:` argument that those
-/// methods uphold the trait's contract (at most one holder, `Acquire` on taking, `Release` on
-/// releasing, no unwinding while ownership changes).
+/// forwards to its namesake. The invocation spells `unsafe impl`, so the `// SAFETY:` argument
+/// that those methods uphold the trait's contract (at most one holder, `Acquire` on taking,
+/// `Release` on releasing, no unwinding while ownership changes) stands above each invocation
+/// (by convention: clippy's `undocumented_unsafe_blocks` does not look into the expansion).
 macro_rules! raw_mutex_from_inherent {
-    ($ty:ident) => {
-        // SAFETY: given where the macro is invoked (see the macro's docs).
-        unsafe impl lock_api::RawMutex for $ty {
+    ($unsafe:tt impl $ty:ident) => {
+        $unsafe impl lock_api::RawMutex for $ty {
             crate::sync::loom_init!();
 
             type Guard = lock_api::GuardNoSend;

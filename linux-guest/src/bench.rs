@@ -154,7 +154,7 @@ pub fn one(lock: &str) -> Result<(), String> {
     let k = crate::kstats::read()?.since(&k0);
     println!(
         "bench: lock={lock} ext={} ops={} slow={} max_us={} mean_ns={} updates={} \
-         upd_mean_ns={} upd_max_us={} grants={} yields={} sgrant={} syield={} srevok={} \
+         upd_sum_ns={} upd_max_us={} grants={} yields={} sgrant={} syield={} srevok={} \
          sexpir={} sabort={} ({})",
         if std::env::var_os("ECS_LOCKS_RSEQ").is_some_and(|v| v == "0") {
             "off"
@@ -166,7 +166,7 @@ pub fn one(lock: &str) -> Result<(), String> {
         t.max_ns / 1000,
         t.sum_ns / t.ops.max(1),
         t.updates,
-        t.upd_sum_ns / t.updates.max(1),
+        t.upd_sum_ns,
         t.upd_max_ns / 1000,
         st.grants,
         st.yields,
@@ -232,7 +232,7 @@ pub fn run() -> Result<(), String> {
                 by[m][1] += field(line, "slow");
                 by[m][2] = by[m][2].max(field(line, "max_us"));
                 by[m][3] += field(line, "updates");
-                by[m][4] += field(line, "updates") * field(line, "upd_mean_ns");
+                by[m][4] += field(line, "upd_sum_ns");
                 by[m][5] = by[m][5].max(field(line, "upd_max_us"));
             }
         }
