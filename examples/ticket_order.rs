@@ -18,9 +18,9 @@
 //! ```
 //! A third table counts **owner changes**: the share of acquisitions whose owner differs from
 //! the previous one, for `TicketMutex` and `parking_lot::Mutex` under the section and think
-//! work of `benches/paired.rs`. Each change moves the lock's cache line (and the data) to
-//! another core; it is what `TicketMutex` pays for FIFO order among running waiters
-//! (`docs/BENCHMARKS.md`, the bare-metal rounds).
+//! work of `benches/paired.rs`. Each change hands the lock's cache line (and the data) to
+//! another thread, usually on the other core; it is what `TicketMutex` pays for FIFO order
+//! among running waiters (`docs/BENCHMARKS.md`, the bare-metal rounds).
 //!
 //! The counts are not timings, but they depend on the OS scheduler: run `--check` on a quiet
 //! machine. Exit status 1 when a check fails.
