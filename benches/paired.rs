@@ -395,16 +395,16 @@ fn main() {
             );
         }
     }
-    fifo_floor(&cases, &times);
+    fifo_floor(&cases, &times, cores);
 }
 
 /// The FIFO floor (issue 9 item 3), per round: the classic ticket lock's 2-thread time per
 /// operation over parking_lot's at 8 threads (what the 2x bound on `TicketMutex` at 8 threads
 /// would need a FIFO lock to beat), and `TicketMutex`'s 8-thread time over that floor (how much
 /// of its gap is above what FIFO itself costs here).
-fn fifo_floor(cases: &[Case], times: &[Vec<f64>]) {
+fn fifo_floor(cases: &[Case], times: &[Vec<f64>], cores: usize) {
     // The argument takes two running threads: the 8-thread scenario on 2 cores.
-    if std::thread::available_parallelism().map_or(0, |n| n.get()) != 2 {
+    if cores != 2 {
         println!("FIFO floor: n/a (the comparison assumes 2 cores)");
         return;
     }

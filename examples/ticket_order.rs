@@ -25,6 +25,11 @@
 //! The counts are not timings, but they depend on the OS scheduler: run `--check` on a quiet
 //! machine. Exit status 1 when a check fails.
 
+// The paired benchmark's section and think work, from the module every bench shares.
+#[path = "../benches/common/mod.rs"]
+mod common;
+
+use common::{CS_WORK, THINK_WORK, work};
 use ecs_locks::{RawTicketMutex, TicketOrder};
 use std::hint::black_box;
 use std::process::ExitCode;
@@ -92,18 +97,6 @@ fn run(threads: u64, patience: u32, iters: u64) -> Counts {
     })
 }
 
-/// `benches/common`'s section and think work (`work`, `CS_WORK`, `THINK_WORK`).
-fn work(iters: u32, seed: u64) -> u64 {
-    let mut x = seed;
-    for i in 0..iters {
-        x = black_box(
-            x.wrapping_mul(6364136223846793005)
-                .wrapping_add(u64::from(i)),
-        );
-    }
-    x
-}
-
 /// `threads` threads each take a lock of type `R` [`OWNER_ITERS`] times with the benchmark's
 /// section and think work; returns the percentage of acquisitions that changed the owner.
 fn owner_changes<R: lock_api::RawMutex + Sync>(threads: usize) -> f64 {
@@ -119,14 +112,14 @@ fn owner_changes<R: lock_api::RawMutex + Sync>(threads: usize) -> f64 {
                 for _ in 0..OWNER_ITERS {
                     {
                         let mut g = m.lock();
-                        black_box(work(8, g.0));
+                        black_box(work(CS_WORK, g.0));
                         g.0 += 1;
                         if g.1 != id {
                             g.1 = id;
                             g.2 += 1;
                         }
                     }
-                    x = work(32, x);
+                    x = work(THINK_WORK, x);
                 }
                 black_box(x);
             });

@@ -220,10 +220,7 @@ impl<const RECURSIVE: bool> RawRwLock<RECURSIVE> {
     #[inline(always)]
     fn deadlock_record(&self, acquire: bool, primary: bool, secondary: bool) {
         let key = crate::deadlock::key(self);
-        for (stage, k) in [(primary, key), (secondary, key + 1)] {
-            if !stage {
-                continue;
-            }
+        let record = |k| {
             // SAFETY: the detector's calls must not run inside a parking callback; the lock
             // methods that call `deadlock_acquire`/`deadlock_release` never run inside one.
             unsafe {
@@ -233,6 +230,12 @@ impl<const RECURSIVE: bool> RawRwLock<RECURSIVE> {
                     crate::deadlock::release_resource(k);
                 }
             }
+        };
+        if primary {
+            record(key);
+        }
+        if secondary {
+            record(key + 1);
         }
     }
 
