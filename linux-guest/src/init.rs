@@ -2,7 +2,8 @@
 //!
 //! The initramfs (built by `scripts/linux-guest/boot.sh`) holds this program statically linked
 //! as `/init`, its dynamically linked copy as `/bin/linux-guest-dyn` with Debian unstable's
-//! glibc under `/lib`, and the crate's stress-test binaries, statically linked, under `/bin`.
+//! glibc under `/lib`, and every test binary of ecs-locks and ecs-sys, statically linked, under
+//! `/bin/suites`.
 
 use std::ffi::CString;
 use std::process::Command;
@@ -12,26 +13,92 @@ const NO_LIBC_RSEQ: (&str, &str) = ("GLIBC_TUNABLES", "glibc.pthread.rseq=0");
 const STATIC: &str = "/init";
 const DYNAMIC: &str = "/bin/linux-guest-dyn";
 
+/// What a step's run must have done to the kernel's grant counter (`sgrant` in
+/// `/sys/kernel/debug/rseq/stats`; the step's process is the only user while it runs).
+#[derive(Clone, Copy, PartialEq)]
+enum Grants {
+    /// Not checked.
+    Any,
+    /// None: the process opted out, so nothing in it may request an extension.
+    None,
+    /// Counted into the plan's total on the extension, which must end above 0.
+    Counted,
+}
+
 /// One step of a plan: a program, its arguments, extra environment.
 struct Step {
-    name: &'static str,
-    program: &'static str,
+    name: String,
+    program: String,
     args: Vec<&'static str>,
     env: Vec<(&'static str, &'static str)>,
+    grants: Grants,
 }
 
 fn step(
-    name: &'static str,
-    program: &'static str,
+    name: &str,
+    program: &str,
     args: &[&'static str],
     env: &[(&'static str, &'static str)],
 ) -> Step {
     Step {
-        name,
-        program,
+        name: name.to_string(),
+        program: program.to_string(),
         args: args.to_vec(),
         env: env.to_vec(),
+        grants: Grants::Any,
     }
+}
+
+/// The directory where boot.sh puts every test binary of ecs-locks and ecs-sys.
+const SUITES: &str = "/bin/suites";
+
+/// The native test suite, each binary twice: on the extension (the crate's own area) and opted
+/// out (`ECS_LOCKS_RSEQ=0`, which must leave the kernel's grant counter where it was). One
+/// test thread (`RUST_TEST_THREADS`, which the `harness = false` binaries ignore): the stress
+/// tests bring their own threads, 8 and more on the 2 vCPUs.
+fn suites() -> Vec<Step> {
+    let mut names: Vec<String> = std::fs::read_dir(SUITES)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    if names.is_empty() {
+        // A step that fails with the reason: the plan never passes without its suites.
+        return vec![step(
+            &format!("the native test suite ({SUITES} is empty or missing)"),
+            &format!("{SUITES}/missing"),
+            &[],
+            &[],
+        )];
+    }
+    let mut steps = Vec::new();
+    for n in &names {
+        let program = format!("{SUITES}/{n}");
+        let mut on = step(
+            &format!("{n} on the extension"),
+            &program,
+            &[],
+            &[NO_LIBC_RSEQ, ("RUST_TEST_THREADS", "1")],
+        );
+        on.grants = Grants::Counted;
+        let mut off = step(
+            &format!("{n} opted out (ECS_LOCKS_RSEQ=0)"),
+            &program,
+            &[],
+            &[
+                NO_LIBC_RSEQ,
+                ("RUST_TEST_THREADS", "1"),
+                ("ECS_LOCKS_RSEQ", "0"),
+            ],
+        );
+        off.grants = Grants::None;
+        steps.push(on);
+        steps.push(off);
+    }
+    steps
 }
 
 fn plan(name: &str) -> Option<Vec<Step>> {
@@ -48,52 +115,6 @@ fn plan(name: &str) -> Option<Vec<Step>> {
                 "two ecs-sys copies: the second leaves the first's own area alone",
                 STATIC,
                 &["two-copies", "own"],
-                own,
-            ),
-        ]
-    };
-    let suites = || {
-        vec![
-            step(
-                "stress_spin on the extension",
-                "/bin/stress_spin",
-                &["--test-threads=1"],
-                own,
-            ),
-            step(
-                "rcu_stress on the extension",
-                "/bin/rcu_stress",
-                &["--test-threads=1"],
-                own,
-            ),
-            step(
-                "proptest_spin on the extension",
-                "/bin/proptest_spin",
-                &[],
-                own,
-            ),
-            step(
-                "rcu_proptest on the extension",
-                "/bin/rcu_proptest",
-                &[],
-                own,
-            ),
-            step(
-                "ecs-locks unit tests on the extension",
-                "/bin/ecs_locks_unit",
-                &[],
-                own,
-            ),
-            step(
-                "ecs-sys unit tests on the extension",
-                "/bin/ecs_sys_unit",
-                &[],
-                own,
-            ),
-            step(
-                "exits without an enter (force_unlock) on the extension",
-                "/bin/issue_force_unlock_depth",
-                &[],
                 own,
             ),
         ]
@@ -202,6 +223,12 @@ fn mount(src: &str, target: &str, fstype: &str) {
     }
 }
 
+/// The rise of the kernel's grant counter since `before` was read.
+fn grants_since(before: Result<crate::kstats::Slice, String>) -> Result<u64, String> {
+    let before = before?;
+    Ok(crate::kstats::read()?.since(&before).sgrant)
+}
+
 /// Runs the plan, prints `ECS-GUEST-VERDICT: pass|fail`, powers off. Never returns.
 pub fn run() -> ! {
     mount("devtmpfs", "/dev", "devtmpfs");
@@ -229,9 +256,11 @@ pub fn run() -> ! {
             "unknown plan {name:?} (test, disabled, copies, suites, bench, window)"
         )),
         Some(steps) => {
+            let mut counted: Option<u64> = None;
             for s in steps {
                 println!("linux-guest: --- {}", s.name);
-                let mut cmd = Command::new(s.program);
+                let before = (s.grants != Grants::Any).then(crate::kstats::read);
+                let mut cmd = Command::new(&s.program);
                 cmd.args(&s.args)
                     .env_remove("GLIBC_TUNABLES")
                     .env_remove("ECS_LOCKS_RSEQ");
@@ -241,7 +270,7 @@ pub fn run() -> ! {
                 let t0 = std::time::Instant::now();
                 let status = cmd.status();
                 println!("linux-guest: ({:.1} s)", t0.elapsed().as_secs_f64());
-                let ok = match status {
+                let mut ok = match status {
                     Ok(st) if st.success() => true,
                     Ok(st) => {
                         println!("linux-guest: {} exited with {st}", s.program);
@@ -252,13 +281,40 @@ pub fn run() -> ! {
                         false
                     }
                 };
+                if let Some(before) = before {
+                    match grants_since(before) {
+                        Err(e) => {
+                            println!("linux-guest: kernel rseq stats: {e}");
+                            ok = false;
+                        }
+                        Ok(g) => {
+                            println!("linux-guest: grants during the step: {g}");
+                            if s.grants == Grants::None && g != 0 {
+                                println!(
+                                    "linux-guest: an opted-out process was granted {g} extensions"
+                                );
+                                ok = false;
+                            }
+                            if s.grants == Grants::Counted {
+                                *counted.get_or_insert(0) += g;
+                            }
+                        }
+                    }
+                }
                 println!(
                     "linux-guest: --- {}: {}",
                     s.name,
                     if ok { "ok" } else { "FAILED" }
                 );
                 if !ok {
-                    failed.push(s.name.to_string());
+                    failed.push(s.name);
+                }
+            }
+            if let Some(total) = counted {
+                println!("linux-guest: grants over the suites on the extension: {total}");
+                if total == 0 {
+                    failed
+                        .push("the suites on the extension were never granted an extension".into());
                 }
             }
         }

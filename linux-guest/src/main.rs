@@ -3,7 +3,7 @@
 //! Booted as `/init` of a Linux 7.x kernel under QEMU by `scripts/linux-guest/boot.sh`: as PID 1
 //! it mounts `/dev`, `/proc` and debugfs, runs the plan named by `ECS_GUEST_PLAN` (a kernel
 //! command-line word) as child processes of itself (and of the dynamically linked copy, and of
-//! the crate's stress-test binaries), prints one verdict line and powers off. Run by hand (not
+//! the crate's test binaries), prints one verdict line and powers off. Run by hand (not
 //! PID 1) it runs one check: `linux-guest CHECK [ARGS]` (`linux-guest help` lists them).
 //!
 //! `ECS_GUEST_SCALE` (default 1.0) multiplies every duration and iteration count; boot.sh

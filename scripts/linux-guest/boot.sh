@@ -5,7 +5,8 @@
 # Usage: scripts/linux-guest/boot.sh [test|suites|copies|bench|window]     (default: test)
 #   test   two boots: every check (plan `test`), then the checks with the extension disabled
 #          on the kernel command line (`rseq_slice_ext=0`, plan `disabled`)
-#   suites one boot: only the crate's test suites (unit, stress, proptest) on the extension
+#   suites one boot: only the native test suite (every test binary of ecs-locks and ecs-sys),
+#          on the extension and opted out
 #   copies one boot: only the two-copies checks (part of `test`)
 #   bench  one boot: the benchmark (extension off and on, alternating twice)
 #   window one boot: diagnostics of where grants end (5 and 50 us grants; counts, no figures)
@@ -78,30 +79,33 @@ sysroot=$(
 ) || { log "Debian unstable's libc6/libgcc-s1 could not be fetched"; exit 2; }
 log "libc: $(basename "$(dirname "$sysroot/.")") ($(ls "$sysroot"/usr/lib/x86_64-linux-gnu/libc.so.6 2>/dev/null || ls "$sysroot"/lib/x86_64-linux-gnu/libc.so.6))"
 
-# The test program: static (this machine's glibc, crt-static) and dynamic; the stress tests
+# The test program: static (this machine's glibc, crt-static) and dynamic; the test suites
 # statically. Separate target directories keep the two link modes from rebuilding each other.
 target=x86_64-unknown-linux-gnu
 cd "$repo"
 static_dir="$repo/target/linux-guest/static"
 dyn_dir="$repo/target/linux-guest/dynamic"
-log "building the guest program (static and dynamic) and the stress tests (static)"
+log "building the guest program (static and dynamic) and the test suites (static)"
 RUSTFLAGS="-C target-feature=+crt-static" CARGO_TARGET_DIR="$static_dir" \
     nice -n 10 cargo build --release --quiet -p linux-guest --target "$target"
 CARGO_TARGET_DIR="$dyn_dir" nice -n 10 cargo build --release --quiet -p linux-guest --target "$target"
+# Every test binary of ecs-locks (unit and every tests/*.rs) and ecs-sys's unit tests: the
+# guest runs the whole native suite on the extension and opted out.
 tests_json=$(RUSTFLAGS="-C target-feature=+crt-static" CARGO_TARGET_DIR="$static_dir" \
     nice -n 10 cargo test --release --quiet --no-run -p ecs-locks -p ecs-sys --target "$target" \
-    --lib --test stress_spin --test rcu_stress --test proptest_spin --test rcu_proptest \
-    --test issue_force_unlock_depth \
-    --message-format=json)
-exe_of() {
+    --lib --tests --message-format=json)
+# "name path" per test executable (the unit tests' target names are the crates').
+suite_exes() {
     echo "$tests_json" | python3 -c '
 import json, sys
-name = sys.argv[1]
+seen = {}
 for line in sys.stdin:
     try: m = json.loads(line)
     except ValueError: continue
-    if m.get("reason") == "compiler-artifact" and m.get("target", {}).get("name") == name and m.get("executable"):
-        print(m["executable"])' "$1" | tail -1
+    if m.get("reason") == "compiler-artifact" and m.get("profile", {}).get("test") and m.get("executable"):
+        seen[m["target"]["name"]] = m["executable"]
+for name, exe in sorted(seen.items()):
+    print(name, exe)'
 }
 
 work=$(mktemp -d)
@@ -110,13 +114,14 @@ root="$work/root"
 mkdir -p "$root"/{bin,dev,proc,sys,lib64,lib/x86_64-linux-gnu}
 cp "$static_dir/$target/release/linux-guest" "$root/init"
 cp "$dyn_dir/$target/release/linux-guest" "$root/bin/linux-guest-dyn"
-cp "$(exe_of stress_spin)" "$root/bin/stress_spin"
-cp "$(exe_of rcu_stress)" "$root/bin/rcu_stress"
-cp "$(exe_of proptest_spin)" "$root/bin/proptest_spin"
-cp "$(exe_of rcu_proptest)" "$root/bin/rcu_proptest"
-cp "$(exe_of ecs_locks)" "$root/bin/ecs_locks_unit"
-cp "$(exe_of ecs_sys)" "$root/bin/ecs_sys_unit"
-cp "$(exe_of issue_force_unlock_depth)" "$root/bin/issue_force_unlock_depth"
+mkdir -p "$root/bin/suites"
+n_suites=0
+while read -r name exe; do
+    cp "$exe" "$root/bin/suites/$name"
+    n_suites=$((n_suites + 1))
+done < <(suite_exes)
+[ "$n_suites" -gt 0 ] || { log "no test executables were built"; exit 1; }
+log "$n_suites test binaries for the guest: $(ls "$root/bin/suites" | tr '\n' ' ')"
 for d in "$sysroot/usr/lib/x86_64-linux-gnu" "$sysroot/lib/x86_64-linux-gnu"; do
     [ -d "$d" ] && cp -a "$d"/. "$root/lib/x86_64-linux-gnu/"
 done
