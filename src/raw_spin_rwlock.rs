@@ -55,7 +55,7 @@
 //! | 0 | `WRITER` | held exclusively |
 //! | 1 | `UPGRADABLE` | an upgradable reader holds it |
 //! | 2 | `WRITER_WAITING` | a writer (or an upgrading reader) waits: new readers hold back |
-//! | 3..11 | `VCPU` | vCPU of the `WRITER` or `UPGRADABLE` holder (stale when neither is set) |
+//! | 3..11 | `VCPU` | vCPU of the `WRITER` or `UPGRADABLE` holder (0 when neither is set: every release clears it with its bit, so a free word is 0 for the writers' fast path) |
 //! | 11..19 | `WAITER` | with live hints only: vCPU of the writer that set `WRITER_WAITING` |
 //! | 11.. (19.. with live hints) | readers | number of plain read holders (`ONE_READER`) |
 //!
@@ -381,7 +381,11 @@ impl RawSpinRwLock {
     #[inline]
     pub unsafe fn unlock_exclusive(&self, guard: GuardNoSend) {
         let _ = guard;
-        let prev = self.word.fetch_and(!WRITER, Ordering::Release);
+        // The vCPU field goes with the bit: a free word is 0, which the next writer's fast
+        // path (a CAS from 0) needs.
+        let prev = self
+            .word
+            .fetch_and(!(WRITER | VCPU_MASK), Ordering::Release);
         if cfg!(debug_assertions) {
             assert!(
                 prev & WRITER != 0,
@@ -436,7 +440,10 @@ impl RawSpinRwLock {
     #[inline]
     pub unsafe fn unlock_upgradable(&self, guard: GuardNoSend) {
         let _ = guard;
-        let prev = self.word.fetch_and(!UPGRADABLE, Ordering::Release);
+        // The vCPU field is the upgradable holder's (no writer holds): it goes with the bit.
+        let prev = self
+            .word
+            .fetch_and(!(UPGRADABLE | VCPU_MASK), Ordering::Release);
         if cfg!(debug_assertions) {
             assert!(
                 prev & UPGRADABLE != 0,
@@ -568,7 +575,7 @@ impl RawSpinRwLock {
                 unsafe { self.unlock_upgradable(guard) };
                 panic!("RawSpinRwLock reader count overflow");
             }
-            let new = (s & !UPGRADABLE) + ONE_READER;
+            let new = (s & !(UPGRADABLE | VCPU_MASK)) + ONE_READER;
             match self
                 .word
                 .compare_exchange_weak(s, new, Ordering::Release, Ordering::Relaxed)
@@ -809,7 +816,42 @@ mod tests {
             l.unlock_shared(r);
         }
         assert!(!l.is_locked());
-        assert_eq!(l.word.load(Ordering::Relaxed) & !VCPU_MASK, 0);
+        assert_eq!(l.word.load(Ordering::Relaxed), 0);
+    }
+
+    /// Issue 8: a writer's or upgradable reader's release left its vCPU in the word, so the
+    /// next writer's fast path (a CAS from 0) failed, and took the slow path, whenever the
+    /// last holder ran on a vCPU other than 0: in an 8-vCPU guest 7 writes in 8. Natively every
+    /// id is 0, so the words below are written as a holder on vCPU 5 would leave them.
+    #[test]
+    fn releases_clear_the_holders_vcpu() {
+        let on_vcpu_5 = |bits: usize| bits | (5 << VCPU_SHIFT);
+        let l = RawSpinRwLock::new();
+        let word = || l.word.load(Ordering::Relaxed);
+        // SAFETY: each stored word is the state a holder of the released mode on vCPU 5 is in;
+        // the cs::enter before each release is that holder's mark.
+        unsafe {
+            l.word.store(on_vcpu_5(WRITER), Ordering::Relaxed);
+            cs::enter();
+            l.unlock_exclusive(GuardNoSend::new());
+            assert_eq!(word(), 0, "after a write unlock");
+
+            l.word.store(on_vcpu_5(UPGRADABLE), Ordering::Relaxed);
+            cs::enter();
+            l.unlock_upgradable(GuardNoSend::new());
+            assert_eq!(word(), 0, "after an upgradable unlock");
+
+            l.word.store(on_vcpu_5(UPGRADABLE), Ordering::Relaxed);
+            cs::enter();
+            let r = l.downgrade_upgradable(GuardNoSend::new());
+            assert_eq!(word(), ONE_READER, "after a downgrade to a reader");
+            l.unlock_shared(r);
+        }
+        assert_eq!(word(), 0);
+        // So the writers' fast path (a CAS from 0) takes it.
+        let w = l.lock_exclusive();
+        // SAFETY: acquired just above.
+        unsafe { l.unlock_exclusive(w) };
     }
 
     #[test]
