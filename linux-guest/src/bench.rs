@@ -187,7 +187,8 @@ fn field(line: &str, key: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// `bench`: every lock, off/on alternating twice, then the summary.
+/// `bench`: every lock, off/on alternating twice, then the summary; then the uncontended pair
+/// costs ([`crate::pairs`]).
 pub fn run() -> Result<(), String> {
     println!(
         "linux-guest: bench: this thread {}",
@@ -270,5 +271,5 @@ pub fn run() -> Result<(), String> {
             on[5]
         );
     }
-    Ok(())
+    crate::pairs::run()
 }

@@ -21,7 +21,7 @@ macro_rules! ensure {
 }
 
 const USAGE: &str = "linux-guest CHECK: expect own|libc|legacy|opt-out-env|prctl-524, opt-out-api, \
-                     grants, nested, syscall, hog, fork, seccomp-prctl, seccomp-yield, bench, bench-one LOCK, window [GRANT_NS], \
+                     grants, nested, syscall, hog, fork, seccomp-prctl, seccomp-yield, bench, bench-one LOCK, bench-pairs, window [GRANT_NS], \
                      two-copies libc|own";
 
 /// Runs the check `args[0]`.
@@ -39,6 +39,7 @@ pub fn dispatch(args: &[String]) -> Check {
         ["seccomp-yield"] => seccomp_yield(),
         ["bench"] => crate::bench::run(),
         ["bench-one", lock] => crate::bench::one(lock),
+        ["bench-pairs"] => crate::pairs::one(),
         ["two-copies", area] => crate::copies::run(area),
         ["window"] => crate::window::run(None),
         ["window", ns] => crate::window::run(Some(

@@ -20,6 +20,8 @@ mod init;
 #[cfg(target_os = "linux")]
 mod kstats;
 #[cfg(target_os = "linux")]
+mod pairs;
+#[cfg(target_os = "linux")]
 mod seccomp;
 #[cfg(target_os = "linux")]
 mod window;
