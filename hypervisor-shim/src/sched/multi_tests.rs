@@ -3,6 +3,7 @@
 //! scheduler's own state and accounting, never on throughput.
 
 use super::*;
+use crate::hypercall::Request;
 use crate::page::GuestMemory;
 use crate::sched::{baseline::Baseline, ecs::Ecs, ple::Ple};
 

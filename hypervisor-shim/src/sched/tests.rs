@@ -2,6 +2,7 @@
 //! the test thread plays the vCPUs' hypercalls).
 
 use super::*;
+use crate::hypercall::Request;
 use crate::page::GuestMemory;
 use crate::sched::{ecs::Ecs, ple::Ple};
 
