@@ -257,6 +257,10 @@ pub fn run() -> ! {
         )),
         Some(steps) => {
             let mut counted: Option<u64> = None;
+            // The last run on the extension's grants: an opted-out run that follows a granted
+            // one is evidence that the opt-out works (an ungranted pair would pass anyway).
+            let mut last_on = 0;
+            let mut evidence = Vec::new();
             for s in steps {
                 println!("linux-guest: --- {}", s.name);
                 let before = (s.grants != Grants::Any).then(crate::kstats::read);
@@ -295,8 +299,12 @@ pub fn run() -> ! {
                                 );
                                 ok = false;
                             }
+                            if s.grants == Grants::None && g == 0 && last_on > 0 {
+                                evidence.push(s.name.clone());
+                            }
                             if s.grants == Grants::Counted {
                                 *counted.get_or_insert(0) += g;
+                                last_on = g;
                             }
                         }
                     }
@@ -315,6 +323,16 @@ pub fn run() -> ! {
                 if total == 0 {
                     failed
                         .push("the suites on the extension were never granted an extension".into());
+                }
+                println!(
+                    "linux-guest: opted-out runs whose run on the extension was granted (the \
+                     opt-out's evidence): {}",
+                    evidence.join(", ")
+                );
+                if evidence.is_empty() {
+                    failed.push(
+                        "no opted-out run follows a granted one: the opt-out is untested".into(),
+                    );
                 }
             }
         }

@@ -1,9 +1,9 @@
 //! The extension's cost per section where the extension is available: one thread, uncontended
 //! lock/unlock pairs with empty sections, timed by `CLOCK_MONOTONIC`. Under QEMU's
 //! `-icount shift=0` (the benchmark's default) the guest's clock advances 1 ns per emulated
-//! instruction, so nanoseconds per pair are instructions per pair (plus the few the loop
-//! itself takes, the same on both sides): the callgrind count of a host without the
-//! extension, taken where the extension is on. "off" is the same binary with
+//! instruction, so on minus off is the extension's cost in instructions per pair (the loop,
+//! the `black_box`es and the rare interrupt are the same on both sides; the absolute figures
+//! include them, so they are not the locks' own counts). "off" is the same binary with
 //! `ECS_LOCKS_RSEQ=0`.
 
 use std::hint::black_box;
@@ -109,8 +109,8 @@ pub fn run() -> Result<(), String> {
         }
     }
     println!(
-        "linux-guest: uncontended pairs, one thread (ns per lock+unlock; under -icount shift=0 \
-         instructions per pair, the loop's included)"
+        "linux-guest: uncontended pairs, one thread (ns per lock+unlock and loop step; under \
+         -icount shift=0 on-off is the extension's instructions per pair)"
     );
     println!("  lock            off      on   on-off");
     for (k, kind) in KINDS.iter().enumerate() {

@@ -103,7 +103,10 @@ for line in sys.stdin:
     try: m = json.loads(line)
     except ValueError: continue
     if m.get("reason") == "compiler-artifact" and m.get("profile", {}).get("test") and m.get("executable"):
-        seen[m["target"]["name"]] = m["executable"]
+        name, exe = m["target"]["name"], m["executable"]
+        if seen.get(name, exe) != exe:
+            sys.exit("two test binaries named " + name + ": " + seen[name] + " and " + exe)
+        seen[name] = exe
 for name, exe in sorted(seen.items()):
     print(name, exe)'
 }
@@ -115,11 +118,13 @@ mkdir -p "$root"/{bin,dev,proc,sys,lib64,lib/x86_64-linux-gnu}
 cp "$static_dir/$target/release/linux-guest" "$root/init"
 cp "$dyn_dir/$target/release/linux-guest" "$root/bin/linux-guest-dyn"
 mkdir -p "$root/bin/suites"
+suites=$(suite_exes) || { log "the test binaries could not be listed"; exit 1; }
 n_suites=0
 while read -r name exe; do
+    [ -n "$name" ] || continue
     cp "$exe" "$root/bin/suites/$name"
     n_suites=$((n_suites + 1))
-done < <(suite_exes)
+done <<<"$suites"
 [ "$n_suites" -gt 0 ] || { log "no test executables were built"; exit 1; }
 log "$n_suites test binaries for the guest: $(ls "$root/bin/suites" | tr '\n' ' ')"
 for d in "$sysroot/usr/lib/x86_64-linux-gnu" "$sysroot/lib/x86_64-linux-gnu"; do
