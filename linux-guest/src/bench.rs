@@ -10,14 +10,13 @@
 //! counts reader sections and updates as its operations, its holds are the reader sections,
 //! and the updates and their grace-period waits get a table of their own.
 
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 
 use ecs_locks::{McsMutex, Rcu, SpinMutex, SpinRwLock, TicketMutex};
 
-use crate::work::{now_ns, rounds_for_ns, scaled_ms, spin_work};
+use crate::work::{self, now_ns, rounds_for_ns, scaled_ms, side, spin_work};
 
 const LOCKS: [&str; 6] = ["spin", "mcs", "ticket", "spin-rw", "rcu-read", "rcu-update"];
 const THREADS: usize = 8;
@@ -156,11 +155,7 @@ pub fn one(lock: &str) -> Result<(), String> {
         "bench: lock={lock} ext={} ops={} slow={} max_us={} mean_ns={} updates={} \
          upd_sum_ns={} upd_max_us={} grants={} yields={} sgrant={} syield={} srevok={} \
          sexpir={} sabort={} ({})",
-        if std::env::var_os("ECS_LOCKS_RSEQ").is_some_and(|v| v == "0") {
-            "off"
-        } else {
-            "on"
-        },
+        side(),
         t.ops,
         t.slow,
         t.max_ns / 1000,
@@ -180,11 +175,9 @@ pub fn one(lock: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Parses `key=value` words of a `bench:` line.
+/// `key=value` of a `bench:` line, 0 when absent.
 fn field(line: &str, key: &str) -> u64 {
-    line.split_whitespace()
-        .find_map(|w| w.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
-        .unwrap_or(0)
+    work::field(line, key).unwrap_or(0)
 }
 
 /// `bench`: every lock, off/on alternating twice, then the summary; then the uncontended pair
@@ -202,32 +195,15 @@ pub fn run() -> Result<(), String> {
         let old = crate::kstats::set_slice_nsec(ns)?;
         println!("linux-guest: bench: grant {ns} ns (was {old})");
     }
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut rows = Vec::new();
     for lock in LOCKS {
         // [off, on] x [ops, slow, max_us, updates, update time in ns, longest update in us]
         let mut by = [[0u64; 6]; 2];
         for round in 0..2 {
             for (m, off) in [(0usize, true), (1, false)] {
-                let mut cmd = Command::new(&exe);
-                cmd.args(["bench-one", lock]);
-                if off {
-                    cmd.env("ECS_LOCKS_RSEQ", "0");
-                } else {
-                    cmd.env_remove("ECS_LOCKS_RSEQ");
-                }
-                let out = cmd.output().map_err(|e| e.to_string())?;
-                let text = String::from_utf8_lossy(&out.stdout);
-                let line = text
-                    .lines()
-                    .find(|l| l.starts_with("bench:"))
-                    .ok_or_else(|| {
-                        format!(
-                            "bench-one {lock} printed no result: {}",
-                            String::from_utf8_lossy(&out.stderr)
-                        )
-                    })?;
-                println!("{line} round={round}");
+                let result = work::child_result(&["bench-one", lock], off, "bench:")?;
+                println!("{result} round={round}");
+                let line = result.as_str();
                 // Every operation: sections, and `rcu-update`'s updates.
                 by[m][0] += field(line, "ops") + field(line, "updates");
                 by[m][1] += field(line, "slow");

@@ -7,11 +7,10 @@
 //! `ECS_LOCKS_RSEQ=0`.
 
 use std::hint::black_box;
-use std::process::Command;
 
 use ecs_locks::{McsMutex, Rcu, SpinMutex, SpinRwLock, TicketMutex};
 
-use crate::work::{now_ns, scaled};
+use crate::work::{child_result, field, now_ns, scaled, side};
 
 /// The locks measured, as `bench-pairs` prints them.
 const KINDS: [&str; 6] = [
@@ -43,14 +42,7 @@ pub fn one() -> Result<(), String> {
     let ticket = TicketMutex::new(0u64);
     let rw = SpinRwLock::new(0u64);
     let rcu = Rcu::new(0u64);
-    let mut line = format!(
-        "pairs: ext={} n={n}",
-        if std::env::var_os("ECS_LOCKS_RSEQ").is_some_and(|v| v == "0") {
-            "off"
-        } else {
-            "on"
-        }
-    );
+    let mut line = format!("pairs: ext={} n={n}", side());
     for kind in KINDS {
         let ns = match kind {
             "spin" => per_pair(n, || *black_box(&spin).lock() += 1),
@@ -70,40 +62,17 @@ pub fn one() -> Result<(), String> {
     Ok(())
 }
 
-/// Parses `kind=value` of a `pairs:` line.
-fn value(line: &str, key: &str) -> Option<f64> {
-    line.split_whitespace()
-        .find_map(|w| w.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
-}
-
 /// Runs `bench-pairs` off and on, twice each alternating, and prints the table: per kind the
 /// smaller of the two rounds per side (interrupts only add), and on minus off.
 pub fn run() -> Result<(), String> {
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut best = [[f64::INFINITY; KINDS.len()]; 2];
     for round in 0..2 {
         for (m, off) in [(0usize, true), (1, false)] {
-            let mut cmd = Command::new(&exe);
-            cmd.arg("bench-pairs");
-            if off {
-                cmd.env("ECS_LOCKS_RSEQ", "0");
-            } else {
-                cmd.env_remove("ECS_LOCKS_RSEQ");
-            }
-            let out = cmd.output().map_err(|e| e.to_string())?;
-            let text = String::from_utf8_lossy(&out.stdout);
-            let line = text
-                .lines()
-                .find(|l| l.starts_with("pairs:"))
-                .ok_or_else(|| {
-                    format!(
-                        "bench-pairs printed no result: {}",
-                        String::from_utf8_lossy(&out.stderr)
-                    )
-                })?;
+            let line = child_result(&["bench-pairs"], off, "pairs:")?;
             println!("{line} round={round}");
             for (k, kind) in KINDS.iter().enumerate() {
-                let v = value(line, kind).ok_or_else(|| format!("no {kind} in {line:?}"))?;
+                let v =
+                    field::<f64>(&line, kind).ok_or_else(|| format!("no {kind} in {line:?}"))?;
                 best[m][k] = best[m][k].min(v);
             }
         }

@@ -1,4 +1,5 @@
-//! Shared helpers: the size scale, busy work of a fixed length, the monotonic clock.
+//! Shared helpers: the size scale, busy work of a fixed length, the monotonic clock, and the
+//! benchmarks' off/on child runs and their `key=value` result lines.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -59,4 +60,44 @@ pub fn rounds_for_ns(ns: u64) -> u32 {
         }
         n *= 4;
     }
+}
+
+/// "off" when this process runs with the opt-out (`ECS_LOCKS_RSEQ=0`), else "on".
+pub fn side() -> &'static str {
+    if std::env::var_os("ECS_LOCKS_RSEQ").is_some_and(|v| v == "0") {
+        "off"
+    } else {
+        "on"
+    }
+}
+
+/// Runs this program with `args` as a child, opted out if `off`, and returns the first line
+/// of its standard output that starts with `prefix` (the child's result).
+pub fn child_result(args: &[&str], off: bool, prefix: &str) -> Result<String, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(args);
+    if off {
+        cmd.env("ECS_LOCKS_RSEQ", "0");
+    } else {
+        cmd.env_remove("ECS_LOCKS_RSEQ");
+    }
+    let out = cmd.output().map_err(|e| e.to_string())?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .map(str::to_string)
+        .ok_or_else(|| {
+            format!(
+                "{} printed no result: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+}
+
+/// The value of `key=value` in a result line, if present and parsable.
+pub fn field<T: std::str::FromStr>(line: &str, key: &str) -> Option<T> {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
 }
